@@ -1,0 +1,71 @@
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/rehearse-dev/rehearse/workload"
+)
+
+// Reconnect backoff bounds: after a failed connect, operations on the endpoint wait
+// before the next attempt, doubling up to the maximum, so an outage is not met with a
+// connect storm at the arrival rate.
+const (
+	minBackoff = 20 * time.Millisecond
+	maxBackoff = 500 * time.Millisecond
+)
+
+// PgxPool runs operations on a pgxpool, with reconnect backoff.
+type PgxPool struct {
+	pool      *pgxpool.Pool
+	failUntil atomic.Int64 // unix nanoseconds before which no connect is attempted
+	backoff   atomic.Int64
+}
+
+var _ Pool = (*PgxPool)(nil)
+
+// NewPgxPool wraps p.
+func NewPgxPool(p *pgxpool.Pool) *PgxPool { return &PgxPool{pool: p} }
+
+// Run implements Pool.
+func (p *PgxPool) Run(ctx context.Context, op workload.OpFunc, s *workload.Session, r *rand.Rand) (time.Time, error) {
+	if fu := p.failUntil.Load(); fu > 0 {
+		if wait := time.Until(time.Unix(0, fu)); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return time.Time{}, fmt.Errorf("waiting to reconnect: %w", ctx.Err())
+			case <-t.C:
+			}
+		}
+	}
+	c, err := p.pool.Acquire(ctx)
+	if err != nil {
+		var ce *pgconn.ConnectError
+		if !errors.As(err, &ce) && errors.Is(err, context.DeadlineExceeded) {
+			return time.Time{}, fmt.Errorf("%w: %w", ErrPoolExhausted, err)
+		}
+		if class, _ := Classify(err); class == ConnectionRefused || class == ConnectionReset {
+			b := min(max(2*p.backoff.Load(), int64(minBackoff)), int64(maxBackoff))
+			p.backoff.Store(b)
+			p.failUntil.Store(time.Now().Add(time.Duration(b)).UnixNano())
+		}
+		return time.Time{}, err
+	}
+	if p.backoff.Load() != 0 {
+		p.backoff.Store(0)
+		p.failUntil.Store(0)
+	}
+	sent := time.Now()
+	err = op(ctx, c.Conn(), s, r)
+	c.Release()
+	return sent, err
+}

@@ -1,0 +1,405 @@
+package loadgen
+
+import (
+	"cmp"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/rehearse-dev/rehearse/report"
+	"github.com/rehearse-dev/rehearse/workload"
+)
+
+// Histogram range: 1 µs to 1 hour in nanoseconds, 3 significant digits. Values outside
+// are clamped, so a pathological stall is recorded at the ceiling rather than lost.
+const (
+	histLowest  = int64(time.Microsecond)
+	histHighest = int64(time.Hour)
+	histSigFigs = 3
+)
+
+func newHist() *hdr.Histogram { return hdr.New(histLowest, histHighest, histSigFigs) }
+
+func recordClamped(h *hdr.Histogram, v int64) {
+	_ = h.RecordValue(min(max(v, histLowest), histHighest))
+}
+
+// sample is one finished operation. Times are nanoseconds since the run's start.
+type sample struct {
+	intended int64 // when the arrival was due (latency counts from here)
+	start    int64 // when a worker picked it up (schedule lag = start - intended)
+	sent     int64 // when it had a connection and was sent (service time from here)
+	end      int64
+	op       uint16
+	class    Class
+	flags    uint8
+	retries  uint8
+}
+
+const (
+	flagAmbiguous uint8 = 1 << iota
+	flagMisrouted
+)
+
+type errSample struct {
+	at    int64
+	op    uint16
+	class Class
+	err   error
+}
+
+// Handle is one worker's recording buffer. A worker owns its handle; the mutex is only
+// ever contended by the once-a-second flush, so the hot path takes no shared lock.
+type Handle struct {
+	mu    sync.Mutex
+	buf   []sample
+	errs  []errSample
+	spare []sample
+}
+
+// record appends one finished operation; err is kept only when the operation failed.
+func (h *Handle) record(s sample, err error) {
+	h.mu.Lock()
+	h.buf = append(h.buf, s)
+	if s.class != OK {
+		h.errs = append(h.errs, errSample{at: s.end, op: s.op, class: s.class, err: err})
+	}
+	h.mu.Unlock()
+}
+
+// take swaps out the recorded samples; the returned slices are owned by the caller
+// until the next take.
+func (h *Handle) take(into []sample) ([]sample, []errSample) {
+	h.mu.Lock()
+	out, errs := h.buf, h.errs
+	h.buf = into[:0]
+	h.errs = nil
+	h.mu.Unlock()
+	return out, errs
+}
+
+// Phases are numbered in order; phase 0 is "before".
+var phaseNames = []string{report.PhaseBefore, report.PhaseDuring, report.PhaseAfter}
+
+const numPhases = 3
+
+type opStats struct {
+	name     string
+	kind     workload.Kind
+	interval *hdr.Histogram // successful latencies completed in the current second
+	all      *hdr.Histogram // successful latencies, whole run
+	phase    [numPhases]*hdr.Histogram
+	service  *hdr.Histogram
+	count    [numPhases]int64
+	errors   [numPhases]int64
+	ivCount  int64
+}
+
+type errKey struct {
+	class    Class
+	sqlstate string
+}
+
+type errStat struct {
+	count       int64
+	first, last int64
+	example     string
+	phases      [numPhases]int64
+}
+
+// IntervalSink receives each operation's latency histogram for every one-second
+// interval (for the HdrHistogram interval log). h is reused after the call returns.
+type IntervalSink func(op string, h *hdr.Histogram, start, end time.Duration) error
+
+// Recorder aggregates what every worker recorded: per-operation HDR histograms per
+// one-second interval, per phase and for the run, errors by class, schedule lag and
+// availability. Flush runs once a second from one goroutine.
+type Recorder struct {
+	mu      sync.Mutex // guards everything below against Flush/Summary/NewHandle races
+	handles []*Handle
+	ops     []opStats
+	lag     *hdr.Histogram
+	errs    map[errKey]*errStat
+	// phaseAt[i] is when phase i began (ns); phase 0 begins at 0.
+	phaseAt   [numPhases]int64
+	phaseSet  [numPhases]bool
+	timeline  []report.TimelineRow
+	avail     [2]availability // indexed by workload.Kind
+	lastFlush int64
+	sink      IntervalSink
+	sinkErr   error
+
+	totals report.Totals
+	// scratch buffers reused between flushes
+	scratch []sample
+	errSeen int64
+	ivErrs  [numClasses]int64
+}
+
+// NewRecorder returns a recorder for ops. sink may be nil.
+func NewRecorder(ops []workload.Op, sink IntervalSink) *Recorder {
+	r := &Recorder{errs: map[errKey]*errStat{}, lag: newHist(), sink: sink}
+	r.phaseSet[0] = true
+	for _, op := range ops {
+		s := opStats{name: op.Name, kind: op.Kind, interval: newHist(), all: newHist(), service: newHist()}
+		for p := range s.phase {
+			s.phase[p] = newHist()
+		}
+		r.ops = append(r.ops, s)
+	}
+	return r
+}
+
+// NewHandle returns a recording handle for one worker.
+func (r *Recorder) NewHandle() *Handle {
+	h := &Handle{buf: make([]sample, 0, 1024)}
+	r.mu.Lock()
+	r.handles = append(r.handles, h)
+	r.mu.Unlock()
+	return h
+}
+
+// MarkPhase records that phase name ("during" or "after") began at offset at from the
+// run's start. Operations are attributed to phases by their intended start.
+func (r *Recorder) MarkPhase(name string, at time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, n := range phaseNames {
+		if n == name && i > 0 {
+			r.phaseAt[i] = int64(at)
+			r.phaseSet[i] = true
+		}
+	}
+}
+
+func (r *Recorder) phaseOf(t int64) int {
+	p := 0
+	for i := 1; i < numPhases; i++ {
+		if r.phaseSet[i] && t >= r.phaseAt[i] {
+			p = i
+		}
+	}
+	return p
+}
+
+// Flush collects every handle's samples, closes the interval ending at now and
+// appends its timeline row, which it returns.
+func (r *Recorder) Flush(now time.Duration) report.TimelineRow {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.flushLocked(now, false)
+}
+
+// FlushFinal collects what is left after the run; it adds a timeline row only for a
+// partial interval in which something finished.
+func (r *Recorder) FlushFinal(now time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.flushLocked(now, true)
+}
+
+func (r *Recorder) flushLocked(now time.Duration, final bool) report.TimelineRow {
+	row := report.TimelineRow{TS: math.Floor(float64(r.lastFlush)/1e9*1000) / 1000}
+	var ivAll *hdr.Histogram
+	for _, h := range r.handles {
+		buf, errs := h.take(r.scratch)
+		for i := range buf {
+			r.add(&buf[i])
+		}
+		for _, e := range errs {
+			r.addErr(e)
+		}
+		r.scratch = buf
+	}
+	for i := range r.ops {
+		s := &r.ops[i]
+		if s.ivCount == 0 && s.interval.TotalCount() == 0 {
+			continue
+		}
+		if row.PerOp == nil {
+			row.PerOp = map[string]int64{}
+		}
+		row.PerOp[s.name] += s.ivCount
+		row.Ops += s.ivCount
+		if s.interval.TotalCount() > 0 {
+			if ivAll == nil {
+				ivAll = newHist()
+			}
+			ivAll.Merge(s.interval)
+			if r.sink != nil && r.sinkErr == nil {
+				r.sinkErr = r.sink(s.name, s.interval, time.Duration(r.lastFlush), now)
+			}
+		}
+		s.interval.Reset()
+		s.ivCount = 0
+	}
+	row.Errors = r.errSeen
+	if r.errSeen > 0 {
+		row.ErrorsByClass = r.ivErrClasses()
+	}
+	r.errSeen = 0
+	clear(r.ivErrs[:])
+	if ivAll != nil {
+		row.P50Ms = ms(ivAll.ValueAtQuantile(50))
+		row.P99Ms = ms(ivAll.ValueAtQuantile(99))
+		row.MaxMs = ms(ivAll.Max())
+	}
+	r.lastFlush = int64(now)
+	if !final || row.Ops > 0 || row.Errors > 0 {
+		r.timeline = append(r.timeline, row)
+	}
+	return row
+}
+
+func (r *Recorder) ivErrClasses() map[string]int64 {
+	m := map[string]int64{}
+	for c, n := range r.ivErrs {
+		if n > 0 {
+			m[Class(c).String()] = n
+		}
+	}
+	return m
+}
+
+func (r *Recorder) add(s *sample) {
+	if int(s.op) >= len(r.ops) {
+		return
+	}
+	st := &r.ops[s.op]
+	p := r.phaseOf(s.intended)
+	st.count[p]++
+	st.ivCount++
+	r.totals.Transactions++
+	r.totals.Retries += int64(s.retries)
+	recordClamped(r.lag, s.start-s.intended)
+	r.avail[st.kind].attempt(s.intended)
+	switch {
+	case s.class == OK:
+		r.totals.Succeeded++
+		lat := s.end - s.intended
+		recordClamped(st.interval, lat)
+		recordClamped(st.all, lat)
+		recordClamped(st.phase[p], lat)
+		recordClamped(st.service, s.end-s.sent)
+		r.avail[st.kind].success(s.end)
+	default:
+		if s.flags&flagAmbiguous != 0 {
+			r.totals.Ambiguous++
+		} else {
+			r.totals.Failed++
+		}
+		st.errors[p]++
+		r.avail[st.kind].failure(s.intended)
+	}
+}
+
+func (r *Recorder) addErr(e errSample) {
+	r.errSeen++
+	r.ivErrs[e.class]++
+	_, state := Classify(e.err)
+	k := errKey{class: e.class, sqlstate: state}
+	st := r.errs[k]
+	if st == nil {
+		st = &errStat{first: e.at}
+		if e.err != nil {
+			st.example = e.err.Error()
+			if len(st.example) > 300 {
+				st.example = st.example[:300] + "…"
+			}
+		}
+		r.errs[k] = st
+	}
+	st.count++
+	st.last = max(st.last, e.at)
+	st.first = min(st.first, e.at)
+	st.phases[r.phaseOf(e.at)]++
+}
+
+// SinkErr returns the first error the interval sink returned, if any.
+func (r *Recorder) SinkErr() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sinkErr
+}
+
+// Summary is what the recorder saw over the whole run.
+type Summary struct {
+	Operations   []report.Operation
+	Errors       []report.ErrorClass
+	Timeline     []report.TimelineRow
+	Availability report.Availability
+	Totals       report.Totals
+	LagP99Ms     float64
+	LagMaxMs     float64
+}
+
+// Summary summarises the run so far; end is the run's length, which closes any
+// unavailability window still open.
+func (r *Recorder) Summary(end time.Duration) Summary {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := Summary{
+		Timeline: slices.Clone(r.timeline),
+		Totals:   r.totals,
+		LagP99Ms: ms(r.lag.ValueAtQuantile(99)),
+		LagMaxMs: ms(r.lag.Max()),
+	}
+	for i := range r.ops {
+		s := &r.ops[i]
+		op := report.Operation{
+			Name:      s.name,
+			Kind:      s.kind.String(),
+			LatencyMs: latency(s.all),
+			ServiceMs: report.Service{P50: ms(s.service.ValueAtQuantile(50)), P99: ms(s.service.ValueAtQuantile(99)), Max: ms(s.service.Max())},
+			Phases:    map[string]report.Phase{},
+		}
+		for p := range numPhases {
+			op.Count += s.count[p]
+			op.Errors += s.errors[p]
+			if s.count[p] > 0 {
+				op.Phases[phaseNames[p]] = report.Phase{Count: s.count[p], Errors: s.errors[p], LatencyMs: latency(s.phase[p])}
+			}
+		}
+		out.Operations = append(out.Operations, op)
+	}
+	for k, st := range r.errs {
+		ec := report.ErrorClass{
+			Class: k.class.String(), SQLState: k.sqlstate, Count: st.count,
+			FirstS: secs(st.first), LastS: secs(st.last), Example: st.example,
+			Phases: map[string]int64{},
+		}
+		for p := range numPhases {
+			if st.phases[p] > 0 {
+				ec.Phases[phaseNames[p]] = st.phases[p]
+			}
+		}
+		out.Errors = append(out.Errors, ec)
+	}
+	slices.SortFunc(out.Errors, func(a, b report.ErrorClass) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Class, b.Class), cmp.Compare(a.SQLState, b.SQLState))
+	})
+	out.Availability = r.availabilityLocked(int64(end))
+	return out
+}
+
+func latency(h *hdr.Histogram) report.Latency {
+	if h.TotalCount() == 0 {
+		return report.Latency{}
+	}
+	return report.Latency{
+		P50:  ms(h.ValueAtQuantile(50)),
+		P90:  ms(h.ValueAtQuantile(90)),
+		P99:  ms(h.ValueAtQuantile(99)),
+		P999: ms(h.ValueAtQuantile(99.9)),
+		Max:  ms(h.Max()),
+	}
+}
+
+// ms converts nanoseconds to milliseconds rounded to the microsecond.
+func ms(ns int64) float64 { return math.Round(float64(ns)/1e3) / 1e3 }
+
+// secs converts nanoseconds to seconds rounded to the millisecond.
+func secs(ns int64) float64 { return math.Round(float64(ns)/1e6) / 1e3 }

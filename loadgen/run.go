@@ -1,0 +1,391 @@
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rehearse-dev/rehearse/workload"
+)
+
+// Pool runs one operation on a connection from an endpoint's pool. It returns when the
+// operation was sent (after a connection was acquired) so service time can be told
+// apart from waiting for a connection.
+type Pool interface {
+	Run(ctx context.Context, op workload.OpFunc, s *workload.Session, r *rand.Rand) (sent time.Time, err error)
+}
+
+// Config is one load run.
+type Config struct {
+	// Workload supplies the operations and the session lifecycle.
+	Workload workload.Workload
+	// Writer and Reader are the endpoints writes and reads go to.
+	Writer, Reader Pool
+	// Pacer schedules arrivals (open loop). Nil selects the closed loop.
+	Pacer Pacer
+	// Duration bounds the run.
+	Duration time.Duration
+	// Sessions is the number of simulated sessions (open loop).
+	Sessions int
+	// Workers is the number of goroutines executing due actions (open loop), or the
+	// number of connections looping (closed loop).
+	Workers int
+	// Think is the pause a session takes after each action before it is eligible again.
+	Think Think
+	// OpTimeout bounds one operation from when a worker picks it up.
+	OpTimeout time.Duration
+	// Grace is how long in-flight operations may run after arrivals stop.
+	Grace time.Duration
+	// MaxRetries bounds retries of serialization failures and deadlocks.
+	MaxRetries int
+	// MisroutedWrites is the fraction of writes sent to the reader endpoint.
+	MisroutedWrites float64
+	// Seed makes session and operation choices reproducible.
+	Seed uint64
+	// Recorder receives every operation's outcome.
+	Recorder *Recorder
+	// Progress, if set, gets one line per second.
+	Progress io.Writer
+	// OnTick, if set, is called after each one-second flush with the elapsed time.
+	OnTick func(elapsed time.Duration)
+}
+
+// Stats is what the run itself (not the recorder) observed.
+type Stats struct {
+	// Start is when the run's clock started (offset 0 of every recorded time).
+	Start time.Time
+	// Elapsed is how long arrivals were generated.
+	Elapsed time.Duration
+	// Arrivals is the number of arrivals dispatched.
+	Arrivals int64
+	// Interrupted is true when ctx was cancelled before the duration ended.
+	Interrupted bool
+}
+
+// ErrNoSessions is returned when an open-loop run has no sessions to dispatch to.
+var ErrNoSessions = errors.New("no sessions")
+
+// Run generates load until cfg.Duration has passed or ctx is cancelled, then waits up
+// to cfg.Grace for in-flight operations. Every finished operation is in cfg.Recorder,
+// including those of an interrupted run. The clock starts at start.
+func Run(ctx context.Context, cfg Config, start time.Time) (Stats, error) {
+	if cfg.Recorder == nil || cfg.Workload == nil || cfg.Writer == nil || cfg.Reader == nil {
+		return Stats{}, errors.New("loadgen: Config needs Workload, Writer, Reader and Recorder")
+	}
+	if cfg.Workers <= 0 {
+		return Stats{}, errors.New("loadgen: Workers must be positive")
+	}
+	r := &runner{cfg: cfg, ops: cfg.Workload.Ops(), t0: start}
+	// opCtx outlives ctx by the grace period, so in-flight work can finish.
+	opCtx, cancelOps := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelOps()
+
+	tickDone := make(chan struct{})
+	stopTick := make(chan struct{})
+	go r.tick(stopTick, tickDone)
+
+	var stats Stats
+	if cfg.Pacer == nil {
+		stats = r.closed(ctx, opCtx, cancelOps)
+	} else {
+		if cfg.Sessions <= 0 {
+			close(stopTick)
+			<-tickDone
+			return Stats{}, ErrNoSessions
+		}
+		stats = r.open(ctx, opCtx, cancelOps)
+	}
+	close(stopTick)
+	<-tickDone
+	stats.Start = start
+	cfg.Recorder.FlushFinal(time.Since(start))
+	return stats, nil
+}
+
+type runner struct {
+	cfg  Config
+	ops  []workload.Op
+	t0   time.Time
+	busy atomic.Int64
+}
+
+func (r *runner) since() int64 { return int64(time.Since(r.t0)) }
+
+// tick flushes the recorder once a second on the run's timeline.
+func (r *runner) tick(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	next := time.Second
+	t := time.NewTimer(time.Until(r.t0.Add(next)))
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		row := r.cfg.Recorder.Flush(next)
+		if r.cfg.Progress != nil {
+			fmt.Fprintf(r.cfg.Progress, "%5.0fs  %7d ops/s  p50 %7.2f ms  p99 %8.2f ms  max %8.2f ms  errors %5d  sessions %d (busy %d)\n",
+				next.Seconds(), row.Ops, row.P50Ms, row.P99Ms, row.MaxMs, row.Errors, r.cfg.Sessions, r.busy.Load())
+		}
+		if r.cfg.OnTick != nil {
+			r.cfg.OnTick(next)
+		}
+		next += time.Second
+		t.Reset(time.Until(r.t0.Add(next)))
+	}
+}
+
+// worker holds one goroutine's private state: its RNG and recording handle.
+type worker struct {
+	r   *runner
+	rnd *rand.Rand
+	h   *Handle
+}
+
+func (r *runner) newWorker(i int) *worker {
+	return &worker{r: r, rnd: rand.New(rand.NewPCG(r.cfg.Seed, uint64(i)+1)), h: r.cfg.Recorder.NewHandle()}
+}
+
+// exec runs one action of session s that was due at intended, and records it.
+func (w *worker) exec(ctx context.Context, s *workload.Session, intended int64) {
+	cfg := &w.r.cfg
+	start := w.r.since()
+	opIdx := cfg.Workload.Next(s, w.rnd)
+	op := &w.r.ops[opIdx]
+	pool := cfg.Reader
+	var flags uint8
+	if op.Kind == workload.Write {
+		pool = cfg.Writer
+		if cfg.MisroutedWrites > 0 && w.rnd.Float64() < cfg.MisroutedWrites {
+			pool = cfg.Reader
+			flags |= flagMisrouted
+		}
+	}
+	var (
+		err     error
+		sent    time.Time
+		class   Class
+		retries uint8
+	)
+	for attempt := 0; ; attempt++ {
+		octx, cancel := context.WithTimeout(ctx, cfg.OpTimeout)
+		var s0 time.Time
+		s0, err = pool.Run(octx, op.Run, s, w.rnd)
+		cancel()
+		if sent.IsZero() {
+			sent = s0 // service time spans every retry
+		}
+		class, _ = Classify(err)
+		if !class.Retryable() || attempt >= cfg.MaxRetries || ctx.Err() != nil {
+			break
+		}
+		retries++
+	}
+	if errors.Is(err, workload.ErrAmbiguous) {
+		flags |= flagAmbiguous
+	}
+	end := w.r.since()
+	sentNs := end
+	if !sent.IsZero() {
+		sentNs = int64(sent.Sub(w.r.t0))
+	}
+	w.h.record(sample{intended: intended, start: start, sent: sentNs, end: end, op: uint16(opIdx), class: class, flags: flags, retries: retries}, err)
+}
+
+// closed runs cfg.Workers connections, each looping as fast as it can (pgbench style).
+// Each operation's intended start is when its worker was free to send it.
+func (r *runner) closed(ctx, opCtx context.Context, cancelOps context.CancelFunc) Stats {
+	runCtx, cancel := context.WithTimeout(ctx, r.cfg.Duration)
+	defer cancel()
+	var wg sync.WaitGroup
+	var arrivals atomic.Int64
+	for i := range r.cfg.Workers {
+		w := r.newWorker(i)
+		s := r.cfg.Workload.NewSession(i, w.rnd)
+		wg.Go(func() {
+			for runCtx.Err() == nil {
+				arrivals.Add(1)
+				w.exec(opCtx, &s, r.since())
+			}
+		})
+	}
+	r.busy.Store(int64(r.cfg.Workers))
+	<-runCtx.Done()
+	elapsed := time.Since(r.t0)
+	r.waitGrace(&wg, cancelOps)
+	return Stats{Elapsed: min(elapsed, r.cfg.Duration), Arrivals: arrivals.Load(), Interrupted: ctx.Err() != nil}
+}
+
+// waitGrace waits for in-flight work, cancelling it after the grace period.
+func (r *runner) waitGrace(wg *sync.WaitGroup, cancelOps context.CancelFunc) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(r.cfg.Grace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		cancelOps()
+		<-done
+	}
+}
+
+// job is one due action handed from the scheduler to a worker.
+type job struct {
+	session  int32
+	intended int64
+}
+
+// done returns a session to the scheduler with the time it is ready again.
+type done struct {
+	session int32
+	ready   int64
+}
+
+// idleHeap orders idle sessions by when their think time ends. It is a typed binary
+// heap: container/heap would box every element on the per-operation path.
+type idleHeap []done
+
+func (h *idleHeap) push(d done) {
+	*h = append(*h, d)
+	a := *h
+	i := len(a) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if a[p].ready <= a[i].ready {
+			break
+		}
+		a[p], a[i] = a[i], a[p]
+		i = p
+	}
+}
+
+func (h *idleHeap) pop() done {
+	a := *h
+	top := a[0]
+	n := len(a) - 1
+	a[0] = a[n]
+	a = a[:n]
+	i := 0
+	for {
+		l := 2*i + 1
+		if l >= n {
+			break
+		}
+		m := l
+		if r := l + 1; r < n && a[r].ready < a[l].ready {
+			m = r
+		}
+		if a[i].ready <= a[m].ready {
+			break
+		}
+		a[i], a[m] = a[m], a[i]
+		i = m
+	}
+	*h = a
+	return top
+}
+
+// open runs the open-loop schedule: the pacer says when each arrival is due, the idle
+// session whose think time ends first takes it, and a bounded pool of workers runs it.
+// Sessions are data on a heap, never goroutines.
+func (r *runner) open(ctx, opCtx context.Context, cancelOps context.CancelFunc) Stats {
+	cfg := &r.cfg
+	sessions := make([]workload.Session, cfg.Sessions)
+	seedRnd := rand.New(rand.NewPCG(cfg.Seed, 0xabcdef))
+	idle := make(idleHeap, 0, cfg.Sessions)
+	for i := range sessions {
+		sessions[i] = cfg.Workload.NewSession(i, seedRnd)
+		// Stagger first readiness over one think time, so sessions start spread out.
+		idle.push(done{session: int32(i), ready: int64(cfg.Think.Sample(seedRnd))})
+	}
+
+	jobs := make(chan job, cfg.Workers)
+	// At most every session is out at once, so workers never block returning one.
+	returned := make(chan done, cfg.Sessions)
+	var wg sync.WaitGroup
+	for i := range cfg.Workers {
+		w := r.newWorker(i)
+		wg.Go(func() {
+			for j := range jobs {
+				s := &sessions[j.session]
+				r.busy.Add(1)
+				w.exec(opCtx, s, j.intended)
+				r.busy.Add(-1)
+				returned <- done{session: j.session, ready: r.since() + int64(cfg.Think.Sample(w.rnd))}
+			}
+		})
+	}
+	collect := func() {
+		for {
+			select {
+			case d := <-returned:
+				idle.push(d)
+			default:
+				return
+			}
+		}
+	}
+
+	var arrivals int64
+	interrupted := false
+	prev := time.Duration(-1)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	waitUntil := func(d time.Duration) bool {
+		wait := time.Until(r.t0.Add(d))
+		if wait <= 0 {
+			return ctx.Err() == nil
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-timer.C:
+			return true
+		}
+	}
+loop:
+	for {
+		due, ok := cfg.Pacer.Next(prev)
+		if !ok {
+			// The schedule has ended: hold until the run's duration is over.
+			waitUntil(cfg.Duration)
+			break
+		}
+		prev = due
+		if !waitUntil(due) {
+			break
+		}
+		collect()
+		if len(idle) == 0 {
+			// Every session is busy: this arrival waits, and its latency keeps counting.
+			select {
+			case <-ctx.Done():
+				break loop
+			case d := <-returned:
+				idle.push(d)
+			}
+		}
+		d := idle.pop()
+		select {
+		case jobs <- job{session: d.session, intended: int64(due)}:
+			arrivals++
+		case <-ctx.Done():
+			idle.push(d)
+			break loop
+		}
+	}
+	interrupted = ctx.Err() != nil
+	elapsed := min(time.Since(r.t0), cfg.Duration)
+	close(jobs)
+	r.waitGrace(&wg, cancelOps)
+	return Stats{Elapsed: elapsed, Arrivals: arrivals, Interrupted: interrupted}
+}

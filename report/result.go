@@ -1,0 +1,213 @@
+// Package report owns the result schema (result.json), SLO evaluation and the
+// renderers. It reads only a Result: any run can be re-rendered and any two compared.
+package report
+
+import "time"
+
+// SchemaV1 is the schema identifier written into every result.json.
+const SchemaV1 = "rehearse/result/v1"
+
+// Result is the whole outcome of one run: the result.json schema. Field names and
+// meanings are a stable contract (DESIGN.md); fields may be added.
+type Result struct {
+	Schema       string        `json:"schema"`
+	Mode         string        `json:"mode"`
+	Interrupted  bool          `json:"interrupted"`
+	Scenario     ScenarioInfo  `json:"scenario"`
+	Target       TargetInfo    `json:"target"`
+	StartedAt    time.Time     `json:"started_at"`
+	EndedAt      time.Time     `json:"ended_at"`
+	DurationS    float64       `json:"duration_s"`
+	Load         LoadInfo      `json:"load"`
+	Totals       Totals        `json:"totals"`
+	Operations   []Operation   `json:"operations"`
+	Errors       []ErrorClass  `json:"errors"`
+	Migration    *Migration    `json:"migration,omitempty"`
+	Availability Availability  `json:"availability"`
+	Integrity    Integrity     `json:"integrity"`
+	SLO          SLOVerdict    `json:"slo"`
+	Timeline     []TimelineRow `json:"timeline"`
+	Version      string        `json:"rehearse_version,omitempty"`
+	Notes        []string      `json:"notes,omitempty"`
+}
+
+// ScenarioInfo identifies the scenario a run used.
+type ScenarioInfo struct {
+	Name   string `json:"name"`
+	File   string `json:"file"`
+	SHA256 string `json:"sha256"`
+}
+
+// TargetInfo describes the database the run went to.
+type TargetInfo struct {
+	Kind         string            `json:"kind"`
+	EndpointMode string            `json:"endpoint_mode"`
+	Versions     map[string]string `json:"versions,omitempty"`
+	// Workload is the workload the run used (banking, tpcb, ...).
+	Workload string `json:"workload,omitempty"`
+}
+
+// LoadInfo is the load asked for and achieved.
+type LoadInfo struct {
+	Model            string  `json:"model"`
+	Sessions         int     `json:"sessions"`
+	TargetRate       float64 `json:"target_rate"`
+	AchievedRate     float64 `json:"achieved_rate"`
+	ScheduleLagP99Ms float64 `json:"schedule_lag_p99_ms"`
+	ScheduleLagMaxMs float64 `json:"schedule_lag_max_ms"`
+	PoolSize         int     `json:"pool_size"`
+	Workers          int     `json:"workers"`
+	Arrivals         int64   `json:"arrivals"`
+}
+
+// Totals counts transactions (operations) by outcome.
+type Totals struct {
+	Transactions int64 `json:"transactions"`
+	Succeeded    int64 `json:"succeeded"`
+	Failed       int64 `json:"failed"`
+	Ambiguous    int64 `json:"ambiguous"`
+	Retries      int64 `json:"retries"`
+}
+
+// Latency is a latency summary in milliseconds.
+type Latency struct {
+	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
+	P99  float64 `json:"p99"`
+	P999 float64 `json:"p999"`
+	Max  float64 `json:"max"`
+}
+
+// Service is a service-time summary in milliseconds.
+type Service struct {
+	P50 float64 `json:"p50"`
+	P99 float64 `json:"p99"`
+	Max float64 `json:"max"`
+}
+
+// Phase names, in timeline order.
+const (
+	PhaseBefore = "before"
+	PhaseDuring = "during"
+	PhaseAfter  = "after"
+)
+
+// Operation summarises one operation over the run and per phase.
+type Operation struct {
+	Name      string           `json:"name"`
+	Kind      string           `json:"kind"`
+	Count     int64            `json:"count"`
+	Errors    int64            `json:"errors"`
+	LatencyMs Latency          `json:"latency_ms"`
+	ServiceMs Service          `json:"service_ms"`
+	Phases    map[string]Phase `json:"phases"`
+}
+
+// Phase summarises one operation in one phase.
+type Phase struct {
+	Count     int64   `json:"count"`
+	Errors    int64   `json:"errors"`
+	LatencyMs Latency `json:"latency_ms"`
+}
+
+// ErrorClass counts errors of one class and SQLSTATE.
+type ErrorClass struct {
+	Class    string           `json:"class"`
+	SQLState string           `json:"sqlstate"`
+	Count    int64            `json:"count"`
+	FirstS   float64          `json:"first_s"`
+	LastS    float64          `json:"last_s"`
+	Example  string           `json:"example"`
+	Phases   map[string]int64 `json:"phases,omitempty"`
+}
+
+// Migration is the cutover's record.
+type Migration struct {
+	Plan           []string       `json:"plan"`
+	Outcome        string         `json:"outcome"`
+	Steps          []Step         `json:"steps"`
+	WriterBefore   string         `json:"writer_before"`
+	WriterAfter    string         `json:"writer_after"`
+	LagAtPromotion LagAtPromotion `json:"lag_at_promotion"`
+}
+
+// Step is one cutover step's record.
+type Step struct {
+	Name   string         `json:"name"`
+	Status string         `json:"status"`
+	StartS float64        `json:"start_s"`
+	EndS   float64        `json:"end_s"`
+	Detail map[string]any `json:"detail,omitempty"`
+}
+
+// LagAtPromotion is the replication lag when the replica was promoted.
+type LagAtPromotion struct {
+	Bytes int64   `json:"bytes"`
+	Ms    float64 `json:"ms"`
+}
+
+// Availability holds the unavailability windows seen by the load.
+type Availability struct {
+	WriteUnavailableMaxMs float64                 `json:"write_unavailable_max_ms"`
+	ReadUnavailableMaxMs  float64                 `json:"read_unavailable_max_ms"`
+	PerPhase              map[string]PhaseWindows `json:"per_phase,omitempty"`
+	Windows               []Window                `json:"windows"`
+}
+
+// PhaseWindows is the longest write and read window within one phase.
+type PhaseWindows struct {
+	WriteMaxMs float64 `json:"write_max_ms"`
+	ReadMaxMs  float64 `json:"read_max_ms"`
+}
+
+// Window is a span in which operations of a kind were attempted and none succeeded.
+type Window struct {
+	Kind     string  `json:"kind"`
+	StartS   float64 `json:"start_s"`
+	EndS     float64 `json:"end_s"`
+	Ms       float64 `json:"ms"`
+	Attempts int64   `json:"attempts"`
+	Phase    string  `json:"phase"`
+}
+
+// Integrity is the post-run data check, in the style of Jepsen's bank test.
+type Integrity struct {
+	Checked                bool     `json:"checked"`
+	BalanceConserved       bool     `json:"balance_conserved"`
+	LostAcknowledgedWrites int64    `json:"lost_acknowledged_writes"`
+	DuplicateWrites        int64    `json:"duplicate_writes"`
+	Ambiguous              int64    `json:"ambiguous"`
+	AmbiguousCommitted     int64    `json:"ambiguous_committed"`
+	AcknowledgedWrites     int64    `json:"acknowledged_writes"`
+	Details                []string `json:"details,omitempty"`
+}
+
+// SLOVerdict is the SLO evaluation.
+type SLOVerdict struct {
+	Passed bool       `json:"passed"`
+	Checks []SLOCheck `json:"checks"`
+}
+
+// SLOCheck is one SLO limit and the value measured against it.
+type SLOCheck struct {
+	Name   string  `json:"name"`
+	Limit  float64 `json:"limit"`
+	Value  float64 `json:"value"`
+	Passed bool    `json:"passed"`
+	Unit   string  `json:"unit,omitempty"`
+	// Reason explains a check that could not be measured (an operation that did not
+	// run, integrity not checked, a phase that did not occur). Added field.
+	Reason string `json:"reason,omitempty"`
+}
+
+// TimelineRow is one second of the run.
+type TimelineRow struct {
+	TS            float64          `json:"t_s"`
+	Ops           int64            `json:"ops"`
+	Errors        int64            `json:"errors"`
+	P50Ms         float64          `json:"p50_ms"`
+	P99Ms         float64          `json:"p99_ms"`
+	MaxMs         float64          `json:"max_ms"`
+	PerOp         map[string]int64 `json:"per_op,omitempty"`
+	ErrorsByClass map[string]int64 `json:"errors_by_class,omitempty"`
+}

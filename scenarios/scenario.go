@@ -1,0 +1,193 @@
+// Package scenarios loads, defaults and validates rehearsal scenario files.
+//
+// A scenario names the workload, the load profile, the target, the cutover plan and
+// the SLOs. Every field has a documented default (see Defaults and `rehearse scenario
+// init`); unknown fields are rejected; every problem is reported at once with its
+// file:line:column.
+package scenarios
+
+import (
+	"time"
+)
+
+// Scenario is one rehearsal: what traffic, against what, with which cutover, judged by
+// which SLOs. It is plain data.
+type Scenario struct {
+	// Name identifies the scenario in reports and default output directories.
+	Name string `yaml:"name"`
+	// Description is free text shown in reports.
+	Description string `yaml:"description"`
+	// Workload chooses the operations and their data.
+	Workload Workload `yaml:"workload"`
+	// Load is the traffic profile.
+	Load Load `yaml:"load"`
+	// Target is the database the load goes to.
+	Target Target `yaml:"target"`
+	// Cutover is the migration plan run under load.
+	Cutover Cutover `yaml:"cutover"`
+	// SLO holds the limits the run is judged by.
+	SLO SLO `yaml:"slo"`
+
+	// File is the path the scenario was read from ("" when parsed from memory).
+	File string `yaml:"-"`
+	// SHA256 is the hex digest of the file's bytes.
+	SHA256 string `yaml:"-"`
+}
+
+// Workload selects and sizes the workload.
+type Workload struct {
+	// Name is banking (default), tpcb (pgbench TPC-B) or tpcb-select (pgbench -S).
+	Name string `yaml:"name"`
+	// Customers is the number of banking customers seeded (default 20000).
+	Customers int `yaml:"customers"`
+	// AccountsPerCustomer is the number of accounts each customer owns (default 2).
+	AccountsPerCustomer int `yaml:"accounts_per_customer"`
+	// OpeningBalance is each account's opening balance in cents (default 100000).
+	OpeningBalance int64 `yaml:"opening_balance"`
+	// ActionsPerLogin is the mean number of actions a user takes between login and
+	// logout (default 20).
+	ActionsPerLogin int `yaml:"actions_per_login"`
+	// Mix weights the in-session actions by operation name (balance, statement,
+	// transfer, deposit, dashboard, background_job). Defaults in Defaults().
+	Mix map[string]float64 `yaml:"mix"`
+	// Scale is the pgbench scale factor for tpcb workloads (default 10).
+	Scale int `yaml:"scale"`
+	// MisroutedWriteFraction sends this fraction of writes to the reader endpoint, to
+	// show what write forwarding prevents (default 0).
+	MisroutedWriteFraction float64 `yaml:"misrouted_write_fraction"`
+	// Seed seeds the random choices of the run (default 1).
+	Seed uint64 `yaml:"seed"`
+}
+
+// Load is the traffic profile.
+type Load struct {
+	// Model is open (arrivals on a schedule, default) or closed (each connection
+	// loops as fast as it can, like pgbench).
+	Model string `yaml:"model"`
+	// Arrival is the open-loop arrival process: poisson (default) or constant.
+	Arrival string `yaml:"arrival"`
+	// Sessions is the number of simulated user sessions (default 2000).
+	Sessions int `yaml:"sessions"`
+	// Rate is the total target arrival rate in actions per second. 0 (default) means
+	// sessions / think_time.mean.
+	Rate float64 `yaml:"rate"`
+	// ThinkTime is the pause a user takes between actions.
+	ThinkTime ThinkTime `yaml:"think_time"`
+	// Stages ramps the rate: each stage moves linearly to its rate over its duration.
+	// After the last stage the last rate holds. Empty means a constant rate.
+	Stages []Stage `yaml:"stages"`
+	// Duration is how long the load runs (default 30s).
+	Duration Duration `yaml:"duration"`
+	// PoolSize is the connection pool size per endpoint, like an app server's
+	// (default 32).
+	PoolSize int `yaml:"pool_size"`
+	// Workers is the number of goroutines executing due actions (default 2 × pool_size).
+	Workers int `yaml:"workers"`
+	// Connections is the number of connections looping in the closed model (default 8).
+	Connections int `yaml:"connections"`
+	// OpTimeout bounds one operation, including waiting for a connection (default 5s).
+	OpTimeout Duration `yaml:"op_timeout"`
+	// Grace is how long in-flight operations may finish after the load stops (default 5s).
+	Grace Duration `yaml:"grace"`
+	// MaxRetries bounds retries of serialization failures and deadlocks (default 3).
+	MaxRetries int `yaml:"max_retries"`
+}
+
+// ThinkTime is a distribution of pauses.
+type ThinkTime struct {
+	// Distribution is exponential (default), constant or uniform (0 to 2 × mean).
+	Distribution string `yaml:"distribution"`
+	// Mean is the mean pause (default 4s).
+	Mean Duration `yaml:"mean"`
+}
+
+// Stage is one step of a ramp.
+type Stage struct {
+	// Duration is how long the stage takes.
+	Duration Duration `yaml:"duration"`
+	// Rate is the target rate (actions/s) reached at the end of the stage.
+	Rate float64 `yaml:"rate"`
+}
+
+// Target is the database under test.
+type Target struct {
+	// Kind is local (default: an embedded PostgreSQL started for the run), container
+	// or aurora.
+	Kind string `yaml:"kind"`
+	// DSN points the run at an existing database instead of starting one.
+	DSN string `yaml:"dsn"`
+	// Endpoint is the cluster endpoint mode: dns (default) or proxy (PgBouncer).
+	Endpoint string `yaml:"endpoint"`
+	// Fsync keeps fsync on in the embedded server (default true).
+	Fsync *bool `yaml:"fsync"`
+	// MaxConnections is the embedded server's max_connections (default 300).
+	MaxConnections int `yaml:"max_connections"`
+	// SharedBuffers is the embedded server's shared_buffers (default 256MB).
+	SharedBuffers string `yaml:"shared_buffers"`
+}
+
+// Cutover is the migration plan run under load.
+type Cutover struct {
+	// Enabled runs the plan (default false when the section is absent).
+	Enabled bool `yaml:"enabled"`
+	// Kind is planned (switchover, default) or crash (kill -9 the writer).
+	Kind string `yaml:"kind"`
+	// Warmup is how long the load runs before the first step (default 5s).
+	Warmup Duration `yaml:"warmup"`
+	// Steps lists the steps to run, in order. Empty means the full plan.
+	Steps []string `yaml:"steps"`
+	// StepTimeout bounds each step (default 60s).
+	StepTimeout Duration `yaml:"step_timeout"`
+	// CatchUpMaxLagBytes is the replication lag that counts as caught up (default 0).
+	CatchUpMaxLagBytes int64 `yaml:"catch_up_max_lag_bytes"`
+	// CatchUpSamples is how many consecutive samples must be under the lag limit
+	// (default 3).
+	CatchUpSamples int `yaml:"catch_up_samples"`
+	// StaleDNSWindow is how long new connections still reach the old writer after a
+	// failover in dns endpoint mode (default 2s).
+	StaleDNSWindow Duration `yaml:"stale_dns_window"`
+	// Soak is how long to wait after validation before decommission (default 5s).
+	Soak Duration `yaml:"soak"`
+	// Rollback rehearses the failback after validation (default false).
+	Rollback bool `yaml:"rollback"`
+}
+
+// SLO holds the limits a run is judged by. Zero values mean "no limit" except
+// MaxLostWrites, which defaults to 0 lost acknowledged writes.
+type SLO struct {
+	// Latency lists latency percentile limits.
+	Latency []LatencySLO `yaml:"latency"`
+	// MaxErrorRate is the highest tolerated fraction of failed operations (0 = none set).
+	MaxErrorRate *float64 `yaml:"max_error_rate"`
+	// MaxWriteUnavailable is the longest tolerated write unavailability window.
+	MaxWriteUnavailable Duration `yaml:"max_write_unavailable"`
+	// MaxReadUnavailable is the longest tolerated read unavailability window.
+	MaxReadUnavailable Duration `yaml:"max_read_unavailable"`
+	// MaxLostWrites is the tolerated number of lost acknowledged writes (default 0).
+	MaxLostWrites int64 `yaml:"max_lost_writes"`
+	// MinAchievedRate is the lowest tolerated achieved/target rate ratio (0 = none set).
+	MinAchievedRate float64 `yaml:"min_achieved_rate"`
+	// PeakRate is today's peak rate in actions/s, for capacity headroom (0 = unset).
+	PeakRate float64 `yaml:"peak_rate"`
+}
+
+// LatencySLO is one latency limit.
+type LatencySLO struct {
+	// Op is an operation name or "*" for every operation (default "*").
+	Op string `yaml:"op"`
+	// Phase is before, during, after or all (default all).
+	Phase string `yaml:"phase"`
+	// Percentile is the percentile checked, e.g. 99 or 99.9 (default 99).
+	Percentile float64 `yaml:"percentile"`
+	// Max is the highest tolerated latency at that percentile.
+	Max Duration `yaml:"max"`
+}
+
+// Duration is a time.Duration written in YAML as a Go duration string ("30s", "2m").
+type Duration time.Duration
+
+// D returns the duration as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// String formats the duration as Go does.
+func (d Duration) String() string { return time.Duration(d).String() }
