@@ -1,0 +1,183 @@
+package scenarios
+
+import (
+	"maps"
+	"slices"
+	"time"
+)
+
+// Workload names.
+const (
+	// WorkloadBanking is the banking workload (login, balance, transfer, ...).
+	WorkloadBanking = "banking"
+	// WorkloadTPCB is pgbench's TPC-B-like transaction.
+	WorkloadTPCB = "tpcb"
+	// WorkloadTPCBSelect is pgbench's select-only transaction (pgbench -S).
+	WorkloadTPCBSelect = "tpcb-select"
+)
+
+// PlanSteps lists every cutover step in the order the plan runs them. Cutover.Steps
+// must be a subsequence of it. Treat it as read-only.
+var PlanSteps = []string{
+	"preflight",
+	"create_replica",
+	"catch_up",
+	"forward_writes",
+	"switchover",
+	"redirect",
+	"validate",
+	"keep_rollback_target",
+	"decommission",
+}
+
+// BankingOps lists the banking workload's operation names, as they appear in results
+// and in slo.latency[].op. Treat it as read-only.
+var BankingOps = []string{"login", "balance", "statement", "transfer", "deposit", "logout", "dashboard", "background_job"}
+
+// BankingMixOps lists the banking operations a session chooses between after login:
+// the keys workload.mix accepts. Login and logout bracket each session and are not
+// weighted. Treat it as read-only.
+var BankingMixOps = []string{"balance", "statement", "transfer", "deposit", "dashboard", "background_job"}
+
+// Enumerations accepted by Validate.
+var (
+	workloadNames = []string{WorkloadBanking, WorkloadTPCB, WorkloadTPCBSelect}
+	loadModels    = []string{"open", "closed"}
+	arrivals      = []string{"poisson", "constant"}
+	distributions = []string{"exponential", "constant", "uniform"}
+	targetKinds   = []string{"local", "container", "aurora"}
+	endpointModes = []string{"dns", "proxy"}
+	cutoverKinds  = []string{"planned", "crash"}
+	sloPhases     = []string{"all", "before", "during", "after"}
+)
+
+// WorkloadOps returns the operation names of the named workload (nil for an unknown
+// name). The result is a fresh slice.
+func WorkloadOps(workload string) []string {
+	switch workload {
+	case WorkloadBanking:
+		return slices.Clone(BankingOps)
+	case WorkloadTPCB:
+		return []string{"tpcb"}
+	case WorkloadTPCBSelect:
+		return []string{"select"}
+	}
+	return nil
+}
+
+// DefaultMix returns the default banking mix (weights, not percentages: they need not
+// sum to 100).
+func DefaultMix() map[string]float64 {
+	return map[string]float64{
+		"balance":        35,
+		"statement":      15,
+		"transfer":       20,
+		"deposit":        8,
+		"dashboard":      20,
+		"background_job": 0.05,
+	}
+}
+
+// DefaultLatencySLO is the value each slo.latency entry starts from: every operation,
+// every phase, the 99th percentile, and no limit until Max is set.
+func DefaultLatencySLO() LatencySLO {
+	return LatencySLO{Op: "*", Phase: "all", Percentile: 99}
+}
+
+// Defaults returns the complete default scenario. Every call returns fresh maps and
+// pointers, so callers may modify the result. Workers is resolved (2 × PoolSize).
+func Defaults() Scenario {
+	s := defaults()
+	s.resolve()
+	return s
+}
+
+// defaults is Defaults before derived values are resolved: Parse decodes a file over
+// it and resolves afterwards, so that derived values follow the file's settings.
+func defaults() Scenario {
+	fsync := true
+	return Scenario{
+		Workload: Workload{
+			Name:                WorkloadBanking,
+			Customers:           20000,
+			AccountsPerCustomer: 2,
+			OpeningBalance:      100000,
+			ActionsPerLogin:     20,
+			Mix:                 DefaultMix(),
+			Scale:               10,
+			Seed:                1,
+		},
+		Load: Load{
+			Model:       "open",
+			Arrival:     "poisson",
+			Sessions:    2000,
+			ThinkTime:   ThinkTime{Distribution: "exponential", Mean: Duration(4 * time.Second)},
+			Duration:    Duration(30 * time.Second),
+			PoolSize:    32,
+			Connections: 8,
+			OpTimeout:   Duration(5 * time.Second),
+			Grace:       Duration(5 * time.Second),
+			MaxRetries:  3,
+		},
+		Target: Target{
+			Kind:           "local",
+			Endpoint:       "dns",
+			Fsync:          &fsync,
+			MaxConnections: 300,
+			SharedBuffers:  "256MB",
+		},
+		Cutover: Cutover{
+			Kind:           "planned",
+			Warmup:         Duration(5 * time.Second),
+			StepTimeout:    Duration(60 * time.Second),
+			CatchUpSamples: 3,
+			StaleDNSWindow: Duration(2 * time.Second),
+			Soak:           Duration(5 * time.Second),
+		},
+	}
+}
+
+// resolve fills the values that default to a function of other fields.
+func (s *Scenario) resolve() {
+	if s.Load.Workers == 0 && s.Load.PoolSize > 0 {
+		s.Load.Workers = 2 * s.Load.PoolSize
+	}
+}
+
+// EffectiveRate is the open model's target arrival rate in actions per second: Rate
+// when set, else Sessions / ThinkTime.Mean (each session acts about once per think
+// time). Stages, when present, override it over time. It is 0 for the closed model
+// without a Rate (connections run as fast as they can) and when it cannot be derived.
+func (s *Scenario) EffectiveRate() float64 {
+	if s.Load.Rate > 0 {
+		return s.Load.Rate
+	}
+	if s.Load.Model == "closed" {
+		return 0
+	}
+	mean := s.Load.ThinkTime.Mean.D().Seconds()
+	if mean <= 0 || s.Load.Sessions <= 0 {
+		return 0
+	}
+	return float64(s.Load.Sessions) / mean
+}
+
+// Clone returns a deep copy: maps, slices and pointers are not shared with s.
+func (s *Scenario) Clone() *Scenario {
+	c := *s
+	if s.Workload.Mix != nil {
+		c.Workload.Mix = maps.Clone(s.Workload.Mix)
+	}
+	c.Load.Stages = slices.Clone(s.Load.Stages)
+	c.Cutover.Steps = slices.Clone(s.Cutover.Steps)
+	c.SLO.Latency = slices.Clone(s.SLO.Latency)
+	if s.Target.Fsync != nil {
+		v := *s.Target.Fsync
+		c.Target.Fsync = &v
+	}
+	if s.SLO.MaxErrorRate != nil {
+		v := *s.SLO.MaxErrorRate
+		c.SLO.MaxErrorRate = &v
+	}
+	return &c
+}

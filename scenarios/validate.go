@@ -1,0 +1,265 @@
+package scenarios
+
+import (
+	"fmt"
+	"maps"
+	"math"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// reservedConnections is what a local target needs beyond the load's pools:
+// superuser_reserved_connections plus the cutover engine's and integrity check's own.
+const reservedConnections = 10
+
+var (
+	nameRE          = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	sharedBuffersRE = regexp.MustCompile(`^[0-9]+(kB|MB|GB|TB)?$`)
+)
+
+// checker collects semantic problems.
+type checker struct {
+	file string
+	errs []error
+}
+
+func (c *checker) add(field, format string, args ...any) {
+	c.errs = append(c.errs, FieldError{File: c.file, Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+// oneOf checks an enumerated value.
+func (c *checker) oneOf(field, v string, allowed []string) {
+	if !slices.Contains(allowed, v) {
+		c.add(field, "unknown value %q; use one of: %s", v, strings.Join(allowed, ", "))
+	}
+}
+
+// positiveInt checks n > 0.
+func (c *checker) positiveInt(field string, n int64) {
+	if n <= 0 {
+		c.add(field, "must be a positive integer, e.g. %s (got %d)", example(field), n)
+	}
+}
+
+// nonNegativeInt checks n >= 0.
+func (c *checker) nonNegativeInt(field string, n int64) {
+	if n < 0 {
+		c.add(field, "must be zero or a positive integer, e.g. %s (got %d)", example(field), n)
+	}
+}
+
+// nonNegative checks f >= 0 (and rejects NaN).
+func (c *checker) nonNegative(field string, f float64) {
+	if !(f >= 0) || math.IsInf(f, 1) {
+		c.add(field, "must be zero or a positive number, e.g. %s (got %g)", example(field), f)
+	}
+}
+
+// fraction checks 0 <= f <= 1.
+func (c *checker) fraction(field string, f float64) {
+	if !(f >= 0 && f <= 1) {
+		c.add(field, "must be a fraction between 0 and 1, e.g. %s (got %g)", example(field), f)
+	}
+}
+
+// positiveDuration checks d > 0.
+func (c *checker) positiveDuration(field string, d Duration) {
+	if d <= 0 {
+		c.add(field, "must be a positive duration, e.g. %s (got %s)", example(field), formatDuration(d))
+	}
+}
+
+// nonNegativeDuration checks d >= 0.
+func (c *checker) nonNegativeDuration(field string, d Duration) {
+	if d < 0 {
+		c.add(field, "must not be negative; use 0s for none or e.g. %s (got %s)", example(field), formatDuration(d))
+	}
+}
+
+// Validate checks the scenario's values and how they fit together, returning every
+// problem (each a FieldError, matching ErrInvalid) or nil. It works on any Scenario,
+// so callers re-run it after changing fields (e.g. from command-line flags); its
+// errors name the field but carry no file position. Workers may be 0 (2 × PoolSize).
+func (s *Scenario) Validate() []error {
+	c := &checker{file: s.File}
+	if s.Name != "" && !nameRE.MatchString(s.Name) {
+		c.add("name", "%q cannot name an output directory; use letters, digits, '.', '_' and '-', e.g. %s", s.Name, example("name"))
+	}
+	s.validateWorkload(c)
+	s.validateLoad(c)
+	s.validateTarget(c)
+	s.validateCutover(c)
+	s.validateSLO(c)
+	return c.errs
+}
+
+func (s *Scenario) validateWorkload(c *checker) {
+	w := &s.Workload
+	c.oneOf("workload.name", w.Name, workloadNames)
+	c.positiveInt("workload.customers", int64(w.Customers))
+	c.positiveInt("workload.accounts_per_customer", int64(w.AccountsPerCustomer))
+	c.positiveInt("workload.opening_balance", w.OpeningBalance)
+	c.positiveInt("workload.actions_per_login", int64(w.ActionsPerLogin))
+	c.positiveInt("workload.scale", int64(w.Scale))
+	c.fraction("workload.misrouted_write_fraction", w.MisroutedWriteFraction)
+	if w.Name != WorkloadBanking {
+		return // the mix weights banking operations only; Parse rejects a mix given for other workloads
+	}
+	if len(w.Mix) == 0 {
+		c.add("workload.mix", "must weight at least one operation (%s), e.g. %s", strings.Join(BankingMixOps, ", "), example("workload.mix"))
+		return
+	}
+	var total float64
+	before := len(c.errs)
+	for _, op := range slices.Sorted(maps.Keys(w.Mix)) {
+		weight := w.Mix[op]
+		field := "workload.mix." + op
+		if !slices.Contains(BankingMixOps, op) {
+			msg := "unknown operation; the banking mix weights: " + strings.Join(BankingMixOps, ", ")
+			if op == "login" || op == "logout" {
+				msg = "login and logout bracket every session and cannot be weighted (see actions_per_login); the mix weights: " + strings.Join(BankingMixOps, ", ")
+			}
+			c.add(field, "%s", msg)
+			continue
+		}
+		if !(weight >= 0) || math.IsInf(weight, 1) {
+			c.add(field, "must be a weight of zero or more, e.g. %s (got %g)", example(field), weight)
+			continue
+		}
+		total += weight
+	}
+	if total == 0 && len(c.errs) == before {
+		c.add("workload.mix", "weights add up to 0; give at least one operation a positive weight, e.g. %s", example("workload.mix"))
+	}
+}
+
+func (s *Scenario) validateLoad(c *checker) {
+	l := &s.Load
+	c.oneOf("load.model", l.Model, loadModels)
+	c.oneOf("load.arrival", l.Arrival, arrivals)
+	c.oneOf("load.think_time.distribution", l.ThinkTime.Distribution, distributions)
+	c.positiveInt("load.sessions", int64(l.Sessions))
+	c.nonNegative("load.rate", l.Rate)
+	if l.Model == "open" {
+		c.positiveDuration("load.think_time.mean", l.ThinkTime.Mean)
+	} else {
+		c.nonNegativeDuration("load.think_time.mean", l.ThinkTime.Mean)
+	}
+	for i, st := range l.Stages {
+		c.positiveDuration(fmt.Sprintf("load.stages[%d].duration", i), st.Duration)
+		c.nonNegative(fmt.Sprintf("load.stages[%d].rate", i), st.Rate)
+	}
+	if l.Model == "closed" && len(l.Stages) > 0 {
+		c.add("load.stages", "stages ramp the open model's arrival rate; the closed model runs as fast as its connections allow. Remove stages or set load.model: open")
+	}
+	c.positiveDuration("load.duration", l.Duration)
+	c.positiveInt("load.pool_size", int64(l.PoolSize))
+	if l.Workers < 0 {
+		c.add("load.workers", "must be zero (2 × pool_size) or a positive integer, e.g. %d (got %d)", 2*max(l.PoolSize, 1), l.Workers)
+	}
+	c.positiveInt("load.connections", int64(l.Connections))
+	c.positiveDuration("load.op_timeout", l.OpTimeout)
+	c.nonNegativeDuration("load.grace", l.Grace)
+	c.nonNegativeInt("load.max_retries", int64(l.MaxRetries))
+}
+
+func (s *Scenario) validateTarget(c *checker) {
+	t := &s.Target
+	c.oneOf("target.kind", t.Kind, targetKinds)
+	c.oneOf("target.endpoint", t.Endpoint, endpointModes)
+	c.positiveInt("target.max_connections", int64(t.MaxConnections))
+	if !sharedBuffersRE.MatchString(t.SharedBuffers) {
+		c.add("target.shared_buffers", "must be a PostgreSQL memory size such as 256MB or 1GB (units kB, MB, GB, TB); got %q", t.SharedBuffers)
+	}
+	if t.Kind != "aurora" && t.DSN == "" && t.MaxConnections > 0 {
+		// The rehearsal starts the server itself, so its max_connections must cover the
+		// load's connections: both endpoints' pools can land on one node.
+		need := 2*s.Load.PoolSize + reservedConnections
+		what := "2 × load.pool_size"
+		if s.Load.Model == "closed" {
+			need, what = s.Load.Connections+reservedConnections, "load.connections"
+		}
+		if s.Load.PoolSize > 0 && s.Load.Connections > 0 && t.MaxConnections < need {
+			c.add("target.max_connections", "is %d but the load needs %s + %d = %d connections; raise it to at least %d or lower the load", t.MaxConnections, what, reservedConnections, need, need)
+		}
+	}
+}
+
+func (s *Scenario) validateCutover(c *checker) {
+	cu := &s.Cutover
+	c.oneOf("cutover.kind", cu.Kind, cutoverKinds)
+	c.nonNegativeDuration("cutover.warmup", cu.Warmup)
+	c.positiveDuration("cutover.step_timeout", cu.StepTimeout)
+	c.nonNegativeInt("cutover.catch_up_max_lag_bytes", cu.CatchUpMaxLagBytes)
+	c.positiveInt("cutover.catch_up_samples", int64(cu.CatchUpSamples))
+	c.nonNegativeDuration("cutover.stale_dns_window", cu.StaleDNSWindow)
+	c.nonNegativeDuration("cutover.soak", cu.Soak)
+	last, lastName := -1, ""
+	seen := map[string]bool{}
+	for i, step := range cu.Steps {
+		field := fmt.Sprintf("cutover.steps[%d]", i)
+		idx := slices.Index(PlanSteps, step)
+		switch {
+		case idx < 0:
+			c.add(field, "unknown step %q; steps are, in plan order: %s", step, strings.Join(PlanSteps, ", "))
+		case seen[step]:
+			c.add(field, "%q is listed twice; list each step once", step)
+		case idx < last:
+			c.add(field, "%q must come before %q: steps run in plan order (%s)", step, lastName, strings.Join(PlanSteps, ", "))
+		default:
+			last, lastName = idx, step
+		}
+		seen[step] = true
+	}
+	steps := cu.Steps
+	if len(steps) == 0 {
+		steps = PlanSteps
+	}
+	if slices.Contains(steps, "decommission") && !slices.Contains(steps, "validate") {
+		c.add("cutover.steps", "decommission is gated on validate (and soak); add validate before it or drop decommission")
+	}
+	if cu.Rollback && !slices.Contains(steps, "keep_rollback_target") {
+		c.add("cutover.rollback", "failing back needs the old writer kept as a standby; add keep_rollback_target to cutover.steps or set rollback: false")
+	}
+	if cu.Enabled && s.Load.Duration > 0 && cu.Warmup >= s.Load.Duration {
+		c.add("cutover.warmup", "is %s but the load runs only %s, so the cutover would start after the load stops; shorten the warmup or lengthen load.duration", formatDuration(cu.Warmup), formatDuration(s.Load.Duration))
+	}
+}
+
+func (s *Scenario) validateSLO(c *checker) {
+	o := &s.SLO
+	ops := WorkloadOps(s.Workload.Name)
+	type key struct {
+		op, phase  string
+		percentile float64
+	}
+	seen := map[key]int{}
+	for i, l := range o.Latency {
+		prefix := fmt.Sprintf("slo.latency[%d]", i)
+		if l.Op != "*" && ops != nil && !slices.Contains(ops, l.Op) {
+			c.add(prefix+".op", "unknown operation %q for workload %s; use \"*\" (every operation) or one of: %s", l.Op, s.Workload.Name, strings.Join(ops, ", "))
+		}
+		c.oneOf(prefix+".phase", l.Phase, sloPhases)
+		if !(l.Percentile > 0 && l.Percentile <= 100) {
+			c.add(prefix+".percentile", "must be a percentile above 0 and at most 100, e.g. 99 or 99.9 (got %g)", l.Percentile)
+		}
+		if l.Max <= 0 {
+			c.add(prefix+".max", "must be a positive duration: the highest tolerated latency, e.g. %s", example(prefix+".max"))
+		}
+		k := key{l.Op, l.Phase, l.Percentile}
+		if j, dup := seen[k]; dup {
+			c.add(prefix, "repeats slo.latency[%d] (op %q, phase %s, p%g); keep one limit per op, phase and percentile", j, l.Op, l.Phase, l.Percentile)
+		} else {
+			seen[k] = i
+		}
+	}
+	if o.MaxErrorRate != nil {
+		c.fraction("slo.max_error_rate", *o.MaxErrorRate)
+	}
+	c.nonNegativeDuration("slo.max_write_unavailable", o.MaxWriteUnavailable)
+	c.nonNegativeDuration("slo.max_read_unavailable", o.MaxReadUnavailable)
+	c.nonNegativeInt("slo.max_lost_writes", o.MaxLostWrites)
+	c.fraction("slo.min_achieved_rate", o.MinAchievedRate)
+	c.nonNegative("slo.peak_rate", o.PeakRate)
+}
