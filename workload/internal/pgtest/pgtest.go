@@ -1,0 +1,179 @@
+// Package pgtest starts a throwaway PostgreSQL server for integration tests.
+//
+// The server runs from the machine's own binaries (pg_config --bindir, the PATH, or
+// the Debian layout /usr/lib/postgresql/*/bin), with fsync off, on a free 127.0.0.1
+// port, in a temporary directory that is removed when the test ends, pass or fail.
+// When running as root the server runs as the `postgres` OS user, because PostgreSQL
+// refuses to run as root.
+package pgtest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// ErrNoPostgres is returned when no PostgreSQL server binaries can be found.
+var ErrNoPostgres = errors.New("pgtest: no PostgreSQL server binaries found")
+
+// BinDir finds the directory holding initdb and pg_ctl.
+func BinDir() (string, error) {
+	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
+		dir := strings.TrimSpace(string(out))
+		if isFile(filepath.Join(dir, "initdb")) {
+			return dir, nil
+		}
+	}
+	if p, err := exec.LookPath("initdb"); err == nil {
+		return filepath.Dir(p), nil
+	}
+	// Debian/Ubuntu keep server binaries off the PATH; prefer the newest version.
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(dirs, func(i, j int) bool { return version(dirs[i]) > version(dirs[j]) })
+	for _, d := range dirs {
+		if isFile(filepath.Join(d, "initdb")) {
+			return d, nil
+		}
+	}
+	return "", ErrNoPostgres
+}
+
+func version(binDir string) float64 {
+	v, _ := strconv.ParseFloat(filepath.Base(filepath.Dir(binDir)), 64)
+	return v
+}
+
+func isFile(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir()
+}
+
+// Server is a running test server.
+type Server struct {
+	// DSN connects to the postgres database as the postgres superuser.
+	DSN string
+	// Port is the TCP port on 127.0.0.1.
+	Port int
+	// DataDir is the server's data directory.
+	DataDir string
+}
+
+// Start initialises and starts a server and registers its teardown with t.Cleanup.
+// It skips the test when no PostgreSQL binaries are installed.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	bin, err := BinDir()
+	if err != nil {
+		t.Skip(err)
+	}
+	cred, uid, gid, err := credential()
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	root, err := os.MkdirTemp("", "pgtest-")
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	data := filepath.Join(root, "data")
+	logFile := filepath.Join(root, "server.log")
+	started := false
+	t.Cleanup(func() {
+		if started {
+			if out, err := run(cred, filepath.Join(bin, "pg_ctl"), "stop", "-D", data, "-m", "immediate", "-w"); err != nil {
+				t.Logf("pgtest: pg_ctl stop: %v\n%s", err, out)
+			}
+		}
+		_ = os.RemoveAll(root)
+	})
+	// The postgres user must be able to reach and own its directories.
+	if err := os.Chmod(root, 0o755); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	if err := os.Mkdir(data, 0o700); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	if cred != nil {
+		for _, p := range []string{root, data} {
+			if err := os.Chown(p, uid, gid); err != nil {
+				t.Fatalf("pgtest: chown %s: %v", p, err)
+			}
+		}
+	}
+	if out, err := run(cred, filepath.Join(bin, "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--locale=C"); err != nil {
+		t.Fatalf("pgtest: initdb: %v\n%s", err, out)
+	}
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			t.Fatalf("pgtest: %v", err)
+		}
+		opts := fmt.Sprintf("-c port=%d -c listen_addresses=127.0.0.1 -c unix_socket_directories=%s -c fsync=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=128MB", port, root)
+		out, err := run(cred, filepath.Join(bin, "pg_ctl"), "start", "-D", data, "-l", logFile, "-w", "-t", "60", "-o", opts)
+		if err == nil {
+			started = true
+			return &Server{
+				DSN:     fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port),
+				Port:    port,
+				DataDir: data,
+			}
+		}
+		serverLog, _ := os.ReadFile(logFile)
+		lastErr = fmt.Errorf("pg_ctl start: %w\n%s\n%s", err, out, serverLog)
+	}
+	t.Fatalf("pgtest: %v", lastErr)
+	return nil
+}
+
+// credential returns the credential to run server binaries with: the postgres user
+// when running as root, nil otherwise.
+func credential() (*syscall.Credential, int, int, error) {
+	if os.Geteuid() != 0 {
+		return nil, -1, -1, nil
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("running as root needs a postgres user: %w", err)
+	}
+	uid, err := strconv.Atoi(u.Uid)
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("uid %q: %w", u.Uid, err)
+	}
+	gid, err := strconv.Atoi(u.Gid)
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("gid %q: %w", u.Gid, err)
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, uid, gid, nil
+}
+
+func run(cred *syscall.Credential, name string, args ...string) ([]byte, error) {
+	cmd := exec.Command(name, args...)
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
+	cmd.Dir = os.TempDir()
+	var buf bytes.Buffer
+	cmd.Stdout = &buf
+	cmd.Stderr = &buf
+	err := cmd.Run()
+	return buf.Bytes(), err
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
