@@ -1,0 +1,146 @@
+package report
+
+import (
+	_ "embed"
+	"fmt"
+	"html/template"
+	"io"
+	"strconv"
+)
+
+//go:embed report.html.tmpl
+var htmlTemplate string
+
+//go:embed compare.html.tmpl
+var compareTemplate string
+
+//go:embed style.css
+var styleCSS string
+
+// htmlTmpl is parsed once per HTML call: rendering is rare and this keeps the
+// package free of package-level state beyond the embedded text.
+func htmlTmpl(text string) (*template.Template, error) {
+	return template.New("report").Funcs(template.FuncMap{
+		"ms":          msCell,
+		"msu":         fmtMs,
+		"sec":         fmtSec,
+		"dur":         fmtDuration,
+		"i64":         i64,
+		"status":      checkStatus,
+		"cvalue":      checkValue,
+		"climit":      checkLimit,
+		"pct":         fmtPercent,
+		"delta":       deltaCell,
+		"dflag":       deltaFlag,
+		"oflag":       opFlag,
+		"outcomeText": outcomeText,
+		"stepDur":     func(s Step) string { return fmtDuration(s.EndS - s.StartS) },
+		"css":         func() template.CSS { return template.CSS(styleCSS) }, //nolint:gosec // our own file
+	}).Parse(text)
+}
+
+// card is one headline number under the verdict.
+type card struct {
+	Label, Value string
+	Bad          bool
+}
+
+// htmlData is what the HTML template sees.
+type htmlData struct {
+	R          *Result
+	V          Verdict
+	Cards      []card
+	Throughput template.HTML
+	Latency    template.HTML
+	Errors     template.HTML
+	Gantt      template.HTML
+	Rows       []phaseRow
+	Migration  []kv
+	Avail      []kv
+	Integrity  []kv
+	IntegrityV string
+	IntegOK    bool
+	Load       []kv
+	Env        []kv
+}
+
+// HTML writes res as one self-contained HTML page: the verdict, inline SVG charts
+// and the tables. It references nothing outside itself (no script, font, image or
+// stylesheet), so it opens offline and prints.
+func HTML(w io.Writer, res *Result) error {
+	t, err := htmlTmpl(htmlTemplate)
+	if err != nil {
+		return fmt.Errorf("parse html template: %w", err)
+	}
+	d := htmlData{
+		R:          res,
+		V:          PageVerdict(res),
+		Cards:      cards(res),
+		Throughput: template.HTML(throughputChart(res)), //nolint:gosec // built from escaped parts
+		Latency:    template.HTML(latencyChart(res)),    //nolint:gosec
+		Errors:     template.HTML(errorsChart(res)),     //nolint:gosec
+		Rows:       latencyRows(res),
+		Avail:      availabilityRows(res.Availability),
+		Integrity:  integrityRows(res),
+		IntegrityV: integrityVerdict(res.Integrity),
+		IntegOK:    integrityVerdict(res.Integrity) == "OK: no data lost",
+		Load:       loadRows(res),
+		Env:        envRows(res),
+	}
+	if res.Migration != nil {
+		d.Gantt = template.HTML(ganttChart(res)) //nolint:gosec
+		d.Migration = migrationRows(res.Migration)
+	}
+	if err := t.Execute(w, d); err != nil {
+		return fmt.Errorf("render html: %w", err)
+	}
+	return nil
+}
+
+// cards picks the headline numbers: the three sign-off questions at a glance.
+func cards(res *Result) []card {
+	errRate := 0.0
+	if res.Totals.Transactions > 0 {
+		errRate = float64(res.Totals.Failed) / float64(res.Totals.Transactions)
+	}
+	ratio := "—"
+	bad := false
+	if res.Load.TargetRate > 0 {
+		r := res.Load.AchievedRate / res.Load.TargetRate
+		ratio = strconv.FormatFloat(r*100, 'f', 1, 64) + "%"
+		bad = r < 0.95
+	}
+	lost := "not checked"
+	if res.Integrity.Checked {
+		lost = strconv.FormatInt(res.Integrity.LostAcknowledgedWrites, 10)
+	}
+	outcome := "no cutover"
+	if res.Migration != nil {
+		outcome = res.Migration.Outcome
+	}
+	return []card{
+		{"Cutover", outcome, outcome == "failed"},
+		{"Longest write outage", fmtMs(res.Availability.WriteUnavailableMaxMs), false},
+		{"Longest read outage", fmtMs(res.Availability.ReadUnavailableMaxMs), false},
+		{"Lost acknowledged writes", lost, !res.Integrity.Checked || res.Integrity.LostAcknowledgedWrites > 0},
+		{"Error rate", fmtPercent(errRate), false},
+		{"Achieved / target rate", ratio, bad},
+		{"Transactions", strconv.FormatInt(res.Totals.Transactions, 10), false},
+	}
+}
+
+// outcomeText says in a sentence how the cutover ended.
+func outcomeText(outcome string) string {
+	switch outcome {
+	case "completed":
+		return "The cutover completed."
+	case "dry":
+		return "Dry run: the cutover steps were checked and planned, not executed."
+	case "rolled_back":
+		return "The cutover was rolled back."
+	case "failed":
+		return "The cutover failed."
+	default:
+		return "Cutover outcome: " + outcome + "."
+	}
+}

@@ -1,0 +1,231 @@
+package report
+
+import (
+	"slices"
+	"strconv"
+)
+
+// Verdict is what heads a report: PASS or FAIL and why.
+type Verdict struct {
+	// Passed is true when every SLO passed, the cutover did not fail and the run
+	// was not interrupted.
+	Passed bool
+	// Reasons lists why the run failed; empty when it passed.
+	Reasons []string
+}
+
+// Label is "PASS" or "FAIL".
+func (v Verdict) Label() string {
+	if v.Passed {
+		return "PASS"
+	}
+	return "FAIL"
+}
+
+// PageVerdict is the verdict the reports show: the SLO verdict (Reasons), plus a
+// failed cutover and an interrupted run, which no sign-off can ignore.
+func PageVerdict(res *Result) Verdict {
+	reasons := Reasons(res.SLO)
+	if res.Migration != nil && res.Migration.Outcome == "failed" {
+		reasons = append(reasons, "cutover failed")
+	}
+	if res.Interrupted {
+		reasons = append(reasons, "run interrupted: the results are partial")
+	}
+	return Verdict{Passed: len(reasons) == 0 && res.SLO.Passed, Reasons: reasons}
+}
+
+// phaseRow is one line of the latency table: one operation in one phase.
+type phaseRow struct {
+	Op, Kind, Phase string
+	Count, Errors   int64
+	Lat             Latency
+}
+
+// latencyRows lists every operation's whole-run summary followed by its phases in
+// timeline order; phases without samples are left out.
+func latencyRows(res *Result) []phaseRow {
+	var rows []phaseRow
+	for _, o := range res.Operations {
+		rows = append(rows, phaseRow{Op: o.Name, Kind: o.Kind, Phase: phaseAll, Count: o.Count, Errors: o.Errors, Lat: o.LatencyMs})
+		for _, ph := range phaseOrder(o.Phases) {
+			p := o.Phases[ph]
+			if p.Count == 0 && p.Errors == 0 {
+				continue
+			}
+			rows = append(rows, phaseRow{Op: o.Name, Kind: o.Kind, Phase: ph, Count: p.Count, Errors: p.Errors, Lat: p.LatencyMs})
+		}
+	}
+	return rows
+}
+
+// phaseOrder lists the keys of m: before, during, after first, then any others sorted.
+func phaseOrder[V any](m map[string]V) []string {
+	var out []string
+	for _, p := range []string{PhaseBefore, PhaseDuring, PhaseAfter} {
+		if _, ok := m[p]; ok {
+			out = append(out, p)
+		}
+	}
+	var extra []string
+	for k := range m {
+		if k != PhaseBefore && k != PhaseDuring && k != PhaseAfter {
+			extra = append(extra, k)
+		}
+	}
+	slices.Sort(extra)
+	return append(out, extra...)
+}
+
+// kv is one labelled value of a summary table.
+type kv struct{ K, V string }
+
+// loadRows is the load achieved versus asked for.
+func loadRows(res *Result) []kv {
+	l := res.Load
+	ratio := "—"
+	if l.TargetRate > 0 {
+		ratio = strconv.FormatFloat(l.AchievedRate/l.TargetRate*100, 'f', 1, 64) + "%"
+	}
+	target := "— (closed model)"
+	if l.TargetRate > 0 {
+		target = fmtRate(l.TargetRate)
+	}
+	return []kv{
+		{"Model", orDash(l.Model)},
+		{"Target rate", target},
+		{"Achieved rate", fmtRate(l.AchievedRate)},
+		{"Achieved / target", ratio},
+		{"Schedule lag p99", fmtMs(l.ScheduleLagP99Ms)},
+		{"Schedule lag max", fmtMs(l.ScheduleLagMaxMs)},
+		{"Sessions", strconv.Itoa(l.Sessions)},
+		{"Pool size / workers", strconv.Itoa(l.PoolSize) + " / " + strconv.Itoa(l.Workers)},
+		{"Arrivals", strconv.FormatInt(l.Arrivals, 10)},
+		{"Transactions", strconv.FormatInt(res.Totals.Transactions, 10)},
+		{"Succeeded / failed / ambiguous", strconv.FormatInt(res.Totals.Succeeded, 10) + " / " + strconv.FormatInt(res.Totals.Failed, 10) + " / " + strconv.FormatInt(res.Totals.Ambiguous, 10)},
+		{"Retries", strconv.FormatInt(res.Totals.Retries, 10)},
+	}
+}
+
+// envRows describes where and how the run happened.
+func envRows(res *Result) []kv {
+	rows := []kv{
+		{"Mode", orDash(res.Mode)},
+		{"Scenario", orDash(res.Scenario.Name)},
+		{"Scenario file", orDash(res.Scenario.File)},
+		{"Scenario sha256", orDash(res.Scenario.SHA256)},
+		{"Workload", orDash(res.Target.Workload)},
+		{"Target", orDash(res.Target.Kind)},
+		{"Endpoint mode", orDash(res.Target.EndpointMode)},
+	}
+	keys := make([]string, 0, len(res.Target.Versions))
+	for k := range res.Target.Versions {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		rows = append(rows, kv{"Version: " + k, res.Target.Versions[k]})
+	}
+	rows = append(rows,
+		kv{"rehearse version", orDash(res.Version)},
+		kv{"Started", res.StartedAt.UTC().Format("2006-01-02 15:04:05 MST")},
+		kv{"Ended", res.EndedAt.UTC().Format("2006-01-02 15:04:05 MST")},
+		kv{"Duration", fmtDuration(res.DurationS)},
+	)
+	return rows
+}
+
+// integrityRows is the integrity verdict's table.
+func integrityRows(res *Result) []kv {
+	in := res.Integrity
+	if !in.Checked {
+		return []kv{{"Checked", "no — integrity was not checked"}}
+	}
+	return []kv{
+		{"Verdict", integrityVerdict(in)},
+		{"Balance conserved", yesNo(in.BalanceConserved)},
+		{"Acknowledged writes", strconv.FormatInt(in.AcknowledgedWrites, 10)},
+		{"Lost acknowledged writes", strconv.FormatInt(in.LostAcknowledgedWrites, 10)},
+		{"Duplicate writes", strconv.FormatInt(in.DuplicateWrites, 10)},
+		{"Ambiguous commits (committed)", strconv.FormatInt(in.Ambiguous, 10) + " (" + strconv.FormatInt(in.AmbiguousCommitted, 10) + ")"},
+	}
+}
+
+// integrityVerdict summarises the integrity check in a few words.
+func integrityVerdict(in Integrity) string {
+	switch {
+	case !in.Checked:
+		return "not checked"
+	case in.BalanceConserved && in.LostAcknowledgedWrites == 0 && in.DuplicateWrites == 0:
+		return "OK: no data lost"
+	default:
+		return "VIOLATED"
+	}
+}
+
+// migrationRows summarises the cutover.
+func migrationRows(m *Migration) []kv {
+	return []kv{
+		{"Outcome", orDash(m.Outcome)},
+		{"Writer before", orDash(m.WriterBefore)},
+		{"Writer after", orDash(m.WriterAfter)},
+		{"Lag at promotion", strconv.FormatInt(m.LagAtPromotion.Bytes, 10) + " bytes, " + fmtMs(m.LagAtPromotion.Ms)},
+	}
+}
+
+// availabilityRows is the longest unavailability overall and per phase.
+func availabilityRows(a Availability) []kv {
+	rows := []kv{
+		{"Longest write unavailability", fmtMs(a.WriteUnavailableMaxMs)},
+		{"Longest read unavailability", fmtMs(a.ReadUnavailableMaxMs)},
+	}
+	for _, p := range phaseOrder(a.PerPhase) {
+		w := a.PerPhase[p]
+		rows = append(rows, kv{"Phase " + p + " (write / read)", fmtMs(w.WriteMaxMs) + " / " + fmtMs(w.ReadMaxMs)})
+	}
+	return rows
+}
+
+func fmtRate(r float64) string { return strconv.FormatFloat(r, 'f', 1, 64) + " ops/s" }
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+// checkStatus is a check's state for the tables.
+func checkStatus(c SLOCheck) string {
+	switch {
+	case c.Passed && c.Reason != "":
+		return "n/a"
+	case c.Passed:
+		return "pass"
+	default:
+		return "FAIL"
+	}
+}
+
+// checkValue formats a check's measured value, or its reason when unmeasured.
+func checkValue(c SLOCheck) string {
+	if c.Reason != "" && c.Value == 0 {
+		return c.Reason
+	}
+	return fmtValue(c.Value, c.Unit)
+}
+
+// checkLimit formats a check's limit with its direction.
+func checkLimit(c SLOCheck) string {
+	if c.Unit == UnitRatio {
+		return "≥ " + fmtValue(c.Limit, c.Unit)
+	}
+	return "≤ " + fmtValue(c.Limit, c.Unit)
+}
