@@ -1,0 +1,98 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rehearse-dev/rehearse/report"
+)
+
+func newReportCmd(s streams) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "report",
+		Short: "Re-render a result or compare two results",
+	}
+	var format, out string
+	render := &cobra.Command{
+		Use:   "render RESULT.json",
+		Short: "Render a result.json as html, md or json",
+		Example: `  rehearse report render runs/smoke/result.json --format md
+  rehearse report render runs/smoke/result.json --format html -o report.html`,
+		Args: exactArgs(1, "one result.json"),
+		RunE: func(_ *cobra.Command, args []string) error {
+			var fn func(io.Writer, *report.Result) error
+			switch format {
+			case "html":
+				fn = report.HTML
+			case "md":
+				fn = report.Markdown
+			case "json":
+				fn = report.JSON
+			default:
+				return usageError{fmt.Errorf("--format %q: use html, md or json", format)}
+			}
+			res, err := report.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			if out == "" {
+				return fn(s.out, res)
+			}
+			return report.WriteFileAtomic(out, func(w io.Writer) error { return fn(w, res) })
+		},
+	}
+	render.Flags().StringVar(&format, "format", "html", "html | md | json")
+	render.Flags().StringVarP(&out, "output", "o", "", "write to this file instead of stdout")
+
+	var tol, cout string
+	compare := &cobra.Command{
+		Use:   "compare BASE.json CANDIDATE.json",
+		Short: "Set two runs side by side; exit 3 when the candidate regresses",
+		Long: `Compare prints per-operation and per-phase deltas as markdown on stdout (and
+writes html with -o), flags regressions beyond the tolerance and exits 3 when
+there is one.
+
+Tolerance: comma-separated key=value pairs; keys latency (relative, 10%),
+latency_abs (1ms), error_rate (absolute, 0.1%), rate_drop (relative, 5%),
+unavailability (100ms). A bare value such as 15% sets latency.`,
+		Example: `  rehearse report compare runs/dry/result.json runs/wet/result.json
+  rehearse report compare base.json cand.json --tolerance latency=15%,latency_abs=2ms -o compare.html`,
+		Args: exactArgs(2, "BASE.json and CANDIDATE.json"),
+		RunE: func(_ *cobra.Command, args []string) error {
+			t := report.DefaultTolerance()
+			if tol != "" {
+				var err error
+				if t, err = report.ParseTolerance(tol); err != nil {
+					return err
+				}
+			}
+			base, err := report.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			cand, err := report.ReadFile(args[1])
+			if err != nil {
+				return err
+			}
+			c := report.Compare(base, cand, t)
+			if err := c.Markdown(s.out); err != nil {
+				return err
+			}
+			if cout != "" {
+				if err := report.WriteFileAtomic(cout, c.HTML); err != nil {
+					return err
+				}
+			}
+			if c.Regressed() {
+				return codeError{exitSLO, fmt.Errorf("candidate regressed: %d finding(s)", len(c.Regressions()))}
+			}
+			return nil
+		},
+	}
+	compare.Flags().StringVar(&tol, "tolerance", "", "allowed regression, e.g. latency=10%,latency_abs=1ms")
+	compare.Flags().StringVarP(&cout, "output", "o", "", "also write the comparison as html to this file")
+	cmd.AddCommand(render, compare)
+	return cmd
+}

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rehearse-dev/rehearse"
+	"github.com/rehearse-dev/rehearse/report"
+	"github.com/rehearse-dev/rehearse/scenarios"
+)
+
+func newRunCmd(s streams) *cobra.Command {
+	var f struct {
+		out, mode, target, endpoint, dsn string
+		duration                         string
+		sessions                         int
+		rate                             float64
+		quiet, keep                      bool
+	}
+	cmd := &cobra.Command{
+		Use:   "run SCENARIO.yaml",
+		Short: "Run a rehearsal: the scenario's load (and cutover) against PostgreSQL",
+		Long: `Run starts the target (by default an embedded PostgreSQL from this machine's
+binaries, in a work directory under the output directory), seeds the workload, runs
+the load from simulated sessions, checks integrity and writes result.json,
+report.md, report.html and latency.hlog to the output directory.
+
+Flags override the scenario file. Ctrl-C stops new arrivals, lets in-flight
+operations finish within the grace period and writes the results so far, marked
+interrupted (exit 130).`,
+		Example: `  rehearse run scenarios/smoke.yaml
+  rehearse run scenarios/smoke.yaml --duration 15s --sessions 100000 --out runs/100k
+  rehearse run scenarios/tpcb.yaml --dsn postgres://postgres@127.0.0.1:5432/bench --duration 15s
+  rehearse run scenarios/smoke.yaml --keep      # leave the embedded server running`,
+		Args: exactArgs(1, "one scenario file"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sc, err := scenarios.LoadFile(args[0])
+			if err != nil {
+				return err
+			}
+			if f.out == "" {
+				f.out = rehearse.DefaultOutDir(sc, time.Now())
+			}
+			opts := []rehearse.Option{
+				rehearse.WithOut(f.out), rehearse.WithMode(f.mode), rehearse.WithTarget(f.target),
+				rehearse.WithEndpoint(f.endpoint), rehearse.WithDSN(f.dsn), rehearse.WithKeep(f.keep),
+			}
+			if f.duration != "" {
+				d, err := scenarios.ParseDuration(f.duration)
+				if err != nil {
+					return usageError{fmt.Errorf("--duration: %w", err)}
+				}
+				if d <= 0 {
+					return usageError{fmt.Errorf("--duration %s must be positive, e.g. 30s", f.duration)}
+				}
+				opts = append(opts, rehearse.WithDuration(d.D()))
+			}
+			if cmd.Flags().Changed("sessions") {
+				if f.sessions <= 0 {
+					return usageError{fmt.Errorf("--sessions %d must be a positive number of sessions, e.g. 2000", f.sessions)}
+				}
+				opts = append(opts, rehearse.WithSessions(f.sessions))
+			}
+			if cmd.Flags().Changed("rate") {
+				if f.rate <= 0 {
+					return usageError{fmt.Errorf("--rate %v must be a positive number of actions per second, e.g. 400", f.rate)}
+				}
+				opts = append(opts, rehearse.WithRate(f.rate))
+			}
+			if !f.quiet {
+				opts = append(opts, rehearse.WithProgress(s.err), rehearse.WithLog(s.err))
+			}
+			res, err := rehearse.Run(cmd.Context(), sc, opts...)
+			if res != nil {
+				summarize(s.out, res, f.out)
+			}
+			return err
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.out, "out", "", "output directory (default runs/<UTC timestamp>-<scenario>)")
+	fl.StringVar(&f.mode, "mode", "dry", "dry: load and read-only checks; wet: perform the cutover")
+	fl.StringVar(&f.target, "target", "", "local | container | aurora (default: the scenario's, else local)")
+	fl.StringVar(&f.endpoint, "endpoint", "", "cluster endpoint mode: dns | proxy (default: the scenario's)")
+	fl.StringVar(&f.dsn, "dsn", "", "run against this existing PostgreSQL instead of starting one")
+	fl.StringVar(&f.duration, "duration", "", "override load.duration, e.g. 15s or 2m")
+	fl.IntVar(&f.sessions, "sessions", 0, "override load.sessions")
+	fl.Float64Var(&f.rate, "rate", 0, "override load.rate (actions per second)")
+	fl.BoolVar(&f.quiet, "quiet", false, "no progress line or log on stderr")
+	fl.BoolVar(&f.keep, "keep", false, "leave the embedded PostgreSQL running and print its DSN")
+	return cmd
+}
+
+// summarize prints the verdict and where the report is.
+func summarize(w io.Writer, res *report.Result, out string) {
+	v := report.PageVerdict(res)
+	fmt.Fprintf(w, "%s  %s  %d transactions (%d failed, %d ambiguous), %.1f/s achieved of %.1f/s target\n",
+		v.Label(), res.Scenario.Name, res.Totals.Transactions, res.Totals.Failed, res.Totals.Ambiguous,
+		res.Load.AchievedRate, res.Load.TargetRate)
+	for _, r := range v.Reasons {
+		fmt.Fprintf(w, "  - %s\n", r)
+	}
+	fmt.Fprintf(w, "report: %s\n", filepath.Join(out, rehearse.HTMLFile))
+}

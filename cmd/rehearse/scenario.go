@@ -1,0 +1,63 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rehearse-dev/rehearse/scenarios"
+)
+
+func newScenarioCmd(s streams) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "scenario",
+		Short: "Validate scenario files or start a new one",
+	}
+	validate := &cobra.Command{
+		Use:   "validate FILE...",
+		Short: "Check scenario files; report every problem at once, as file:line:col",
+		Example: `  rehearse scenario validate scenarios/banking.yaml
+  rehearse scenario validate scenarios/*.yaml`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageError{fmt.Errorf("expected one or more scenario files")}
+			}
+			return nil
+		},
+		RunE: func(_ *cobra.Command, args []string) error {
+			var failed error
+			for _, path := range args {
+				sc, err := scenarios.LoadFile(path)
+				if err != nil {
+					fmt.Fprintln(s.err, err)
+					failed = fmt.Errorf("%w: %d of %d file(s) invalid", scenarios.ErrInvalid, countInvalid(args), len(args))
+					continue
+				}
+				fmt.Fprintf(s.out, "%s: ok (%s, %s workload, %d sessions, %s)\n", path, sc.Name, sc.Workload.Name, sc.Load.Sessions, sc.Load.Duration)
+			}
+			return failed
+		},
+	}
+	initCmd := &cobra.Command{
+		Use:     "init",
+		Short:   "Print a commented starter scenario with every field and its default",
+		Example: `  rehearse scenario init > scenarios/mine.yaml`,
+		Args:    exactArgs(0, "no arguments"),
+		RunE: func(*cobra.Command, []string) error {
+			_, err := fmt.Fprint(s.out, scenarios.StarterYAML)
+			return err
+		},
+	}
+	cmd.AddCommand(validate, initCmd)
+	return cmd
+}
+
+func countInvalid(paths []string) int {
+	n := 0
+	for _, p := range paths {
+		if _, err := scenarios.LoadFile(p); err != nil {
+			n++
+		}
+	}
+	return n
+}

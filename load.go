@@ -1,0 +1,258 @@
+package rehearse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/rehearse-dev/rehearse/loadgen"
+	"github.com/rehearse-dev/rehearse/report"
+	"github.com/rehearse-dev/rehearse/scenarios"
+	"github.com/rehearse-dev/rehearse/workload"
+)
+
+// endpoints are the pools the load uses: writes go to writer, reads to reader.
+type endpoints struct {
+	writer, reader *pgxpool.Pool
+	poolSize       int
+}
+
+func (e *endpoints) close() {
+	e.writer.Close()
+	if e.reader != e.writer {
+		e.reader.Close()
+	}
+}
+
+func (e *endpoints) serverVersion(ctx context.Context) (string, error) {
+	var v string
+	err := e.writer.QueryRow(ctx, "SHOW server_version").Scan(&v)
+	return v, err
+}
+
+// connect opens the writer and reader pools and proves they work, turning the usual
+// failures into errors that say what to do.
+func connect(ctx context.Context, dsn string, sc *scenarios.Scenario) (*endpoints, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgx masks the password when it quotes a DSN in a parse error.
+		return nil, fmt.Errorf("%w: the DSN is malformed (%v): write it as postgres://USER:PASSWORD@HOST:PORT/DB or as key=value pairs (host=… port=… user=… dbname=…)", ErrInvalidInput, err)
+	}
+	size := sc.Load.PoolSize
+	if sc.Load.Model == "closed" {
+		size = sc.Load.Connections
+	}
+	cfg.MaxConns = int32(size)
+	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	if cfg.ConnConfig.RuntimeParams == nil {
+		cfg.ConnConfig.RuntimeParams = map[string]string{}
+	}
+	cfg.ConnConfig.RuntimeParams["application_name"] = "rehearse"
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidInput, err)
+	}
+	eps := &endpoints{writer: pool, reader: pool, poolSize: size}
+	if err := warm(ctx, pool, size); err != nil {
+		pool.Close()
+		return nil, describeConnectError(cfg, err)
+	}
+	return eps, nil
+}
+
+// warm opens the pool's connections before the clock starts, so connection set-up is
+// not charged to the first operations.
+func warm(ctx context.Context, pool *pgxpool.Pool, n int) error {
+	conns := make([]*pgxpool.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Release()
+		}
+	}()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var first error
+	for range n {
+		wg.Go(func() {
+			c, err := pool.Acquire(ctx)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if first == nil {
+					first = err
+				}
+				return
+			}
+			conns = append(conns, c)
+		})
+	}
+	wg.Wait()
+	return first
+}
+
+func describeConnectError(cfg *pgxpool.Config, err error) error {
+	where := fmt.Sprintf("%s:%d", cfg.ConnConfig.Host, cfg.ConnConfig.Port)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "28P01", "28000":
+			return fmt.Errorf("%w: PostgreSQL at %s rejected user %q: %s. Check the user and password in the DSN (or ~/.pgpass)", ErrInvalidInput, where, cfg.ConnConfig.User, pgErr.Message)
+		case "3D000":
+			return fmt.Errorf("%w: PostgreSQL at %s has no database %q: create it (createdb %s) or name an existing one in the DSN", ErrInvalidInput, where, cfg.ConnConfig.Database, cfg.ConnConfig.Database)
+		case "53300":
+			return fmt.Errorf("PostgreSQL at %s has no free connection slots for a pool of %d: raise max_connections or lower load.pool_size: %w", where, int(cfg.MaxConns), err)
+		}
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("cannot reach PostgreSQL at %s: connection refused. Is the server running and listening on that address? %w", where, err)
+	}
+	return fmt.Errorf("cannot connect to PostgreSQL at %s: %w", where, err)
+}
+
+// loadRun is what the load phase produced.
+type loadRun struct {
+	start    time.Time
+	stats    loadgen.Stats
+	summary  loadgen.Summary
+	target   float64
+	workers  int
+	hlogTmp  string
+	sessions int
+}
+
+func runLoad(ctx context.Context, sc *scenarios.Scenario, wl workload.Workload, eps *endpoints, outDir string, progress, logw io.Writer) (*loadRun, error) {
+	hlogTmp := filepath.Join(outDir, HlogFile+".partial")
+	hf, err := os.Create(hlogTmp)
+	if err != nil {
+		return nil, fmt.Errorf("creating %s: %w", hlogTmp, err)
+	}
+	defer hf.Close()
+	start := time.Now()
+	hw, err := report.NewHlogWriter(hf, start)
+	if err != nil {
+		return nil, err
+	}
+	rec := loadgen.NewRecorder(wl.Ops(), func(op string, h *hdr.Histogram, from, to time.Duration) error {
+		return hw.WriteInterval(op, start.Add(from), start.Add(to), h)
+	})
+	l := sc.Load
+	cfg := loadgen.Config{
+		Workload: wl, Writer: loadgen.NewPgxPool(eps.writer), Reader: loadgen.NewPgxPool(eps.reader),
+		Duration:        l.Duration.D(),
+		Sessions:        l.Sessions,
+		Workers:         l.Workers,
+		Think:           loadgen.Think{Dist: l.ThinkTime.Distribution, Mean: l.ThinkTime.Mean.D()},
+		OpTimeout:       l.OpTimeout.D(),
+		Grace:           l.Grace.D(),
+		MaxRetries:      l.MaxRetries,
+		MisroutedWrites: sc.Workload.MisroutedWriteFraction,
+		Seed:            sc.Workload.Seed,
+		Recorder:        rec,
+		Progress:        progress,
+	}
+	var target float64
+	if l.Model == "closed" {
+		cfg.Workers = l.Connections
+		cfg.Sessions = l.Connections
+	} else {
+		stages := make([]loadgen.Stage, len(l.Stages))
+		for i, s := range l.Stages {
+			stages[i] = loadgen.Stage{Duration: s.Duration.D(), Rate: s.Rate}
+		}
+		startRate := sc.EffectiveRate()
+		if len(stages) > 0 {
+			startRate = 0
+		}
+		prof := loadgen.NewProfile(startRate, stages, cfg.Duration)
+		if l.Arrival == "constant" {
+			cfg.Pacer = loadgen.NewConstant(prof)
+		} else {
+			cfg.Pacer = loadgen.NewPoisson(prof, sc.Workload.Seed)
+		}
+		target = prof.Expected(cfg.Duration) / cfg.Duration.Seconds()
+	}
+	if l.Model == "closed" {
+		fmt.Fprintf(logw, "running %s closed-loop on %d connections for %v\n", wl.Name(), cfg.Workers, cfg.Duration)
+	} else {
+		fmt.Fprintf(logw, "running %s: %d sessions, %.0f actions/s (%s), %d workers, pool %d, for %v\n",
+			wl.Name(), cfg.Sessions, target, l.Arrival, cfg.Workers, eps.poolSize, cfg.Duration)
+	}
+	stats, err := loadgen.Run(ctx, cfg, start)
+	if err != nil {
+		return nil, err
+	}
+	if err := rec.SinkErr(); err != nil {
+		fmt.Fprintf(logw, "warning: writing %s: %v\n", HlogFile, err)
+	}
+	if err := hf.Close(); err != nil {
+		return nil, fmt.Errorf("writing %s: %w", HlogFile, err)
+	}
+	return &loadRun{
+		start: start, stats: stats, summary: rec.Summary(stats.Elapsed), target: target,
+		workers: cfg.Workers, hlogTmp: hlogTmp, sessions: cfg.Sessions,
+	}, nil
+}
+
+func buildResult(sc *scenarios.Scenario, o *options, rr *loadRun, tgt *target, versions map[string]string, integ report.Integrity) *report.Result {
+	end := rr.start.Add(rr.stats.Elapsed)
+	sum := rr.summary
+	res := &report.Result{
+		Schema:      report.SchemaV1,
+		Mode:        o.mode,
+		Interrupted: rr.stats.Interrupted,
+		Scenario:    report.ScenarioInfo{Name: sc.Name, File: sc.File, SHA256: sc.SHA256},
+		Target: report.TargetInfo{
+			Kind: sc.Target.Kind, EndpointMode: sc.Target.Endpoint, Versions: versions,
+			Workload: sc.Workload.Name,
+		},
+		StartedAt:  rr.start.UTC(),
+		EndedAt:    end.UTC(),
+		DurationS:  round3(rr.stats.Elapsed.Seconds()),
+		Totals:     sum.Totals,
+		Operations: sum.Operations,
+		Errors:     sum.Errors,
+		Timeline:   sum.Timeline,
+		Load: report.LoadInfo{
+			Model:            sc.Load.Model,
+			Sessions:         rr.sessions,
+			TargetRate:       round3(rr.target),
+			ScheduleLagP99Ms: sum.LagP99Ms,
+			ScheduleLagMaxMs: sum.LagMaxMs,
+			PoolSize:         sc.Load.PoolSize,
+			Workers:          rr.workers,
+			Arrivals:         rr.stats.Arrivals,
+		},
+		Availability: sum.Availability,
+		Integrity:    integ,
+		Version:      Version(),
+	}
+	if sc.Load.Model == "closed" {
+		res.Load.PoolSize = sc.Load.Connections
+	}
+	if s := rr.stats.Elapsed.Seconds(); s > 0 {
+		res.Load.AchievedRate = round3(float64(rr.stats.Arrivals) / s)
+	}
+	if tgt.kind == "dsn" {
+		res.Target.Kind = "dsn"
+	}
+	if res.Operations == nil {
+		res.Operations = []report.Operation{}
+	}
+	if res.Errors == nil {
+		res.Errors = []report.ErrorClass{}
+	}
+	return res
+}
+
+func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
