@@ -127,12 +127,13 @@ func defaults() Scenario {
 			SharedBuffers:  "256MB",
 		},
 		Cutover: Cutover{
-			Kind:           "planned",
-			Warmup:         Duration(5 * time.Second),
-			StepTimeout:    Duration(60 * time.Second),
-			CatchUpSamples: 3,
-			StaleDNSWindow: Duration(2 * time.Second),
-			Soak:           Duration(5 * time.Second),
+			Kind:               "planned",
+			Warmup:             Duration(5 * time.Second),
+			StepTimeout:        Duration(60 * time.Second),
+			CatchUpMaxLagBytes: 1 << 20,
+			CatchUpSamples:     3,
+			StaleDNSWindow:     Duration(2 * time.Second),
+			Soak:               Duration(5 * time.Second),
 		},
 	}
 }

@@ -138,7 +138,9 @@ type Cutover struct {
 	Steps []string `yaml:"steps"`
 	// StepTimeout bounds each step (default 60s).
 	StepTimeout Duration `yaml:"step_timeout"`
-	// CatchUpMaxLagBytes is the replication lag that counts as caught up (default 0).
+	// CatchUpMaxLagBytes is the replication lag that counts as caught up (default
+	// 1 MiB: under write load the lag is rarely exactly 0, and the switchover itself
+	// waits for the old writer's final LSN, so no acknowledged write depends on it).
 	CatchUpMaxLagBytes int64 `yaml:"catch_up_max_lag_bytes"`
 	// CatchUpSamples is how many consecutive samples must be under the lag limit
 	// (default 3).
@@ -150,6 +152,10 @@ type Cutover struct {
 	Soak Duration `yaml:"soak"`
 	// Rollback rehearses the failback after validation (default false).
 	Rollback bool `yaml:"rollback"`
+	// Synchronous makes the caught-up replica a synchronous standby, as Aurora's
+	// shared storage makes every acknowledged write durable on the new instance
+	// (default: true for kind crash, false for planned).
+	Synchronous *bool `yaml:"synchronous"`
 }
 
 // SLO holds the limits a run is judged by. Zero values mean "no limit" except

@@ -316,7 +316,7 @@ func TestDefaults(t *testing.T) {
 		{"cutover kind", d.Cutover.Kind, "planned"},
 		{"warmup", d.Cutover.Warmup.D(), 5 * time.Second},
 		{"step_timeout", d.Cutover.StepTimeout.D(), 60 * time.Second},
-		{"catch_up_max_lag_bytes", d.Cutover.CatchUpMaxLagBytes, int64(0)},
+		{"catch_up_max_lag_bytes", d.Cutover.CatchUpMaxLagBytes, int64(1 << 20)},
 		{"catch_up_samples", d.Cutover.CatchUpSamples, 3},
 		{"stale_dns_window", d.Cutover.StaleDNSWindow.D(), 2 * time.Second},
 		{"soak", d.Cutover.Soak.D(), 5 * time.Second},

@@ -1,0 +1,269 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/rehearse-dev/rehearse/migrate"
+)
+
+func startCluster(t *testing.T, sync bool) *Cluster {
+	t.Helper()
+	cfg := testConfig(t)
+	c, err := StartCluster(t.Context(), ClusterConfig{Node: cfg, Synchronous: sync})
+	if err != nil {
+		t.Fatalf("StartCluster: %v\n%s", err, cfg.Log)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(context.Background()); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return c
+}
+
+// writer inserts rows into the current writer in a loop and remembers which commits
+// were acknowledged.
+type writer struct {
+	c      *Cluster
+	mu     sync.Mutex
+	acked  []int64
+	errors int
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+func startWriter(t *testing.T, c *Cluster) *writer {
+	t.Helper()
+	conn, err := c.Writer().Connect(t.Context(), Database)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(t.Context(), "CREATE TABLE IF NOT EXISTS t (id bigint PRIMARY KEY, pad text)"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(t.Context())
+	w := &writer{c: c, stop: make(chan struct{}), done: make(chan struct{})}
+	go w.run()
+	t.Cleanup(w.halt)
+	return w
+}
+
+func (w *writer) run() {
+	defer close(w.done)
+	var conn *pgx.Conn
+	for id := int64(1); ; id++ {
+		select {
+		case <-w.stop:
+			if conn != nil {
+				conn.Close(context.Background())
+			}
+			return
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if conn == nil || conn.IsClosed() {
+			var err error
+			if conn, err = pgx.Connect(ctx, w.c.Writer().DSN(Database)); err != nil {
+				conn = nil
+				cancel()
+				w.mu.Lock()
+				w.errors++
+				w.mu.Unlock()
+				continue
+			}
+		}
+		_, err := conn.Exec(ctx, "INSERT INTO t VALUES ($1, repeat('x', 200))", id)
+		cancel()
+		w.mu.Lock()
+		if err == nil {
+			w.acked = append(w.acked, id)
+		} else {
+			w.errors++
+			conn.Close(context.Background())
+			conn = nil
+		}
+		w.mu.Unlock()
+	}
+}
+
+func (w *writer) halt() {
+	select {
+	case <-w.stop:
+	default:
+		close(w.stop)
+	}
+	<-w.done
+}
+
+func (w *writer) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.acked)
+}
+
+// waitAcked waits until n more commits were acknowledged (progress, not time).
+func (w *writer) waitAcked(t *testing.T, n int) {
+	t.Helper()
+	target := w.count() + n
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for w.count() < target {
+		select {
+		case <-t.Context().Done():
+			t.Fatal("writer made no progress")
+		case <-tick.C:
+		}
+	}
+}
+
+// missing returns the acknowledged ids absent from the current writer.
+func (w *writer) missing(t *testing.T) int {
+	t.Helper()
+	w.halt()
+	conn, err := w.c.Writer().Connect(t.Context(), Database)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	var have int64
+	if err := conn.QueryRow(t.Context(), "SELECT count(*) FROM t WHERE id = ANY($1)", w.acked).Scan(&have); err != nil {
+		t.Fatal(err)
+	}
+	return len(w.acked) - int(have)
+}
+
+func TestClusterPlannedSwitchoverAndFailback(t *testing.T) {
+	c := startCluster(t, false)
+	ctx := t.Context()
+	w := startWriter(t, c)
+	w.waitAcked(t, 50)
+
+	rep, err := c.CreateReplica(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.ID != "node2" {
+		t.Fatalf("replica id %s", rep.ID)
+	}
+	w.waitAcked(t, 50)
+	lag, err := c.Lag(ctx, "node2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("lag under load: %+v", lag)
+
+	p, err := c.Switchover(ctx, "node2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("switchover: %+v", p)
+	if p.FinalLSN == "" || p.PromotedLSN == "" || p.From != "node1" || p.To != "node2" {
+		t.Errorf("promotion = %+v", p)
+	}
+	topo, _ := c.Describe(ctx)
+	if topo.Writer != "node2" {
+		t.Fatalf("writer = %s", topo.Writer)
+	}
+	if _, err := c.Redirect(ctx, "node2"); err != nil {
+		t.Fatal(err)
+	}
+	w.waitAcked(t, 50) // writes flow to the new writer
+	if d, err := c.Rejoin(ctx, "node1"); err != nil {
+		t.Fatal(err)
+	} else if d["rewound"] != false {
+		t.Errorf("a planned switchover needed a rewind: %v", d)
+	}
+	if rec, err := c.nodes["node1"].InRecovery(ctx); err != nil || !rec {
+		t.Fatalf("node1 is not a standby after rejoin: %v %v", rec, err)
+	}
+	// Fail back: one step, because node1 already streams from node2.
+	if _, err := c.Switchover(ctx, "node1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Redirect(ctx, "node1"); err != nil {
+		t.Fatal(err)
+	}
+	w.waitAcked(t, 50)
+	if _, err := c.Rejoin(ctx, "node2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Remove(ctx, "node2"); err != nil {
+		t.Fatal(err)
+	}
+	if n := w.missing(t); n != 0 {
+		t.Fatalf("%d acknowledged writes lost across switchover and failback", n)
+	}
+	if err := c.Remove(ctx, "node1"); err == nil {
+		t.Fatal("removing the writer was allowed")
+	}
+}
+
+func TestClusterCrashFailoverSynchronousLosesNothing(t *testing.T) {
+	c := startCluster(t, true)
+	ctx := t.Context()
+	w := startWriter(t, c)
+	if _, err := c.CreateReplica(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetSynchronous(ctx, "node2"); err != nil {
+		t.Fatal(err)
+	}
+	w.waitAcked(t, 100)
+	if err := c.Crash(ctx, "node1"); err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.Failover(ctx, "node2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("failover: %+v", p)
+	w.waitAcked(t, 50)
+	d, err := c.Rejoin(ctx, "node1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("rejoin after crash: %v", d)
+	if n := w.missing(t); n != 0 {
+		t.Fatalf("%d acknowledged writes lost in a synchronous crash failover", n)
+	}
+}
+
+// The engine against a real cluster: the whole wet plan.
+func TestEngineOnLocalCluster(t *testing.T) {
+	c := startCluster(t, false)
+	w := startWriter(t, c)
+	w.waitAcked(t, 20)
+	start := time.Now()
+	steps := []string{"preflight", "create_replica", "catch_up", "switchover", "redirect", "validate", "keep_rollback_target", "decommission"}
+	e := &migrate.Engine{Provider: c, Config: migrate.Config{Steps: steps, StepTimeout: 60 * time.Second, CatchUpSamples: 3, Soak: 0, Poll: 20 * time.Millisecond},
+		Since: func() time.Duration { return time.Since(start) }}
+	m, err := e.Run(t.Context())
+	if err != nil {
+		t.Fatalf("%v\n%+v", err, m.Steps)
+	}
+	for _, s := range m.Steps {
+		if s.Status != migrate.StatusOK {
+			t.Errorf("%s: %s %v", s.Name, s.Status, s.Detail)
+		}
+	}
+	if m.WriterBefore != "node1" || m.WriterAfter != "node2" {
+		t.Errorf("writer %s → %s", m.WriterBefore, m.WriterAfter)
+	}
+	if len(c.Nodes()) != 1 {
+		t.Errorf("decommission left %d nodes", len(c.Nodes()))
+	}
+	if n := w.missing(t); n != 0 {
+		t.Fatalf("%d acknowledged writes lost", n)
+	}
+	fmt.Fprintln(&testLogWriter{t}, "steps:", m.Steps)
+}
+
+type testLogWriter struct{ t *testing.T }
+
+func (w *testLogWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
