@@ -22,17 +22,17 @@ type Endpoints interface {
 	WriterAddr() string
 	ReaderAddr() string
 	// Hold prepares a writer change: PgBouncer pauses (clients wait); a DNS-like
-	// endpoint drops the connections to oldWriter.
-	Hold(ctx context.Context, oldWriter string) error
+	// endpoint does nothing (the old writer's connections break when it stops).
+	Hold(ctx context.Context) error
 	// Release points the endpoints at writer (and readers) and lets traffic flow; a
 	// DNS-like endpoint first keeps sending new connections to the old writer for its
 	// stale window.
 	Release(ctx context.Context, writer string, readers []string) error
 	// SetReaders sets the reader endpoint's members (none: the writer).
 	SetReaders(ctx context.Context, readers []string) error
-	// SetForwarding emulates write forwarding: while on, the reader endpoint's
-	// connections are served by writer.
-	SetForwarding(ctx context.Context, on bool, writer string) error
+	// SetForwarding emulates write forwarding: while on, the reader endpoint's new
+	// connections are served by the writer.
+	SetForwarding(ctx context.Context, on bool) error
 	// Close stops the endpoints.
 	Close(ctx context.Context) error
 }
@@ -338,7 +338,7 @@ func (c *Cluster) SetForwarding(ctx context.Context, on bool) error {
 	if c.eps == nil {
 		return errors.New("local: write forwarding is emulated at the endpoints, and this cluster has none")
 	}
-	if err := c.eps.SetForwarding(ctx, on, addr(c.Writer())); err != nil {
+	if err := c.eps.SetForwarding(ctx, on); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -362,7 +362,7 @@ func (c *Cluster) Switchover(ctx context.Context, target string) (migrate.Promot
 	}
 	start := time.Now()
 	if c.eps != nil {
-		if err := c.eps.Hold(ctx, addr(old)); err != nil {
+		if err := c.eps.Hold(ctx); err != nil {
 			return p, fmt.Errorf("local: hold endpoints: %w", err)
 		}
 		p.Detail["hold_ms"] = ms(time.Since(start))
@@ -562,7 +562,7 @@ func (c *Cluster) Crash(ctx context.Context, node string) error {
 		return err
 	}
 	if c.eps != nil && node == c.writerID() {
-		if err := c.eps.Hold(ctx, addr(n)); err != nil {
+		if err := c.eps.Hold(ctx); err != nil {
 			return err
 		}
 	}
