@@ -43,32 +43,51 @@ func (e *endpoints) serverVersion(ctx context.Context) (string, error) {
 
 // connect opens the writer and reader pools and proves they work, turning the usual
 // failures into errors that say what to do.
-func connect(ctx context.Context, dsn string, sc *scenarios.Scenario) (*endpoints, error) {
+func connect(ctx context.Context, tgt *target, sc *scenarios.Scenario) (*endpoints, error) {
+	size := sc.Load.PoolSize
+	if sc.Load.Model == "closed" {
+		size = sc.Load.Connections
+	}
+	writer, err := openPool(ctx, tgt.writerDSN, size, tgt)
+	if err != nil {
+		return nil, err
+	}
+	eps := &endpoints{writer: writer, reader: writer, poolSize: size}
+	if tgt.readerDSN != tgt.writerDSN {
+		if eps.reader, err = openPool(ctx, tgt.readerDSN, size, tgt); err != nil {
+			writer.Close()
+			return nil, err
+		}
+	}
+	return eps, nil
+}
+
+func openPool(ctx context.Context, dsn string, size int, tgt *target) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgx masks the password when it quotes a DSN in a parse error.
 		return nil, fmt.Errorf("%w: the DSN is malformed (%v): write it as postgres://USER:PASSWORD@HOST:PORT/DB or as key=value pairs (host=… port=… user=… dbname=…)", ErrInvalidInput, err)
 	}
-	size := sc.Load.PoolSize
-	if sc.Load.Model == "closed" {
-		size = sc.Load.Connections
-	}
 	cfg.MaxConns = int32(size)
 	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
-	if cfg.ConnConfig.RuntimeParams == nil {
-		cfg.ConnConfig.RuntimeParams = map[string]string{}
+	cfg.ConnConfig.DefaultQueryExecMode = tgt.execMode
+	if tgt.endpoint == "" {
+		// Through an endpoint, the server may reject unknown startup parameters
+		// (PgBouncer does); directly, name the application for pg_stat_activity.
+		if cfg.ConnConfig.RuntimeParams == nil {
+			cfg.ConnConfig.RuntimeParams = map[string]string{}
+		}
+		cfg.ConnConfig.RuntimeParams["application_name"] = "rehearse"
 	}
-	cfg.ConnConfig.RuntimeParams["application_name"] = "rehearse"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidInput, err)
 	}
-	eps := &endpoints{writer: pool, reader: pool, poolSize: size}
 	if err := warm(ctx, pool, size); err != nil {
 		pool.Close()
 		return nil, describeConnectError(cfg, err)
 	}
-	return eps, nil
+	return pool, nil
 }
 
 // warm opens the pool's connections before the clock starts, so connection set-up is
@@ -131,7 +150,11 @@ type loadRun struct {
 	sessions int
 }
 
-func runLoad(ctx context.Context, sc *scenarios.Scenario, wl workload.Workload, eps *endpoints, outDir string, progress, logw io.Writer) (*loadRun, error) {
+// maxExtension bounds how long the load may outlast the scenario's duration while a
+// cutover is still running.
+const maxExtension = 30 * time.Minute
+
+func runLoad(ctx context.Context, sc *scenarios.Scenario, wl workload.Workload, eps *endpoints, outDir string, progress, logw io.Writer, cut *cutover) (*loadRun, error) {
 	hlogTmp := filepath.Join(outDir, HlogFile+".partial")
 	hf, err := os.Create(hlogTmp)
 	if err != nil {
@@ -147,9 +170,13 @@ func runLoad(ctx context.Context, sc *scenarios.Scenario, wl workload.Workload, 
 		return hw.WriteInterval(op, start.Add(from), start.Add(to), h)
 	})
 	l := sc.Load
+	// The load stops when the duration has passed and any cutover has settled; until
+	// then the schedule holds its last rate.
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
 	cfg := loadgen.Config{
 		Workload: wl, Writer: loadgen.NewPgxPool(eps.writer), Reader: loadgen.NewPgxPool(eps.reader),
-		Duration:        l.Duration.D(),
+		Duration:        l.Duration.D() + maxExtension,
 		Sessions:        l.Sessions,
 		Workers:         l.Workers,
 		Think:           loadgen.Think{Dist: l.ThinkTime.Distribution, Mean: l.ThinkTime.Mean.D()},
@@ -180,15 +207,30 @@ func runLoad(ctx context.Context, sc *scenarios.Scenario, wl workload.Workload, 
 		} else {
 			cfg.Pacer = loadgen.NewPoisson(prof, sc.Workload.Seed)
 		}
-		target = prof.Expected(cfg.Duration) / cfg.Duration.Seconds()
+		target = prof.Expected(l.Duration.D()) / l.Duration.D().Seconds()
+	}
+	since := func() time.Duration { return time.Since(start) }
+	cfg.OnTick = func(el time.Duration) {
+		if el >= l.Duration.D() && (cut == nil || cut.settled(el)) {
+			stopLoad()
+		}
+	}
+	if cut != nil {
+		cut.start(loadCtx, rec, since)
 	}
 	if l.Model == "closed" {
-		fmt.Fprintf(logw, "running %s closed-loop on %d connections for %v\n", wl.Name(), cfg.Workers, cfg.Duration)
+		fmt.Fprintf(logw, "running %s closed-loop on %d connections for %v\n", wl.Name(), cfg.Workers, l.Duration)
 	} else {
 		fmt.Fprintf(logw, "running %s: %d sessions, %.0f actions/s (%s), %d workers, pool %d, for %v\n",
-			wl.Name(), cfg.Sessions, target, l.Arrival, cfg.Workers, eps.poolSize, cfg.Duration)
+			wl.Name(), cfg.Sessions, target, l.Arrival, cfg.Workers, eps.poolSize, l.Duration)
 	}
-	stats, err := loadgen.Run(ctx, cfg, start)
+	stats, err := loadgen.Run(loadCtx, cfg, start)
+	// The run ends by stopLoad, not by loadgen's own (extended) duration; only the
+	// caller's context makes it an interruption.
+	stats.Interrupted = ctx.Err() != nil
+	if cut != nil {
+		<-cut.done
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ type options struct {
 	rate     float64
 	rateSet  bool
 	keep     bool
+	rollback bool
 	progress io.Writer
 	log      io.Writer
 	now      func() time.Time
@@ -51,6 +52,9 @@ func WithRate(r float64) Option { return func(o *options) { o.rate, o.rateSet = 
 
 // WithKeep leaves an embedded server running after the run (its DSN is logged).
 func WithKeep(keep bool) Option { return func(o *options) { o.keep = keep } }
+
+// WithRollback rehearses the failback to the old writer after validation.
+func WithRollback(on bool) Option { return func(o *options) { o.rollback = on } }
 
 // WithProgress sends the live once-a-second progress line to w (nil: none).
 func WithProgress(w io.Writer) Option { return func(o *options) { o.progress = w } }

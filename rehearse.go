@@ -15,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rehearse-dev/rehearse/migrate/local"
 	"github.com/rehearse-dev/rehearse/report"
 	"github.com/rehearse-dev/rehearse/scenarios"
 )
@@ -76,7 +75,7 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts ...Option) (*report.R
 		tgt.close(cctx, o.keep, logw)
 	}()
 
-	eps, err := connect(ctx, tgt.dsn, sc)
+	eps, err := connect(ctx, tgt, sc)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +93,11 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts ...Option) (*report.R
 		versions["postgresql"] = v
 	}
 
-	rr, err := runLoad(ctx, sc, wl, eps, outDir, o.progress, logw)
+	var cut *cutover
+	if sc.Cutover.Enabled && tgt.provider() != nil {
+		cut = newCutover(sc, o.mode == "dry", tgt, wl, eps, logw)
+	}
+	rr, err := runLoad(ctx, sc, wl, eps, outDir, o.progress, logw, cut)
 	if err != nil {
 		return nil, err
 	}
@@ -102,14 +105,21 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts ...Option) (*report.R
 	vctx, cancel := context.WithTimeout(bg, verifyTimeout)
 	defer cancel()
 	fmt.Fprintln(logw, "checking integrity")
-	integ, verr := wl.Verify(vctx, eps.writer)
+	integ, verr := verify(vctx, wl, tgt)
 	if verr != nil {
 		integ = report.Integrity{Checked: false, Details: []string{"integrity check failed to run: " + verr.Error()}}
 	}
 
 	res := buildResult(sc, &o, rr, tgt, versions, integ)
-	if sc.Cutover.Enabled {
-		res.Notes = append(res.Notes, "The scenario has a cutover section, but this build has no cutover engine yet: the plan was not run; the load ran against the single writer.")
+	var cutErr error
+	switch {
+	case cut != nil:
+		res.Migration, cutErr = cut.mig, cut.err
+		if tgt.endpoint != "" {
+			res.Notes = append(res.Notes, endpointNote(tgt.endpoint))
+		}
+	case sc.Cutover.Enabled:
+		res.Notes = append(res.Notes, "The scenario has a cutover section, but --dsn points at a database rehearse does not manage, so the plan was not run; the load ran against that database alone.")
 	}
 	res.SLO = report.Evaluate(res, sc.SLO)
 	if err := writeOutputs(outDir, res, rr.hlogTmp); err != nil {
@@ -119,6 +129,8 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts ...Option) (*report.R
 	switch {
 	case res.Interrupted:
 		return res, fmt.Errorf("%w: results so far are in %s", ErrInterrupted, outDir)
+	case cutErr != nil:
+		return res, fmt.Errorf("the cutover failed (results are in %s): %w", outDir, cutErr)
 	case verr != nil:
 		return res, fmt.Errorf("integrity check failed to run: %w", verr)
 	case !res.SLO.Passed:
@@ -162,6 +174,9 @@ func (o *options) apply(sc *scenarios.Scenario) (*scenarios.Scenario, error) {
 		}
 		s.Load.Sessions = o.sessions
 	}
+	if o.rollback {
+		s.Cutover.Rollback = true
+	}
 	if o.rateSet {
 		if o.rate <= 0 {
 			problems = append(problems, fmt.Sprintf("rate %v must be positive (actions per second)", o.rate))
@@ -175,8 +190,10 @@ func (o *options) apply(sc *scenarios.Scenario) (*scenarios.Scenario, error) {
 		switch {
 		case s.Target.Kind != "local":
 			problems = append(problems, fmt.Sprintf("target %q is not available in this build yet: use --target local, or --dsn to point at an existing PostgreSQL", s.Target.Kind))
-		case o.mode == "wet":
-			problems = append(problems, "--mode wet runs the cutover engine, which this build does not have yet: use --mode dry")
+		case o.mode == "wet" && !s.Cutover.Enabled:
+			problems = append(problems, "--mode wet performs the scenario's cutover, but its cutover section is not enabled (cutover.enabled: true)")
+		case o.mode == "wet" && s.Target.DSN != "":
+			problems = append(problems, "--mode wet needs a cluster rehearse manages (--target local starts one); --dsn points at a database it cannot fail over")
 		}
 	}
 	if len(problems) > 0 {
@@ -214,54 +231,6 @@ func safeName(s string) string {
 		return "run"
 	}
 	return s
-}
-
-// target is the database the run goes to: an embedded node or an existing DSN.
-type target struct {
-	kind string
-	dsn  string
-	node *local.Node
-}
-
-func startTarget(ctx context.Context, sc *scenarios.Scenario, o *options, outDir string, logw io.Writer) (*target, error) {
-	if sc.Target.DSN != "" {
-		return &target{kind: "dsn", dsn: sc.Target.DSN}, nil
-	}
-	bin, err := local.FindBinaries(ctx, "")
-	if err != nil {
-		return nil, err
-	}
-	fsync := sc.Target.Fsync == nil || *sc.Target.Fsync
-	abs, err := filepath.Abs(filepath.Join(outDir, "pg"))
-	if err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(logw, "starting PostgreSQL %s (embedded, fsync=%v)\n", bin.Version, fsync)
-	node, err := local.InitPrimary(ctx, local.Config{
-		Dir: abs, Name: "node1", Fsync: fsync,
-		MaxConnections: sc.Target.MaxConnections, SharedBuffers: sc.Target.SharedBuffers,
-		Log: logw, Bin: bin,
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%w: while starting PostgreSQL: %w", ErrInterrupted, err)
-		}
-		return nil, err
-	}
-	return &target{kind: "local", dsn: node.DSN("rehearse"), node: node}, nil
-}
-
-func (t *target) close(ctx context.Context, keep bool, logw io.Writer) {
-	if t.node == nil {
-		return
-	}
-	if keep {
-		fmt.Fprintf(logw, "kept PostgreSQL running (pid %d, data %s): %s\n", t.node.PID(), t.node.DataDir(), t.dsn)
-		return
-	}
-	if err := t.node.Close(ctx); err != nil {
-		fmt.Fprintf(logw, "warning: stopping PostgreSQL: %v\n", err)
-	}
 }
 
 func writeOutputs(dir string, res *report.Result, hlogTmp string) error {

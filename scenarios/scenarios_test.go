@@ -627,7 +627,13 @@ func TestShippedScenarios(t *testing.T) {
 			eq(t, "cutover kind", s.Cutover.Kind, "planned")
 			eq(t, "warmup", s.Cutover.Warmup.D(), 5*time.Second)
 			eq(t, "fsync", *s.Target.Fsync, true)
-			eq(t, "latency", s.SLO.Latency, []scenarios.LatencySLO{{Op: "*", Phase: "all", Percentile: 99, Max: scenarios.Duration(time.Second)}})
+			sec := func(n int) scenarios.Duration { return scenarios.Duration(time.Duration(n) * time.Second) }
+			eq(t, "latency", s.SLO.Latency, []scenarios.LatencySLO{
+				{Op: "*", Phase: "before", Percentile: 99, Max: sec(1)},
+				{Op: "*", Phase: "after", Percentile: 99, Max: sec(1)},
+				{Op: "*", Phase: "during", Percentile: 99, Max: sec(5)},
+			})
+			eq(t, "max_write_unavailable", s.SLO.MaxWriteUnavailable.D(), 5*time.Second)
 			eq(t, "max_error_rate", *s.SLO.MaxErrorRate, 0.05)
 			eq(t, "min_achieved_rate", s.SLO.MinAchievedRate, 0.9)
 		},

@@ -19,7 +19,7 @@ func newRunCmd(s streams) *cobra.Command {
 		duration                         string
 		sessions                         int
 		rate                             float64
-		quiet, keep                      bool
+		quiet, keep, rollback            bool
 	}
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO.yaml",
@@ -35,6 +35,8 @@ interrupted (exit 130).`,
 		Example: `  rehearse run scenarios/smoke.yaml
   rehearse run scenarios/smoke.yaml --duration 15s --sessions 100000 --out runs/100k
   rehearse run scenarios/tpcb.yaml --dsn postgres://postgres@127.0.0.1:5432/bench --duration 15s
+  rehearse run scenarios/smoke.yaml --mode wet --endpoint proxy   # perform the cutover through PgBouncer
+  rehearse run scenarios/smoke.yaml --mode wet --rollback          # ... and fail back after validation
   rehearse run scenarios/smoke.yaml --keep      # leave the embedded server running`,
 		Args: exactArgs(1, "one scenario file"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -48,6 +50,7 @@ interrupted (exit 130).`,
 			opts := []rehearse.Option{
 				rehearse.WithOut(f.out), rehearse.WithMode(f.mode), rehearse.WithTarget(f.target),
 				rehearse.WithEndpoint(f.endpoint), rehearse.WithDSN(f.dsn), rehearse.WithKeep(f.keep),
+				rehearse.WithRollback(f.rollback),
 			}
 			if f.duration != "" {
 				d, err := scenarios.ParseDuration(f.duration)
@@ -92,6 +95,7 @@ interrupted (exit 130).`,
 	fl.Float64Var(&f.rate, "rate", 0, "override load.rate (actions per second)")
 	fl.BoolVar(&f.quiet, "quiet", false, "no progress line or log on stderr")
 	fl.BoolVar(&f.keep, "keep", false, "leave the embedded PostgreSQL running and print its DSN")
+	fl.BoolVar(&f.rollback, "rollback", false, "after validation, rehearse the failback to the old writer")
 	return cmd
 }
 

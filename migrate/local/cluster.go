@@ -62,6 +62,9 @@ type Cluster struct {
 	next   int
 	eps    Endpoints
 	fwd    bool
+	// crashed nodes stopped without a clean shutdown: they may have diverged from the
+	// new writer, so they rejoin through pg_rewind.
+	crashed map[string]bool
 }
 
 var (
@@ -71,7 +74,7 @@ var (
 
 // StartCluster starts a one-node cluster (the writer, node1) and its endpoints.
 func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
-	c := &Cluster{cfg: cfg, log: cfg.Node.Log, nodes: map[string]*Node{}, next: 1}
+	c := &Cluster{cfg: cfg, log: cfg.Node.Log, nodes: map[string]*Node{}, next: 1, crashed: map[string]bool{}}
 	if c.log == nil {
 		c.log = io.Discard
 	}
@@ -483,10 +486,16 @@ func (c *Cluster) Rejoin(ctx context.Context, node string) (map[string]any, erro
 	if n == w {
 		return nil, fmt.Errorf("local: %s is the writer; it cannot follow itself", node)
 	}
-	rewound, err := n.Follow(ctx, w)
+	c.mu.Lock()
+	rewind := c.crashed[node]
+	c.mu.Unlock()
+	rewound, err := n.Follow(ctx, w, rewind)
 	if err != nil {
 		return nil, err
 	}
+	c.mu.Lock()
+	delete(c.crashed, node)
+	c.mu.Unlock()
 	if err := c.waitStreaming(ctx, w, n.Name()); err != nil {
 		return nil, err
 	}
@@ -566,7 +575,13 @@ func (c *Cluster) Crash(ctx context.Context, node string) error {
 			return err
 		}
 	}
-	return n.Kill(ctx)
+	if err := n.Kill(ctx); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.crashed[node] = true
+	c.mu.Unlock()
+	return nil
 }
 
 func (c *Cluster) writerID() string {

@@ -209,11 +209,14 @@ WHERE slot_name = $1 AND NOT active`, []any{slot}, &x)
 	return err
 }
 
-// Follow turns this stopped former primary into a standby of primary: pg_rewind
-// against it (which only rewinds when the timelines diverged, and first finishes
-// crash recovery when the node was not shut down cleanly), a slot on primary, the
-// standby settings, and start. It reports whether pg_rewind had to rewind.
-func (n *Node) Follow(ctx context.Context, primary *Node) (rewound bool, err error) {
+// Follow turns this former primary into a standby of primary: the standby settings
+// (with a slot on primary) and start. With rewind, pg_rewind runs first: after a crash
+// the node may hold WAL the new primary never got (pg_rewind also finishes the node's
+// crash recovery). A cleanly stopped writer whose final LSN the new primary replayed
+// has not diverged and needs none; skipping it also avoids the CHECKPOINT pg_rewind
+// needs on a just-promoted source, an I/O burst the load would feel. It reports
+// whether pg_rewind had to rewind.
+func (n *Node) Follow(ctx context.Context, primary *Node, rewind bool) (rewound bool, err error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
@@ -224,6 +227,26 @@ func (n *Node) Follow(ctx context.Context, primary *Node) (rewound bool, err err
 			return false, err
 		}
 	}
+	if rewind {
+		if rewound, err = n.rewind(ctx, primary); err != nil {
+			return false, err
+		}
+	}
+	if err := primary.CreateSlot(ctx, n.cfg.Name); err != nil {
+		return rewound, fmt.Errorf("local: slot for %s on %s: %w", n.cfg.Name, primary.Name(), err)
+	}
+	if err := n.setStandby(primary, n.cfg.Name); err != nil {
+		return rewound, err
+	}
+	// pg_rewind copies the source's config files; restore this node's own settings.
+	if err := n.writeConf(n.port); err != nil {
+		return rewound, err
+	}
+	return rewound, n.start(ctx)
+}
+
+// rewind runs pg_rewind against primary; n.mu must be held and the node stopped.
+func (n *Node) rewind(ctx context.Context, primary *Node) (bool, error) {
 	// A crashed postmaster's lock file names a dead (or zombie) pid; pg_rewind's
 	// single-user crash recovery would refuse it.
 	if pid := readPostmasterPID(n.dataDir); pid != 0 && !alive(pid) {
@@ -245,16 +268,5 @@ func (n *Node) Follow(ctx context.Context, primary *Node) (rewound bool, err err
 		ce.Hint = "pg_rewind needs data checksums or wal_log_hints (both are on for rehearse nodes) and the new primary's WAL since the divergence"
 		return false, ce
 	}
-	rewound = !strings.Contains(out, "no rewind required")
-	if err := primary.CreateSlot(ctx, n.cfg.Name); err != nil {
-		return rewound, fmt.Errorf("local: slot for %s on %s: %w", n.cfg.Name, primary.Name(), err)
-	}
-	if err := n.setStandby(primary, n.cfg.Name); err != nil {
-		return rewound, err
-	}
-	// pg_rewind copies the source's config files; restore this node's own settings.
-	if err := n.writeConf(n.port); err != nil {
-		return rewound, err
-	}
-	return rewound, n.start(ctx)
+	return !strings.Contains(out, "no rewind required"), nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/rehearse-dev/rehearse/workload"
 )
@@ -180,7 +181,7 @@ func (w *Workload) transfer(ctx context.Context, c *pgx.Conn, s *workload.Sessio
 		w.insufficient.Add(1)
 		return tx.Rollback(ctx)
 	}
-	if _, err := tx.Exec(ctx, sqlTransfer, from, to, amount, key); err != nil {
+	if _, err := tx.Exec(ctx, sqlTransfer, from, to, amount, uuidArg(key)); err != nil {
 		_ = tx.Rollback(ctx)
 		return err
 	}
@@ -195,7 +196,7 @@ func (w *Workload) deposit(ctx context.Context, c *pgx.Conn, s *workload.Session
 	if err != nil {
 		return err
 	}
-	tag, err := tx.Exec(ctx, sqlDeposit, acct, amount, key)
+	tag, err := tx.Exec(ctx, sqlDeposit, acct, amount, uuidArg(key))
 	if err != nil {
 		_ = tx.Rollback(ctx)
 		return err
@@ -220,7 +221,7 @@ func (w *Workload) backgroundJob(ctx context.Context, c *pgx.Conn, _ *workload.S
 		return err
 	}
 	var total int64
-	if err := tx.QueryRow(ctx, sql, lo, hi, key).Scan(&total); err != nil {
+	if err := tx.QueryRow(ctx, sql, lo, hi, uuidArg(key)).Scan(&total); err != nil {
 		_ = tx.Rollback(ctx)
 		return err
 	}
@@ -252,3 +253,8 @@ func definitelyFailed(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.Is(err, pgx.ErrTxCommitRollback) || errors.As(err, &pgErr)
 }
+
+// uuidArg passes an idempotency key as a typed UUID, so it encodes in every pgx exec
+// mode, including the exec mode used through PgBouncer (no prepared statement tells
+// pgx the parameter's type there).
+func uuidArg(key [16]byte) pgtype.UUID { return pgtype.UUID{Bytes: key, Valid: true} }

@@ -1,0 +1,155 @@
+package rehearse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/rehearse-dev/rehearse/loadgen"
+	"github.com/rehearse-dev/rehearse/migrate"
+	"github.com/rehearse-dev/rehearse/report"
+	"github.com/rehearse-dev/rehearse/scenarios"
+	"github.com/rehearse-dev/rehearse/workload"
+)
+
+// afterMin is how long the load keeps running after the cutover ends, so the "after"
+// phase has measurements even when the cutover outlasts the scenario's duration.
+const afterMin = 3 * time.Second
+
+// cutover runs the migration engine alongside the load and marks the phases on the
+// load's recorder.
+type cutover struct {
+	engine *migrate.Engine
+	warmup time.Duration
+
+	done chan struct{}
+	mu   sync.Mutex
+	// endedAt is when the engine finished, on the run's timeline (valid after done).
+	endedAt time.Duration
+	mig     *report.Migration
+	err     error
+}
+
+func newCutover(sc *scenarios.Scenario, dry bool, tgt *target, wl workload.Workload, eps *endpoints, logw io.Writer) *cutover {
+	c := sc.Cutover
+	e := &migrate.Engine{
+		Provider: tgt.provider(),
+		Config: migrate.Config{
+			Steps: c.Steps, Kind: c.Kind, StepTimeout: c.StepTimeout.D(),
+			CatchUpMaxLagBytes: c.CatchUpMaxLagBytes, CatchUpSamples: c.CatchUpSamples,
+			Soak: c.Soak.D(), Rollback: c.Rollback, Synchronous: synchronous(sc),
+		},
+		Dry:      dry,
+		Validate: validator(wl, tgt, eps),
+		Log:      logw,
+	}
+	return &cutover{engine: e, warmup: c.Warmup.D(), done: make(chan struct{})}
+}
+
+// start runs the plan after the warm-up, on the run's clock.
+func (c *cutover) start(ctx context.Context, rec *loadgen.Recorder, since func() time.Duration) {
+	c.engine.Since = since
+	var during, after bool
+	c.engine.OnEvent = func(ev migrate.Event) {
+		switch {
+		case ev.Mutating && ev.Status == "started" && !during:
+			during = true
+			rec.MarkPhase(report.PhaseDuring, ev.At)
+		case ev.Step == migrate.StepRedirect && ev.Status != "started" && !after:
+			after = true
+			rec.MarkPhase(report.PhaseAfter, ev.At)
+		}
+	}
+	go func() {
+		defer close(c.done)
+		t := time.NewTimer(c.warmup - since())
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			c.finish(since(), nil, fmt.Errorf("interrupted before the cutover started: %w", ctx.Err()))
+			return
+		case <-t.C:
+		}
+		mig, err := c.engine.Run(ctx)
+		if during && !after {
+			// The plan ended without a redirect (it failed or had none).
+			rec.MarkPhase(report.PhaseAfter, since())
+		}
+		c.finish(since(), mig, err)
+	}()
+}
+
+func (c *cutover) finish(at time.Duration, mig *report.Migration, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.endedAt, c.mig, c.err = at, mig, err
+}
+
+// settled reports whether the load may stop at elapsed: the cutover is over and the
+// after phase has had afterMin of load.
+func (c *cutover) settled(elapsed time.Duration) bool {
+	select {
+	case <-c.done:
+	default:
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return elapsed-c.endedAt >= afterMin
+}
+
+// validator is the validate step's check: the writer endpoint takes a write, and the
+// integrity check (run on the writer node itself) finds nothing lost.
+func validator(wl workload.Workload, tgt *target, eps *endpoints) migrate.Validator {
+	return func(ctx context.Context) (map[string]any, error) {
+		d := map[string]any{}
+		var inRecovery bool
+		if err := eps.writer.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+			return d, fmt.Errorf("health query through the writer endpoint: %w", err)
+		}
+		if inRecovery {
+			return d, errors.New("the writer endpoint reaches a node in recovery")
+		}
+		d["writer_endpoint"] = "primary"
+		in, err := verify(ctx, wl, tgt)
+		if err != nil {
+			return d, fmt.Errorf("integrity check: %w", err)
+		}
+		d["lost_acknowledged_writes"] = in.LostAcknowledgedWrites
+		d["balance_conserved"] = in.BalanceConserved
+		d["acknowledged_writes"] = in.AcknowledgedWrites
+		if in.LostAcknowledgedWrites > 0 || !in.BalanceConserved {
+			return d, fmt.Errorf("integrity check failed: %d acknowledged writes lost, balance conserved %v", in.LostAcknowledgedWrites, in.BalanceConserved)
+		}
+		return d, nil
+	}
+}
+
+// verify runs the workload's integrity check on the current writer node directly.
+func verify(ctx context.Context, wl workload.Workload, tgt *target) (report.Integrity, error) {
+	cfg, err := pgxpool.ParseConfig(tgt.directWriterDSN())
+	if err != nil {
+		return report.Integrity{}, err
+	}
+	cfg.MaxConns = 2
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return report.Integrity{}, err
+	}
+	defer pool.Close()
+	return wl.Verify(ctx, pool)
+}
+
+func endpointNote(mode string) string {
+	switch mode {
+	case "proxy":
+		return "Endpoints: a real PgBouncer per endpoint in transaction pooling mode, paused for the switchover, repointed and resumed (as RDS Proxy keeps client connections). Write forwarding is an emulation at the endpoint: while on, reader-endpoint connections are served by the writer."
+	default:
+		return "Endpoints: emulated Aurora DNS cluster endpoints (TCP forwarders): at failover the old writer's connections drop, and new connections reach the old node for the stale-DNS window. Write forwarding is an emulation at the endpoint: while on, reader-endpoint connections are served by the writer."
+	}
+}

@@ -1,0 +1,247 @@
+package endpoint
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/rehearse-dev/rehearse/migrate/local"
+)
+
+func TestReaderTargets(t *testing.T) {
+	tests := []struct {
+		name       string
+		readers    []string
+		forwarding bool
+		want       []string
+	}{
+		{"readers", []string{"r1:1", "r2:2"}, false, []string{"r1:1", "r2:2"}},
+		{"no readers: the writer", nil, false, []string{"w:1"}},
+		{"forwarding: the writer", []string{"r1:1"}, true, []string{"w:1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := readerTargets("w:1", tt.readers, tt.forwarding); !slices.Equal(got, tt.want) {
+				t.Errorf("readerTargets = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		errs int
+	}{
+		{"dns ok", Config{Writer: "127.0.0.1:5432"}, 0},
+		{"proxy ok", Config{Mode: ModeProxy, Writer: "127.0.0.1:5432", Readers: []string{"127.0.0.1:5433"}, Dir: "/tmp/x"}, 0},
+		{"everything wrong", Config{Mode: "carrier-pigeon", Readers: []string{"nope"}, PoolSize: -1, MaxClientConn: -1}, 5},
+		{"proxy without dir", Config{Mode: ModeProxy, Writer: "127.0.0.1:5432"}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			errs := tt.cfg.Validate()
+			if len(errs) != tt.errs {
+				t.Fatalf("Validate() = %v, want %d errors", errs, tt.errs)
+			}
+			for _, err := range errs {
+				if !errors.Is(err, ErrInvalidConfig) {
+					t.Errorf("%v does not match ErrInvalidConfig", err)
+				}
+			}
+		})
+	}
+}
+
+func TestExecMode(t *testing.T) {
+	if got := ExecMode(ModeProxy); got != pgx.QueryExecModeExec {
+		t.Errorf("proxy: %v", got)
+	}
+	if got := ExecMode(ModeDNS); got != pgx.QueryExecModeCacheStatement {
+		t.Errorf("dns: %v", got)
+	}
+}
+
+// newTestDNS builds a DNS outside any synctest bubble: its proxies' accept loops
+// block on real sockets, which a bubble's fake clock cannot wait for.
+func newTestDNS(t *testing.T, stale time.Duration, opts ...DNSOption) *DNS {
+	t.Helper()
+	d, err := NewDNS("127.0.0.1:1001", []string{"127.0.0.1:1002"}, stale, &syncBuffer{}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close(context.Background()) })
+	return d
+}
+
+func TestDNSStaleWindow(t *testing.T) {
+	const w1, w2, r1 = "127.0.0.1:1001", "127.0.0.1:2001", "127.0.0.1:1002"
+	d := newTestDNS(t, 3*time.Second)
+	synctest.Test(t, func(t *testing.T) {
+		done := make(chan error, 1)
+		start := time.Now()
+		go func() { done <- d.Failover(context.Background(), w1, w2, nil) }()
+		synctest.Wait()
+		time.Sleep(3*time.Second - time.Nanosecond) // advances the bubble's fake clock
+		synctest.Wait()
+		if got := d.WriterProxy().Backends(); !slices.Equal(got, []string{w1}) {
+			t.Errorf("inside the window the writer endpoint reaches %v, want the old writer", got)
+		}
+		if got := d.ReaderProxy().Backends(); !slices.Equal(got, []string{r1}) {
+			t.Errorf("inside the window the reader endpoint reaches %v, want its old members", got)
+		}
+		if err := d.SetForwarding(context.Background(), true); err != nil {
+			t.Fatal(err)
+		}
+		if got := d.ReaderProxy().Backends(); !slices.Equal(got, []string{r1}) {
+			t.Errorf("forwarding changed the reader endpoint inside the window: %v", got)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("Failover: %v", err)
+		}
+		if el := time.Since(start); el != 3*time.Second {
+			t.Errorf("Failover returned after %v, want the 3s window", el)
+		}
+		if got := d.WriterProxy().Backends(); !slices.Equal(got, []string{w2}) {
+			t.Errorf("after the window the writer endpoint reaches %v, want %s", got, w2)
+		}
+		if got := d.ReaderProxy().Backends(); !slices.Equal(got, []string{w2}) {
+			t.Errorf("after the window the reader endpoint (forwarding on) reaches %v, want the writer", got)
+		}
+		if err := d.SetForwarding(context.Background(), false); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Release(context.Background(), w2, []string{w1}); err != nil {
+			t.Fatal(err)
+		}
+		if got := d.ReaderProxy().Backends(); !slices.Equal(got, []string{w1}) {
+			t.Errorf("Release with the same writer: reader endpoint reaches %v, want %s at once", got, w1)
+		}
+	})
+}
+
+func TestDNSFailoverContextEnds(t *testing.T) {
+	const w1, w2 = "127.0.0.1:1001", "127.0.0.1:2001"
+	d := newTestDNS(t, time.Hour)
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		err := d.Failover(ctx, w1, w2, nil)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Failover = %v, want the context's deadline error", err)
+		}
+		if got := d.WriterProxy().Backends(); !slices.Equal(got, []string{w2}) {
+			t.Errorf("after a cut-short window the writer endpoint reaches %v, want %s", got, w2)
+		}
+	})
+}
+
+func TestDNSClosed(t *testing.T) {
+	d := newTestDNS(t, 0)
+	if err := d.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(t.Context()); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if err := d.Failover(t.Context(), "127.0.0.1:1001", "127.0.0.1:2001", nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("Failover after Close = %v, want ErrClosed", err)
+	}
+}
+
+// TestDNSPostgres walks the dns mode through a failover between two real PostgreSQL
+// nodes, ending the stale window when the test has looked inside it.
+func TestDNSPostgres(t *testing.T) {
+	n1, n2 := startNode(t, "node1"), startNode(t, "node2")
+	a1, a2 := nodeAddr(n1), nodeAddr(n2)
+	entered := make(chan time.Duration, 1)
+	windowEnd := make(chan time.Time)
+	log := &syncBuffer{}
+	d, err := NewDNS(a1, []string{a2}, 5*time.Second, log, WithAfter(func(stale time.Duration) <-chan time.Time {
+		entered <- stale
+		return windowEnd
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close(context.Background()) })
+	const mode = pgx.QueryExecModeCacheStatement
+
+	if got := portVia(t, d.WriterAddr(), mode); got != n1.Port() {
+		t.Fatalf("writer endpoint reached %d, want node1 %d", got, n1.Port())
+	}
+	if got := portVia(t, d.ReaderAddr(), mode); got != n2.Port() {
+		t.Fatalf("reader endpoint reached %d, want node2 %d", got, n2.Port())
+	}
+
+	// Write forwarding: the reader endpoint's new connections are served by the writer.
+	onReader := connect(t, d.ReaderAddr(), mode)
+	if err := d.SetForwarding(t.Context(), true); err != nil {
+		t.Fatal(err)
+	}
+	if got := portVia(t, d.ReaderAddr(), mode); got != n1.Port() {
+		t.Errorf("forwarding on: reader endpoint reached %d, want the writer node1 %d", got, n1.Port())
+	}
+	if got := mustServerPort(t, onReader); got != n2.Port() {
+		t.Errorf("forwarding on: an established reader connection moved to %d", got)
+	}
+	forwarded := connect(t, d.ReaderAddr(), mode) // reaches node1: dropped at failover
+	if err := d.SetForwarding(t.Context(), false); err != nil {
+		t.Fatal(err)
+	}
+
+	onWriter := connect(t, d.WriterAddr(), mode)
+	mustServerPort(t, onWriter)
+	failed := make(chan error, 1)
+	go func() { failed <- d.Failover(t.Context(), a1, a2, nil) }()
+	select {
+	case <-entered:
+	case err := <-failed:
+		t.Fatalf("Failover returned before its stale window: %v", err)
+	}
+	// Inside the window: the old writer's connections are gone, on both endpoints...
+	if _, err := serverPort(t.Context(), onWriter); err == nil {
+		t.Error("a writer endpoint connection to the old writer survived the failover")
+	}
+	if _, err := serverPort(t.Context(), forwarded); err == nil {
+		t.Error("a reader endpoint connection to the old writer survived the failover")
+	}
+	if got := mustServerPort(t, onReader); got != n2.Port() {
+		t.Errorf("reader connection to node2 affected: %d", got)
+	}
+	// ...but new connections still reach it (stale DNS),
+	if got := portVia(t, d.WriterAddr(), mode); got != n1.Port() {
+		t.Errorf("inside the stale window the writer endpoint reached %d, want the old writer node1 %d", got, n1.Port())
+	}
+	// and are refused once it is down.
+	if err := n1.Stop(t.Context(), local.Fast); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := tryConnect(t.Context(), d.WriterAddr(), mode); err == nil {
+		c.Close(context.Background())
+		t.Error("inside the stale window a connection to the stopped old writer succeeded")
+	} else {
+		t.Logf("inside the stale window, old writer down: %v", err)
+	}
+
+	windowEnd <- time.Now()
+	if err := <-failed; err != nil {
+		t.Fatalf("Failover: %v", err)
+	}
+	if got := portVia(t, d.WriterAddr(), mode); got != n2.Port() {
+		t.Errorf("after the window the writer endpoint reached %d, want node2 %d", got, n2.Port())
+	}
+	if got := portVia(t, d.ReaderAddr(), mode); got != n2.Port() {
+		t.Errorf("after the window (no readers) the reader endpoint reached %d, want the writer node2 %d", got, n2.Port())
+	}
+	if d.Writer() != a2 {
+		t.Errorf("Writer() = %s, want %s", d.Writer(), a2)
+	}
+	t.Logf("log:\n%s", log)
+}

@@ -1,0 +1,147 @@
+package endpoint
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/rehearse-dev/rehearse/migrate/local"
+)
+
+// syncBuffer is a log writer safe to read while others write to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// workDir returns a fresh directory the postgres OS user can reach: t.TempDir's
+// per-test parent is 0700, so open it to traversal.
+func workDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Chmod(filepath.Dir(dir), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// startNode starts a real PostgreSQL primary (fsync off) and registers its cleanup,
+// which runs even when the test fails.
+func startNode(t *testing.T, name string) *local.Node {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	bin, err := local.FindBinaries(t.Context(), "")
+	if err != nil {
+		t.Skipf("no PostgreSQL binaries: %v", err)
+	}
+	log := &syncBuffer{}
+	n, err := local.InitPrimary(t.Context(), local.Config{
+		Dir: workDir(t), Name: name, Bin: bin, MaxConnections: 30, SharedBuffers: "16MB", Log: log,
+	})
+	if err != nil {
+		t.Fatalf("InitPrimary %s: %v\nlog:\n%s", name, err, log)
+	}
+	t.Cleanup(func() {
+		if err := n.Close(context.Background()); err != nil {
+			t.Errorf("close %s: %v", name, err)
+		}
+	})
+	return n
+}
+
+func nodeAddr(n *local.Node) string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(n.Port()))
+}
+
+// dsn is a connection URL for the rehearse database at addr.
+func dsn(addr string) string {
+	return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable&connect_timeout=5", local.Superuser, addr, local.Database)
+}
+
+// connect opens a pgx connection to addr with the given exec mode and closes it at
+// cleanup.
+func connect(t *testing.T, addr string, mode pgx.QueryExecMode) *pgx.Conn {
+	t.Helper()
+	conn, err := tryConnect(t.Context(), addr, mode)
+	if err != nil {
+		t.Fatalf("connect %s: %v", addr, err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+func tryConnect(ctx context.Context, addr string, mode pgx.QueryExecMode) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(dsn(addr))
+	if err != nil {
+		return nil, err
+	}
+	cfg.DefaultQueryExecMode = mode
+	return pgx.ConnectConfig(ctx, cfg)
+}
+
+// serverPort returns the port of the PostgreSQL server conn reaches.
+func serverPort(ctx context.Context, conn *pgx.Conn) (int, error) {
+	var port int
+	err := conn.QueryRow(ctx, "SELECT inet_server_port()").Scan(&port)
+	return port, err
+}
+
+func mustServerPort(t *testing.T, conn *pgx.Conn) int {
+	t.Helper()
+	p, err := serverPort(t.Context(), conn)
+	if err != nil {
+		t.Fatalf("inet_server_port: %v", err)
+	}
+	return p
+}
+
+// portVia connects to addr, asks which server answers, and disconnects.
+func portVia(t *testing.T, addr string, mode pgx.QueryExecMode) int {
+	t.Helper()
+	conn, err := tryConnect(t.Context(), addr, mode)
+	if err != nil {
+		t.Fatalf("connect %s: %v", addr, err)
+	}
+	defer conn.Close(context.Background())
+	return mustServerPort(t, conn)
+}
+
+// eventually polls cond every few milliseconds until it holds, failing the test when
+// d passes first.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline.C:
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,204 @@
+package endpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// PgBouncerPair is the proxy endpoint mode: a writer and a reader PgBouncer in
+// transaction pooling mode, like RDS Proxy's read/write and read-only endpoints.
+//
+// PgBouncer 1.18 takes one host:port per database, so the reader PgBouncer reaches
+// one node: the first reader (the writer when there are none, or while write
+// forwarding is on).
+type PgBouncerPair struct {
+	writer, reader *PgBouncer
+	log            io.Writer
+
+	mu         sync.Mutex
+	current    string // the writer node
+	readers    []string
+	forwarding bool
+	held       []*PgBouncer // paused by Hold, resumed by Release
+	closed     atomic.Bool  // not under mu: Close must not wait behind a long PAUSE
+}
+
+// StartPgBouncerPair starts the writer and reader PgBouncers for cfg (Mode is not
+// consulted): in cfg.Dir, as "writer" and "reader", with cfg's pool sizes. On failure
+// nothing is left running.
+func StartPgBouncerPair(ctx context.Context, cfg Config) (*PgBouncerPair, error) {
+	cfg.Mode = ModeProxy
+	cfg = cfg.withDefaults()
+	if errs := cfg.Validate(); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	base := PgBouncerConfig{Dir: cfg.Dir, PoolSize: cfg.PoolSize, MaxClientConn: cfg.MaxClientConn, Log: cfg.Log}
+	wc := base
+	wc.Name, wc.Backend = "writer", cfg.Writer
+	w, err := StartPgBouncer(ctx, wc)
+	if err != nil {
+		return nil, err
+	}
+	rc := base
+	rc.Name, rc.Backend = "reader", readerTargets(cfg.Writer, cfg.Readers, false)[0]
+	r, err := StartPgBouncer(ctx, rc)
+	if err != nil {
+		_ = w.Close()
+		return nil, err
+	}
+	return &PgBouncerPair{writer: w, reader: r, log: cfg.Log, current: cfg.Writer, readers: slices.Clone(cfg.Readers)}, nil
+}
+
+// Name returns ModeProxy.
+func (p *PgBouncerPair) Name() string { return ModeProxy }
+
+// ExecMode returns pgx.QueryExecModeExec: no named prepared statements through
+// PgBouncer 1.18 in transaction pooling mode.
+func (p *PgBouncerPair) ExecMode() pgx.QueryExecMode { return ExecMode(ModeProxy) }
+
+// WriterAddr returns the writer PgBouncer's 127.0.0.1:port.
+func (p *PgBouncerPair) WriterAddr() string { return p.writer.Addr() }
+
+// ReaderAddr returns the reader PgBouncer's 127.0.0.1:port.
+func (p *PgBouncerPair) ReaderAddr() string { return p.reader.Addr() }
+
+// WriterBouncer returns the writer endpoint's PgBouncer (for inspection).
+func (p *PgBouncerPair) WriterBouncer() *PgBouncer { return p.writer }
+
+// ReaderBouncer returns the reader endpoint's PgBouncer (for inspection).
+func (p *PgBouncerPair) ReaderBouncer() *PgBouncer { return p.reader }
+
+// Writer returns the writer node the writer endpoint reaches.
+func (p *PgBouncerPair) Writer() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.current
+}
+
+// Hold PAUSEs the PgBouncers that reach the writer — the writer's, and the reader's
+// too when it reaches the writer (no readers, or forwarding on) — in parallel. Each
+// waits for its in-flight transactions to finish; then new queries are held, not
+// failed, until Release (for at most PgBouncer's query_wait_timeout, 120 s). When one
+// PAUSE fails (ctx ended before the transactions did), the other is resumed and the
+// error returned: the caller should not go on with the switchover.
+func (p *PgBouncerPair) Hold(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed.Load() {
+		return fmt.Errorf("endpoint: proxy hold: %w", ErrClosed)
+	}
+	targets := []*PgBouncer{p.writer}
+	if p.reader.Backend() == p.current {
+		targets = append(targets, p.reader)
+	}
+	errs := make([]error, len(targets))
+	var wg sync.WaitGroup
+	for i, b := range targets {
+		wg.Go(func() { errs[i] = b.Pause(ctx) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resumeTimeout)
+		defer cancel()
+		for _, b := range targets {
+			if rerr := b.Resume(rctx); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+		}
+		return fmt.Errorf("endpoint: proxy hold: %w", err)
+	}
+	p.held = append(p.held, targets...)
+	fmt.Fprintf(p.log, "proxy endpoints held (%d pgbouncer(s) paused)\n", len(targets))
+	return nil
+}
+
+// Release repoints the writer PgBouncer at writer and the reader PgBouncer at the
+// first of readers (writer when there are none, or while forwarding is on), then
+// RESUMEs what Hold paused: held clients continue on the new nodes over their same
+// connections. It returns once both are resumed.
+func (p *PgBouncerPair) Release(ctx context.Context, writer string, readers []string) error {
+	for _, a := range append([]string{writer}, readers...) {
+		if err := checkBackend(a); err != nil {
+			return fmt.Errorf("endpoint: proxy release: %w", err)
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed.Load() {
+		return fmt.Errorf("endpoint: proxy release: %w", ErrClosed)
+	}
+	start := time.Now()
+	p.current, p.readers = writer, slices.Clone(readers)
+	errs := []error{
+		p.writer.Repoint(ctx, writer),
+		p.reader.Repoint(ctx, readerTargets(writer, readers, p.forwarding)[0]),
+	}
+	// Resume even when a repoint failed: clients must not stay held behind a failed
+	// switchover; the error tells the caller.
+	for _, b := range p.held {
+		errs = append(errs, b.Resume(ctx))
+	}
+	p.held = nil
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("endpoint: proxy release: %w", err)
+	}
+	fmt.Fprintf(p.log, "proxy endpoints released to writer %s (repoint and resume took %v)\n", writer, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// SetReaders repoints the reader PgBouncer at the first of readers (the writer when
+// there are none). Its server connections move after their current transaction.
+func (p *PgBouncerPair) SetReaders(ctx context.Context, readers []string) error {
+	for _, a := range readers {
+		if err := checkBackend(a); err != nil {
+			return fmt.Errorf("endpoint: proxy readers: %w", err)
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed.Load() {
+		return fmt.Errorf("endpoint: proxy readers: %w", ErrClosed)
+	}
+	p.readers = slices.Clone(readers)
+	return p.reader.Repoint(ctx, readerTargets(p.current, p.readers, p.forwarding)[0])
+}
+
+// SetForwarding turns write-forwarding emulation on or off: while on, the reader
+// PgBouncer reaches the writer. Its server connections move after their current
+// transaction, so every client of the reader endpoint is served by the writer from
+// its next transaction on.
+func (p *PgBouncerPair) SetForwarding(ctx context.Context, on bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed.Load() {
+		return fmt.Errorf("endpoint: proxy forwarding: %w", ErrClosed)
+	}
+	if err := p.reader.Repoint(ctx, readerTargets(p.current, p.readers, on)[0]); err != nil {
+		return fmt.Errorf("endpoint: proxy forwarding %v: %w", on, err)
+	}
+	p.forwarding = on
+	return nil
+}
+
+// Forwarding reports whether write forwarding is on.
+func (p *PgBouncerPair) Forwarding() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.forwarding
+}
+
+// Close stops both PgBouncers (see PgBouncer.Stop); it is idempotent.
+func (p *PgBouncerPair) Close(ctx context.Context) error {
+	p.closed.Store(true)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	return errors.Join(p.writer.Stop(ctx), p.reader.Stop(ctx))
+}

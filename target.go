@@ -1,0 +1,144 @@
+package rehearse
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/rehearse-dev/rehearse/migrate"
+	"github.com/rehearse-dev/rehearse/migrate/endpoint"
+	"github.com/rehearse-dev/rehearse/migrate/local"
+	"github.com/rehearse-dev/rehearse/scenarios"
+)
+
+// target is the database the run goes to: an embedded node, an embedded cluster
+// behind endpoints (when a cutover runs), or an existing DSN.
+type target struct {
+	kind      string // local | dsn
+	endpoint  string // dns | proxy, or "" when the load connects directly
+	writerDSN string
+	readerDSN string
+	execMode  pgx.QueryExecMode
+	node      *local.Node
+	cluster   *local.Cluster
+}
+
+// provider is the cutover provider, or nil when the target has none.
+func (t *target) provider() migrate.Provider {
+	if t.cluster == nil {
+		return nil
+	}
+	return t.cluster
+}
+
+// directWriterDSN reaches the current writer node itself, not through an endpoint:
+// integrity checks use temporary tables, which a transaction-pooling proxy breaks.
+func (t *target) directWriterDSN() string {
+	switch {
+	case t.cluster != nil:
+		return t.cluster.Writer().DSN(local.Database)
+	case t.node != nil:
+		return t.node.DSN(local.Database)
+	}
+	return t.writerDSN
+}
+
+func endpointDSN(addr string) string {
+	return "postgres://" + local.Superuser + "@" + addr + "/" + local.Database + "?sslmode=disable"
+}
+
+func startTarget(ctx context.Context, sc *scenarios.Scenario, o *options, outDir string, logw io.Writer) (*target, error) {
+	if sc.Target.DSN != "" {
+		return &target{kind: "dsn", writerDSN: sc.Target.DSN, readerDSN: sc.Target.DSN, execMode: pgx.QueryExecModeCacheStatement}, nil
+	}
+	bin, err := local.FindBinaries(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	fsync := sc.Target.Fsync == nil || *sc.Target.Fsync
+	abs, err := filepath.Abs(filepath.Join(outDir, "pg"))
+	if err != nil {
+		return nil, err
+	}
+	ncfg := local.Config{
+		Dir: abs, Fsync: fsync,
+		MaxConnections: sc.Target.MaxConnections, SharedBuffers: sc.Target.SharedBuffers,
+		Log: logw, Bin: bin,
+	}
+	fmt.Fprintf(logw, "starting PostgreSQL %s (embedded, fsync=%v)\n", bin.Version, fsync)
+	if !sc.Cutover.Enabled {
+		ncfg.Name = "node1"
+		node, err := local.InitPrimary(ctx, ncfg)
+		if err != nil {
+			return nil, startErr(ctx, err)
+		}
+		dsn := node.DSN(local.Database)
+		return &target{kind: "local", writerDSN: dsn, readerDSN: dsn, execMode: pgx.QueryExecModeCacheStatement, node: node}, nil
+	}
+	mode := sc.Target.Endpoint
+	cluster, err := local.StartCluster(ctx, local.ClusterConfig{
+		Node:        ncfg,
+		Synchronous: synchronous(sc),
+		Endpoints: func(ctx context.Context, writer string) (local.Endpoints, error) {
+			return endpoint.New(ctx, endpoint.Config{
+				Mode: mode, Writer: writer, Stale: staleWindow(sc),
+				Dir:      filepath.Join(abs, "pgbouncer"),
+				PoolSize: sc.Load.PoolSize, MaxClientConn: 2*sc.Load.Workers + 20,
+				Log: logw,
+			})
+		},
+	})
+	if err != nil {
+		return nil, startErr(ctx, err)
+	}
+	return &target{
+		kind: "local", endpoint: mode,
+		writerDSN: endpointDSN(cluster.WriterEndpoint()), readerDSN: endpointDSN(cluster.ReaderEndpoint()),
+		execMode: endpoint.ExecMode(mode), cluster: cluster,
+	}, nil
+}
+
+func startErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: while starting PostgreSQL: %w", ErrInterrupted, err)
+	}
+	return err
+}
+
+// staleWindow is the dns endpoint's stale window; an explicit 0 means none.
+func staleWindow(sc *scenarios.Scenario) time.Duration {
+	if d := sc.Cutover.StaleDNSWindow.D(); d > 0 {
+		return d
+	}
+	return -1
+}
+
+// synchronous says whether the caught-up replica becomes a synchronous standby.
+func synchronous(sc *scenarios.Scenario) bool {
+	if sc.Cutover.Synchronous != nil {
+		return *sc.Cutover.Synchronous
+	}
+	return sc.Cutover.Kind == migrate.Crash
+}
+
+func (t *target) close(ctx context.Context, keep bool, logw io.Writer) {
+	switch {
+	case t.node != nil && keep:
+		fmt.Fprintf(logw, "kept PostgreSQL running (pid %d, data %s): %s\n", t.node.PID(), t.node.DataDir(), t.writerDSN)
+	case t.node != nil:
+		if err := t.node.Close(ctx); err != nil {
+			fmt.Fprintf(logw, "warning: stopping PostgreSQL: %v\n", err)
+		}
+	case t.cluster != nil && keep:
+		fmt.Fprintf(logw, "kept the cluster running: writer endpoint %s, reader endpoint %s (writer node %s)\n",
+			t.writerDSN, t.readerDSN, t.cluster.Writer().DSN(local.Database))
+	case t.cluster != nil:
+		if err := t.cluster.Close(ctx); err != nil {
+			fmt.Fprintf(logw, "warning: stopping the cluster: %v\n", err)
+		}
+	}
+}
