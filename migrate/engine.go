@@ -149,6 +149,20 @@ func (e *Engine) Run(ctx context.Context) (*report.Migration, error) {
 		// Undo on a context that outlives a cancelled run: the cluster must be left
 		// serving writes.
 		bg := context.WithoutCancel(ctx)
+		// A switchover that failed before the writer changed leaves the old writer
+		// stopped or held: bring it back first, so the undos have a writer to work on.
+		if !st.switched && failedStep(m) == StepSwitchover {
+			start := e.now()
+			uctx, cancel := context.WithTimeout(bg, 2*cfg.StepTimeout)
+			rerr := e.Provider.Recover(uctx, st.writerBefore)
+			cancel()
+			status := StatusOK
+			detail := map[string]any{"writer": st.writerBefore}
+			if rerr != nil {
+				status, detail["error"] = StatusFailed, rerr.Error()
+			}
+			m.Steps = append(m.Steps, report.Step{Name: "recover_writer", Status: status, StartS: start, EndS: e.now(), Detail: detail})
+		}
 		for i := len(done) - 1; i >= 0; i-- {
 			name := done[i]
 			if !hasUndo(name, st) {
@@ -174,20 +188,6 @@ func (e *Engine) Run(ctx context.Context) (*report.Migration, error) {
 				}
 			}
 			e.logf("undo %s: %s", name, status)
-		}
-		// A switchover that failed before the writer changed leaves the old writer
-		// stopped or held: bring it back.
-		if !st.switched && containsStep(steps[:len(m.Steps)], StepSwitchover) && failedStep(m) == StepSwitchover {
-			start := e.now()
-			uctx, cancel := context.WithTimeout(bg, 2*cfg.StepTimeout)
-			rerr := e.Provider.Recover(uctx, st.writerBefore)
-			cancel()
-			status := StatusOK
-			detail := map[string]any{"writer": st.writerBefore}
-			if rerr != nil {
-				status, detail["error"] = StatusFailed, rerr.Error()
-			}
-			m.Steps = append(m.Steps, report.Step{Name: "recover_writer", Status: status, StartS: start, EndS: e.now(), Detail: detail})
 		}
 	}
 	if st.rolledBack && failure == nil {
@@ -216,8 +216,6 @@ func hasUndo(step string, st *state) bool {
 	}
 	return false
 }
-
-func containsStep(steps []string, s string) bool { return indexOf(steps, s) >= 0 }
 
 func failedStep(m *report.Migration) string {
 	for _, s := range m.Steps {

@@ -276,8 +276,8 @@ func TestFailuresUndo(t *testing.T) {
 				f.lagSamples = 0
 				f.fail["Switchover(node2)"] = errors.New("pg_promote returned false")
 			},
-			steps:  "preflight=ok create_replica=rolled_back catch_up=ok forward_writes=rolled_back switchover=failed redirect=skipped validate=skipped keep_rollback_target=skipped decommission=skipped undo_forward_writes=rolled_back undo_create_replica=rolled_back recover_writer=ok",
-			calls:  "CreateReplica SetForwarding(true) Switchover(node2) SetForwarding(false) Remove(node2) Recover(node1)",
+			steps:  "preflight=ok create_replica=rolled_back catch_up=ok forward_writes=rolled_back switchover=failed redirect=skipped validate=skipped keep_rollback_target=skipped decommission=skipped recover_writer=ok undo_forward_writes=rolled_back undo_create_replica=rolled_back",
+			calls:  "CreateReplica SetForwarding(true) Switchover(node2) Recover(node1) SetForwarding(false) Remove(node2)",
 			writer: "node1",
 		},
 		{

@@ -267,3 +267,84 @@ func TestEngineOnLocalCluster(t *testing.T) {
 type testLogWriter struct{ t *testing.T }
 
 func (w *testLogWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+// dying wraps a cluster and kills a node at a chosen point of the plan.
+type dying struct {
+	*Cluster
+	t      *testing.T
+	killAt string // "lag" or "switchover"
+	killed bool
+}
+
+func (d *dying) kill(ctx context.Context, node string) {
+	if d.killed {
+		return
+	}
+	d.killed = true
+	n, err := d.node(node)
+	if err != nil {
+		d.t.Error(err)
+		return
+	}
+	if err := n.Kill(ctx); err != nil {
+		d.t.Error(err)
+	}
+}
+
+func (d *dying) Lag(ctx context.Context, replica string) (migrate.Lag, error) {
+	if d.killAt == "lag" {
+		d.kill(ctx, replica)
+	}
+	return d.Cluster.Lag(ctx, replica)
+}
+
+func (d *dying) Switchover(ctx context.Context, target string) (migrate.Promotion, error) {
+	if d.killAt == "switchover" {
+		d.kill(ctx, target)
+	}
+	return d.Cluster.Switchover(ctx, target)
+}
+
+// A node that dies partway through the plan: the failed step is recorded, what was
+// done is undone, and the original writer serves writes again.
+func TestEngineNodeDiesPartway(t *testing.T) {
+	for _, at := range []string{"lag", "switchover"} {
+		t.Run("replica dies at "+at, func(t *testing.T) {
+			c := startCluster(t, false)
+			w := startWriter(t, c)
+			w.waitAcked(t, 20)
+			p := &dying{Cluster: c, t: t, killAt: at}
+			steps := []string{"preflight", "create_replica", "catch_up", "switchover", "redirect", "validate"}
+			start := time.Now()
+			e := &migrate.Engine{Provider: p, Config: migrate.Config{Steps: steps, StepTimeout: 5 * time.Second, Poll: 20 * time.Millisecond},
+				Since: func() time.Duration { return time.Since(start) }}
+			m, err := e.Run(t.Context())
+			if err == nil {
+				t.Fatal("the plan succeeded although the replica died")
+			}
+			t.Logf("error: %v", err)
+			var failed string
+			for _, s := range m.Steps {
+				t.Logf("%s %s %v", s.Name, s.Status, s.Detail["error"])
+				if s.Status == migrate.StatusFailed {
+					failed = s.Name
+				}
+			}
+			want := map[string]string{"lag": "catch_up", "switchover": "switchover"}[at]
+			if failed != want {
+				t.Errorf("failed step %q, want %q", failed, want)
+			}
+			if m.Outcome != "failed" || m.WriterAfter != "node1" {
+				t.Errorf("outcome %s, writer after %s", m.Outcome, m.WriterAfter)
+			}
+			if len(c.Nodes()) != 1 {
+				t.Errorf("the dead replica was not removed: %d nodes", len(c.Nodes()))
+			}
+			// The cluster serves writes again on node1.
+			w.waitAcked(t, 20)
+			if n := w.missing(t); n != 0 {
+				t.Fatalf("%d acknowledged writes lost", n)
+			}
+		})
+	}
+}
