@@ -27,9 +27,33 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-# Hot-path micro-benchmarks (allocations reported). See BENCHMARKS.md.
-bench: deps-demo
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+# make bench: hot-path micro-benchmarks (allocations reported), then pgbench and
+# rehearse side by side on one fresh local PostgreSQL (bench/), which rewrites
+# BENCHMARKS.md. About 10 minutes with the defaults; every figure is configurable.
+BENCH_DURATION         ?= 15s
+BENCH_REPS             ?= 3
+BENCH_SESSIONS         ?= 10000,100000,1000000
+BENCH_SESSION_RATE     ?= 1000
+BENCH_SESSION_DURATION ?= 20s
+BENCH_OUT              ?= BENCHMARKS.md
+BENCH_PKGS             ?= ./loadgen/ ./report/ ./workload/tpcb/
+
+bench: deps-demo build
+	@micro=$$(mktemp); trap 'rm -f "$$micro"' EXIT; \
+	$(GO) test -run '^$$' -bench . -benchmem $(BENCH_PKGS) > "$$micro" || { cat "$$micro"; exit 1; }; \
+	cat "$$micro"; \
+	$(GO) run ./bench run --rehearse $(BIN) --out $(BENCH_OUT) --micro "$$micro" \
+		--duration $(BENCH_DURATION) --reps $(BENCH_REPS) --sessions $(BENCH_SESSIONS) \
+		--session-rate $(BENCH_SESSION_RATE) --session-duration $(BENCH_SESSION_DURATION) \
+		--command "make bench BENCH_DURATION=$(BENCH_DURATION) BENCH_REPS=$(BENCH_REPS) BENCH_SESSIONS=$(BENCH_SESSIONS) BENCH_SESSION_RATE=$(BENCH_SESSION_RATE) BENCH_SESSION_DURATION=$(BENCH_SESSION_DURATION)"
 
 clean:
 	rm -rf bin
+
+# The rehearse/postgres image for the container target, built offline from this
+# machine's Debian PostgreSQL 15 packages (FROM scratch; no registry, no apt).
+# Idempotent: skipped when the image already has the same content hash.
+POSTGRES_IMAGE ?= rehearse/postgres:15
+.PHONY: image
+image:
+	@images/postgres/build.sh $(POSTGRES_IMAGE)

@@ -21,6 +21,7 @@ type options struct {
 	rateSet  bool
 	keep     bool
 	rollback bool
+	image    string
 	progress io.Writer
 	log      io.Writer
 	now      func() time.Time
@@ -55,6 +56,10 @@ func WithKeep(keep bool) Option { return func(o *options) { o.keep = keep } }
 
 // WithRollback rehearses the failback to the old writer after validation.
 func WithRollback(on bool) Option { return func(o *options) { o.rollback = on } }
+
+// WithImage sets the PostgreSQL image of the container target (default: the
+// official postgres:15 if present, else the image `make image` builds).
+func WithImage(image string) Option { return func(o *options) { o.image = image } }
 
 // WithProgress sends the live once-a-second progress line to w (nil: none).
 func WithProgress(w io.Writer) Option { return func(o *options) { o.progress = w } }

@@ -188,12 +188,14 @@ func (o *options) apply(sc *scenarios.Scenario) (*scenarios.Scenario, error) {
 	}
 	if len(problems) == 0 {
 		switch {
-		case s.Target.Kind != "local":
-			problems = append(problems, fmt.Sprintf("target %q is not available in this build yet: use --target local, or --dsn to point at an existing PostgreSQL", s.Target.Kind))
+		case s.Target.Kind == "aurora":
+			problems = append(problems, fmt.Sprintf("target %q is not available in this build yet: use --target local or container, or --dsn to point at an existing PostgreSQL", s.Target.Kind))
+		case s.Target.Kind == "container" && s.Target.DSN != "":
+			problems = append(problems, "--target container starts its own containers; drop --dsn (or use --target local with --dsn)")
 		case o.mode == "wet" && !s.Cutover.Enabled:
 			problems = append(problems, "--mode wet performs the scenario's cutover, but its cutover section is not enabled (cutover.enabled: true)")
 		case o.mode == "wet" && s.Target.DSN != "":
-			problems = append(problems, "--mode wet needs a cluster rehearse manages (--target local starts one); --dsn points at a database it cannot fail over")
+			problems = append(problems, "--mode wet needs a cluster rehearse manages (--target local or container starts one); --dsn points at a database it cannot fail over")
 		}
 	}
 	if len(problems) > 0 {

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/rehearse-dev/rehearse/migrate"
+	"github.com/rehearse-dev/rehearse/migrate/container"
 	"github.com/rehearse-dev/rehearse/migrate/endpoint"
 	"github.com/rehearse-dev/rehearse/migrate/local"
 	"github.com/rehearse-dev/rehearse/scenarios"
@@ -25,14 +26,18 @@ type target struct {
 	execMode  pgx.QueryExecMode
 	node      *local.Node
 	cluster   *local.Cluster
+	container *container.Cluster
 }
 
 // provider is the cutover provider, or nil when the target has none.
 func (t *target) provider() migrate.Provider {
-	if t.cluster == nil {
-		return nil
+	switch {
+	case t.cluster != nil:
+		return t.cluster
+	case t.container != nil:
+		return t.container
 	}
-	return t.cluster
+	return nil
 }
 
 // directWriterDSN reaches the current writer node itself, not through an endpoint:
@@ -41,6 +46,14 @@ func (t *target) directWriterDSN() string {
 	switch {
 	case t.cluster != nil:
 		return t.cluster.Writer().DSN(local.Database)
+	case t.container != nil:
+		topo, err := t.container.Describe(context.Background())
+		if err == nil {
+			if addr, err := t.container.NodeAddr(topo.Writer); err == nil {
+				return t.container.DSN(addr, container.Database)
+			}
+		}
+		return t.writerDSN
 	case t.node != nil:
 		return t.node.DSN(local.Database)
 	}
@@ -54,6 +67,9 @@ func endpointDSN(addr string) string {
 func startTarget(ctx context.Context, sc *scenarios.Scenario, o *options, outDir string, logw io.Writer) (*target, error) {
 	if sc.Target.DSN != "" {
 		return &target{kind: "dsn", writerDSN: sc.Target.DSN, readerDSN: sc.Target.DSN, execMode: pgx.QueryExecModeCacheStatement}, nil
+	}
+	if sc.Target.Kind == "container" {
+		return startContainers(ctx, sc, o, outDir, logw)
 	}
 	bin, err := local.FindBinaries(ctx, "")
 	if err != nil {
@@ -102,6 +118,36 @@ func startTarget(ctx context.Context, sc *scenarios.Scenario, o *options, outDir
 	}, nil
 }
 
+// startContainers starts the container target: a writer container on a private
+// network, behind endpoints on 127.0.0.1, replicas added by the cutover.
+func startContainers(ctx context.Context, sc *scenarios.Scenario, o *options, outDir string, logw io.Writer) (*target, error) {
+	img, err := container.ResolveImage(ctx, o.image)
+	if err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(filepath.Join(outDir, "pgbouncer"))
+	if err != nil {
+		return nil, err
+	}
+	mode := sc.Target.Endpoint
+	fmt.Fprintf(logw, "starting PostgreSQL containers from %s\n", img)
+	cl, err := container.Start(ctx, container.Config{
+		Image: img, Fsync: sc.Target.Fsync == nil || *sc.Target.Fsync,
+		MaxConnections: sc.Target.MaxConnections, SharedBuffers: sc.Target.SharedBuffers,
+		Endpoint: endpoint.Config{Mode: mode, Dir: abs, Stale: staleWindow(sc),
+			PoolSize: sc.Load.PoolSize, MaxClientConn: 2*sc.Load.Workers + 20},
+		Log: logw,
+	})
+	if err != nil {
+		return nil, startErr(ctx, err)
+	}
+	return &target{
+		kind: "container", endpoint: mode,
+		writerDSN: cl.DSN(cl.WriterEndpoint(), container.Database), readerDSN: cl.DSN(cl.ReaderEndpoint(), container.Database),
+		execMode: endpoint.ExecMode(mode), container: cl,
+	}, nil
+}
+
 func startErr(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("%w: while starting PostgreSQL: %w", ErrInterrupted, err)
@@ -139,6 +185,12 @@ func (t *target) close(ctx context.Context, keep bool, logw io.Writer) {
 	case t.cluster != nil:
 		if err := t.cluster.Close(ctx); err != nil {
 			fmt.Fprintf(logw, "warning: stopping the cluster: %v\n", err)
+		}
+	case t.container != nil && keep:
+		fmt.Fprintf(logw, "kept the containers running (run %s): writer endpoint %s\n", t.container.RunID(), t.writerDSN)
+	case t.container != nil:
+		if err := t.container.Close(ctx); err != nil {
+			fmt.Fprintf(logw, "warning: removing the containers: %v\n", err)
 		}
 	}
 }

@@ -10,6 +10,11 @@ import (
 )
 
 func main() {
+	// testcontainers-go reads this once, from the environment only; Ryuk (its reaper)
+	// cannot be pulled here, and rehearse removes what it creates itself.
+	if os.Getenv("TESTCONTAINERS_RYUK_DISABLED") == "" {
+		_ = os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := execute(ctx, streams{in: os.Stdin, out: os.Stdout, err: os.Stderr}, os.Args[1:])
 	stop()

@@ -3,12 +3,14 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/rehearse-dev/rehearse"
+	"github.com/rehearse-dev/rehearse/migrate/container"
 	"github.com/rehearse-dev/rehearse/report"
 	"github.com/rehearse-dev/rehearse/scenarios"
 )
@@ -16,6 +18,7 @@ import (
 func newRunCmd(s streams) *cobra.Command {
 	var f struct {
 		out, mode, target, endpoint, dsn string
+		image                            string
 		duration                         string
 		sessions                         int
 		rate                             float64
@@ -37,6 +40,7 @@ interrupted (exit 130).`,
   rehearse run scenarios/tpcb.yaml --dsn postgres://postgres@127.0.0.1:5432/bench --duration 15s
   rehearse run scenarios/smoke.yaml --mode wet --endpoint proxy   # perform the cutover through PgBouncer
   rehearse run scenarios/smoke.yaml --mode wet --rollback          # ... and fail back after validation
+  rehearse run scenarios/smoke.yaml --target container --mode wet  # in Docker containers
   rehearse run scenarios/smoke.yaml --keep      # leave the embedded server running`,
 		Args: exactArgs(1, "one scenario file"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -50,7 +54,7 @@ interrupted (exit 130).`,
 			opts := []rehearse.Option{
 				rehearse.WithOut(f.out), rehearse.WithMode(f.mode), rehearse.WithTarget(f.target),
 				rehearse.WithEndpoint(f.endpoint), rehearse.WithDSN(f.dsn), rehearse.WithKeep(f.keep),
-				rehearse.WithRollback(f.rollback),
+				rehearse.WithRollback(f.rollback), rehearse.WithImage(f.image),
 			}
 			if f.duration != "" {
 				d, err := scenarios.ParseDuration(f.duration)
@@ -95,6 +99,7 @@ interrupted (exit 130).`,
 	fl.Float64Var(&f.rate, "rate", 0, "override load.rate (actions per second)")
 	fl.BoolVar(&f.quiet, "quiet", false, "no progress line or log on stderr")
 	fl.BoolVar(&f.keep, "keep", false, "leave the embedded PostgreSQL running and print its DSN")
+	fl.StringVar(&f.image, "image", os.Getenv(container.ImageEnv), "PostgreSQL image for --target container (env "+container.ImageEnv+"; default postgres:15, else the image `make image` builds)")
 	fl.BoolVar(&f.rollback, "rollback", false, "after validation, rehearse the failback to the old writer")
 	return cmd
 }

@@ -1,0 +1,442 @@
+// Command rehearse-pg is the entrypoint of the rehearse/postgres image: a shell-free
+// PID 1 that behaves like the official postgres image's entrypoint for what rehearse
+// needs, plus the commands a cutover provider runs with `docker exec`.
+//
+//	rehearse-pg [postgres] [-c name=value ...]   supervise the server (the default)
+//	rehearse-pg stop                              fast shutdown; the container stays up
+//	rehearse-pg start                             start the server again after stop
+//	rehearse-pg rejoin HOST [PORT [SLOT]]         follow HOST as a standby (pg_rewind)
+//	rehearse-pg checkpoint-lsn                    the control file's latest checkpoint
+//
+// Environment (as in the official image): PGDATA, POSTGRES_USER, POSTGRES_PASSWORD,
+// POSTGRES_HOST_AUTH_METHOD, POSTGRES_INITDB_ARGS. Replica mode: when
+// REHEARSE_PRIMARY_HOST is set and PGDATA is empty, the data directory is cloned from
+// that primary with pg_basebackup -R (REHEARSE_PRIMARY_PORT, default 5432; with
+// REHEARSE_SLOT, a physical replication slot of that name is created and used).
+//
+// As PID 1 it runs postgres as the postgres user, forwards SIGTERM, SIGINT, SIGQUIT
+// and SIGHUP to it, reaps orphans, and exits with the server's status, unless the
+// server was stopped with `rehearse-pg stop` (or the hold file exists when the
+// container starts), in which case it stays up and waits for SIGUSR1 (`start`).
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const (
+	pgBin       = "/usr/lib/postgresql/15/bin"
+	defaultData = "/var/lib/postgresql/data"
+	// holdFile, when present, keeps the supervisor from (re)starting the server.
+	holdFile = "/var/lib/postgresql/rehearse.hold"
+	stopWait = 2 * time.Minute
+)
+
+func main() {
+	log := func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "rehearse-pg: "+format+"\n", args...)
+	}
+	args := os.Args[1:]
+	cmd := "postgres"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "postgres":
+		os.Exit(supervise(args, log))
+	case "stop":
+		err = stopServer()
+		if err == nil {
+			var lsn string
+			lsn, err = checkpointLSN()
+			fmt.Println(lsn)
+		}
+	case "start":
+		err = requestStart()
+	case "rejoin":
+		err = rejoin(args)
+	case "checkpoint-lsn":
+		var lsn string
+		lsn, err = checkpointLSN()
+		fmt.Println(lsn)
+	default:
+		// Anything else runs as is, like the official image (e.g. psql, bash).
+		path, lerr := exec.LookPath(cmd)
+		if lerr != nil {
+			log("%v", lerr)
+			os.Exit(127)
+		}
+		err = syscall.Exec(path, append([]string{cmd}, args...), os.Environ())
+	}
+	if err != nil {
+		log("%s: %v", cmd, err)
+		os.Exit(1)
+	}
+}
+
+func pgdata() string {
+	if d := os.Getenv("PGDATA"); d != "" {
+		return d
+	}
+	return defaultData
+}
+
+func superuser() string {
+	if u := os.Getenv("POSTGRES_USER"); u != "" {
+		return u
+	}
+	return "postgres"
+}
+
+// pgUser returns the postgres OS user's uid and gid.
+func pgUser() (uint32, uint32, error) {
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return 0, 0, fmt.Errorf("look up OS user postgres: %w", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return uint32(uid), uint32(gid), nil
+}
+
+// asPostgres returns cmd set up to run as the postgres OS user when we are root.
+func asPostgres(cmd *exec.Cmd) (*exec.Cmd, error) {
+	if os.Geteuid() != 0 {
+		return cmd, nil
+	}
+	uid, gid, err := pgUser()
+	if err != nil {
+		return nil, err
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
+	return cmd, nil
+}
+
+// run runs a PostgreSQL program as the postgres user, output to stderr.
+func run(env []string, name string, args ...string) error {
+	cmd := exec.Command(filepath.Join(pgBin, name), args...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Dir = "/"
+	cmd, err := asPostgres(cmd)
+	if err != nil {
+		return err
+	}
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}
+
+func exists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// prepareDirs creates PGDATA and the socket directory, owned by postgres.
+func prepareDirs() error {
+	uid, gid, err := pgUser()
+	if err != nil {
+		return err
+	}
+	for _, d := range []string{filepath.Dir(pgdata()), pgdata(), "/var/run/postgresql"} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+		if os.Geteuid() == 0 {
+			if err := os.Chown(d, int(uid), int(gid)); err != nil {
+				return err
+			}
+		}
+	}
+	return os.Chmod(pgdata(), 0o700)
+}
+
+func authMethod() string {
+	if m := os.Getenv("POSTGRES_HOST_AUTH_METHOD"); m != "" {
+		return m
+	}
+	return "scram-sha-256"
+}
+
+// initPrimary runs initdb like the official image: superuser POSTGRES_USER with
+// POSTGRES_PASSWORD, host connections from anywhere with POSTGRES_HOST_AUTH_METHOD;
+// unlike it, replication connections are allowed from anywhere too and data
+// checksums are on (pg_rewind needs them or wal_log_hints).
+func initPrimary() error {
+	pw := os.Getenv("POSTGRES_PASSWORD")
+	method := authMethod()
+	if pw == "" && method != "trust" {
+		return errors.New("POSTGRES_PASSWORD is not set; set it, or POSTGRES_HOST_AUTH_METHOD=trust")
+	}
+	args := []string{"-D", pgdata(), "--username=" + superuser(), "--encoding=UTF8", "--locale=C", "--auth-local=trust", "--auth-host=" + method}
+	if pw != "" {
+		f, err := os.CreateTemp("/tmp", "pw")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(f.Name())
+		if _, err := f.WriteString(pw + "\n"); err != nil {
+			return err
+		}
+		f.Close()
+		uid, gid, err := pgUser()
+		if err != nil {
+			return err
+		}
+		if err := os.Chown(f.Name(), int(uid), int(gid)); err != nil {
+			return err
+		}
+		args = append(args, "--pwfile="+f.Name())
+	}
+	extra := strings.Fields(os.Getenv("POSTGRES_INITDB_ARGS"))
+	args = append(args, extra...)
+	if !contains(extra, "-k") && !contains(extra, "--data-checksums") {
+		args = append(args, "--data-checksums")
+	}
+	if err := run(nil, "initdb", args...); err != nil {
+		return err
+	}
+	hba := fmt.Sprintf("\n# rehearse-pg: any host, normal and replication connections\nhost all all all %s\nhost replication all all %s\n", method, method)
+	if err := appendFile(filepath.Join(pgdata(), "pg_hba.conf"), hba); err != nil {
+		return err
+	}
+	return appendFile(filepath.Join(pgdata(), "postgresql.conf"), "\n# rehearse-pg\nlisten_addresses = '*'\njit = off\n")
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func appendFile(path, text string) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(text); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// conninfo is a libpq connection string to host:port as the superuser.
+func conninfo(host, port string) string {
+	q := func(s string) string {
+		return "'" + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), "'", `\'`) + "'"
+	}
+	s := fmt.Sprintf("host=%s port=%s user=%s", q(host), q(port), q(superuser()))
+	if pw := os.Getenv("POSTGRES_PASSWORD"); pw != "" {
+		s += " password=" + q(pw)
+	}
+	return s
+}
+
+// initReplica clones PGDATA from the primary and configures it as a standby.
+func initReplica(host string) error {
+	port := os.Getenv("REHEARSE_PRIMARY_PORT")
+	if port == "" {
+		port = "5432"
+	}
+	args := []string{"-D", pgdata(), "-d", conninfo(host, port), "-R", "-X", "stream", "--checkpoint=fast"}
+	if slot := os.Getenv("REHEARSE_SLOT"); slot != "" {
+		args = append(args, "-C", "-S", slot)
+	}
+	return run(nil, "pg_basebackup", args...)
+}
+
+// supervise initialises PGDATA when it is empty and runs the server.
+func supervise(args []string, log func(string, ...any)) int {
+	if err := prepareDirs(); err != nil {
+		log("%v", err)
+		return 1
+	}
+	if !exists(filepath.Join(pgdata(), "PG_VERSION")) {
+		var err error
+		if host := os.Getenv("REHEARSE_PRIMARY_HOST"); host != "" {
+			log("cloning %s from %s", pgdata(), host)
+			err = initReplica(host)
+		} else {
+			log("initialising %s", pgdata())
+			err = initPrimary()
+		}
+		if err != nil {
+			log("%v", err)
+			return 1
+		}
+	}
+
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGCHLD)
+	var child int // postmaster pid, 0 when not running
+	stopping := false
+	start := func() {
+		cmd := exec.Command(filepath.Join(pgBin, "postgres"), append([]string{"-D", pgdata()}, args...)...)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		cmd.Dir = "/"
+		cmd, err := asPostgres(cmd)
+		if err == nil {
+			err = cmd.Start()
+		}
+		if err != nil {
+			log("start postgres: %v", err)
+			return
+		}
+		// Never cmd.Wait: the reaper below collects every child with wait4(-1).
+		child = cmd.Process.Pid
+		log("postgres started (pid %d)", child)
+	}
+	if exists(holdFile) {
+		log("hold file %s present: waiting for `rehearse-pg start` or `rejoin`", holdFile)
+	} else {
+		start()
+		if child == 0 {
+			return 1
+		}
+	}
+	for sig := range sigs {
+		switch sig {
+		case syscall.SIGCHLD:
+			for {
+				var ws syscall.WaitStatus
+				pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+				if pid <= 0 || err != nil {
+					break
+				}
+				if pid != child {
+					continue
+				}
+				child = 0
+				code := ws.ExitStatus()
+				if ws.Signaled() {
+					code = 128 + int(ws.Signal())
+				}
+				if !stopping && exists(holdFile) {
+					log("postgres exited (status %d); held", code)
+					continue
+				}
+				log("postgres exited (status %d)", code)
+				return code
+			}
+		case syscall.SIGUSR1:
+			if child == 0 && !stopping {
+				start()
+			}
+		default:
+			if child == 0 {
+				if sig != syscall.SIGHUP {
+					return 0
+				}
+				continue
+			}
+			if sig != syscall.SIGHUP {
+				stopping = true
+			}
+			_ = syscall.Kill(child, sig.(syscall.Signal))
+		}
+	}
+	return 0
+}
+
+// postmasterPID returns the running postmaster's pid, or 0.
+func postmasterPID() int {
+	b, err := os.ReadFile(filepath.Join(pgdata(), "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	if syscall.Kill(pid, 0) != nil {
+		return 0
+	}
+	return pid
+}
+
+// stopServer holds the supervisor and shuts the server down fast, waiting for it.
+func stopServer() error {
+	if err := os.WriteFile(holdFile, []byte("stopped by rehearse-pg stop\n"), 0o644); err != nil {
+		return err
+	}
+	pid := postmasterPID()
+	if pid == 0 {
+		return nil
+	}
+	if err := syscall.Kill(pid, syscall.SIGINT); err != nil {
+		return fmt.Errorf("signal postmaster %d: %w", pid, err)
+	}
+	deadline := time.Now().Add(stopWait)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("postmaster %d still running after %v", pid, stopWait)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
+// requestStart removes the hold file and asks the supervisor (PID 1) to start.
+func requestStart() error {
+	if err := os.Remove(holdFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return syscall.Kill(1, syscall.SIGUSR1)
+}
+
+// rejoin makes this node a standby of HOST: stop, pg_rewind -R from it (pg_rewind
+// runs crash recovery itself when the node was killed), the slot, start.
+func rejoin(args []string) error {
+	if len(args) < 1 {
+		return errors.New("usage: rehearse-pg rejoin HOST [PORT [SLOT]]")
+	}
+	host, port, slot := args[0], "5432", ""
+	if len(args) > 1 {
+		port = args[1]
+	}
+	if len(args) > 2 {
+		slot = args[2]
+	}
+	if err := stopServer(); err != nil {
+		return err
+	}
+	if err := run(nil, "pg_rewind", "-D", pgdata(), "--source-server="+conninfo(host, port), "-R"); err != nil {
+		return err
+	}
+	if slot != "" {
+		if err := appendFile(filepath.Join(pgdata(), "postgresql.auto.conf"), fmt.Sprintf("primary_slot_name = '%s'\n", slot)); err != nil {
+			return err
+		}
+	}
+	return requestStart()
+}
+
+// checkpointLSN reads "Latest checkpoint location" from pg_controldata.
+func checkpointLSN() (string, error) {
+	out, err := exec.Command(filepath.Join(pgBin, "pg_controldata"), "-D", pgdata()).Output()
+	if err != nil {
+		return "", fmt.Errorf("pg_controldata: %w", err)
+	}
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "Latest checkpoint location" {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", errors.New("pg_controldata printed no latest checkpoint location")
+}

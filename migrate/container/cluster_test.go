@@ -1,0 +1,449 @@
+package container_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/rehearse-dev/rehearse/migrate"
+	"github.com/rehearse-dev/rehearse/migrate/container"
+	"github.com/rehearse-dev/rehearse/migrate/endpoint"
+)
+
+// syncBuffer is a log sink safe for the provider's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startCluster starts a one-writer cluster and registers its removal and the check
+// that nothing with its run label remains.
+func startCluster(t *testing.T, ctx context.Context, cfg container.Config) *container.Cluster {
+	t.Helper()
+	log := &syncBuffer{}
+	cfg.Image = testImage
+	cfg.Log = log
+	c, err := container.Start(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Start: %v\nlog:\n%s", err, log)
+	}
+	t.Cleanup(func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := c.Close(cctx); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		cs, ns, err := container.Leftovers(cctx, c.RunID())
+		if err != nil {
+			t.Errorf("Leftovers: %v", err)
+		}
+		if len(cs)+len(ns) > 0 {
+			t.Errorf("run %s left containers %v and networks %v behind", c.RunID(), cs, ns)
+		}
+		if t.Failed() {
+			t.Logf("provider log:\n%s", log)
+		}
+	})
+	return c
+}
+
+// poll calls f every interval until it returns true or ctx ends.
+func poll(ctx context.Context, interval time.Duration, f func() bool) error {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for !f() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+func connect(t *testing.T, ctx context.Context, c *container.Cluster, addr string, mode pgx.QueryExecMode) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(c.DSN(addr, container.Database))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DefaultQueryExecMode = mode
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatalf("connect %s: %v", addr, err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// writerName connects through the writer endpoint and returns the node it reached.
+func writerName(ctx context.Context, c *container.Cluster, mode pgx.QueryExecMode) (string, error) {
+	cfg, err := pgx.ParseConfig(c.DSN(c.WriterEndpoint(), container.Database))
+	if err != nil {
+		return "", err
+	}
+	cfg.DefaultQueryExecMode = mode
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(context.Background())
+	var name string
+	err = conn.QueryRow(ctx, "SELECT current_setting('cluster_name')").Scan(&name)
+	return name, err
+}
+
+// waitCaughtUp polls Lag until the replica has replayed everything.
+func waitCaughtUp(t *testing.T, ctx context.Context, c *container.Cluster, replica string) migrate.Lag {
+	t.Helper()
+	var lag migrate.Lag
+	var lerr error
+	if err := poll(ctx, 50*time.Millisecond, func() bool {
+		lag, lerr = c.Lag(ctx, replica)
+		return lerr == nil && lag.Bytes == 0 && lag.ReplayLSN != ""
+	}); err != nil {
+		t.Fatalf("%s did not catch up: lag %+v, last error %v", replica, lag, lerr)
+	}
+	return lag
+}
+
+// writer inserts rows through the writer endpoint in a loop, reconnecting after
+// errors, and records which inserts were acknowledged.
+type writer struct {
+	mu    sync.Mutex
+	acked []int
+	fails int
+}
+
+func (w *writer) run(ctx context.Context, c *container.Cluster, mode pgx.QueryExecMode) {
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.Background())
+		}
+	}()
+	for i := 1; ctx.Err() == nil; i++ {
+		if conn == nil {
+			cfg, err := pgx.ParseConfig(c.DSN(c.WriterEndpoint(), container.Database))
+			if err != nil {
+				return
+			}
+			cfg.DefaultQueryExecMode = mode
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			conn, err = pgx.ConnectConfig(cctx, cfg)
+			cancel()
+			if err != nil {
+				conn = nil
+				w.fail()
+				continue
+			}
+		}
+		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := conn.Exec(ictx, "INSERT INTO load (id) VALUES ($1)", i)
+		cancel()
+		if err != nil {
+			conn.Close(context.Background())
+			conn = nil
+			w.fail()
+			continue
+		}
+		w.mu.Lock()
+		w.acked = append(w.acked, i)
+		w.mu.Unlock()
+	}
+}
+
+func (w *writer) fail() {
+	w.mu.Lock()
+	w.fails++
+	w.mu.Unlock()
+}
+
+func (w *writer) ackedIDs() []int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]int(nil), w.acked...)
+}
+
+// missing returns the acknowledged ids absent from the load table.
+func missing(t *testing.T, ctx context.Context, conn *pgx.Conn, acked []int) []int {
+	t.Helper()
+	rows, err := conn.Query(ctx, "SELECT id FROM load")
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[int]bool{}
+	for rows.Next() {
+		var id int
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		have[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for _, id := range acked {
+		if !have[id] {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// TestClusterLifecycle runs every provider operation against real containers, in
+// the order a rehearsal uses them, in dns endpoint mode: writes through the
+// endpoint, a replica, a planned switchover under a writing client with no
+// acknowledged write lost, a rejoin, a crash failover, a rejoin after the crash, a
+// network cut and restore, and removal.
+func TestClusterLifecycle(t *testing.T) {
+	requireDocker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	c := startCluster(t, ctx, container.Config{Endpoint: endpoint.Config{Mode: endpoint.ModeDNS, Stale: 300 * time.Millisecond}})
+	mode := endpoint.ExecMode(endpoint.ModeDNS)
+
+	checks, err := c.Preflight(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range checks {
+		if !ch.OK {
+			t.Errorf("preflight %q failed: %s", ch.Name, ch.Detail)
+		}
+	}
+
+	conn := connect(t, ctx, c, c.WriterEndpoint(), mode)
+	if _, err := conn.Exec(ctx, "CREATE TABLE marks (name text PRIMARY KEY); CREATE TABLE load (id int PRIMARY KEY); INSERT INTO marks VALUES ('before')"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+
+	plan, err := c.PlanReplica(ctx)
+	if err != nil || plan["node"] != "node2" {
+		t.Fatalf("PlanReplica = %v, %v; want node2", plan, err)
+	}
+	rep, err := c.CreateReplica(ctx)
+	if err != nil {
+		t.Fatalf("CreateReplica: %v", err)
+	}
+	if rep.ID != "node2" || rep.Role != "reader" {
+		t.Fatalf("CreateReplica = %+v", rep)
+	}
+	waitCaughtUp(t, ctx, c, "node2")
+	topo, err := c.Describe(ctx)
+	if err != nil || topo.Writer != "node1" || len(topo.Nodes) != 2 || topo.Nodes[0].Version == "" {
+		t.Fatalf("Describe = %+v, %v", topo, err)
+	}
+
+	// Planned switchover with a client writing through the endpoint throughout.
+	var w writer
+	lctx, stopLoad := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); w.run(lctx, c, mode) }()
+	if err := poll(ctx, 10*time.Millisecond, func() bool { return len(w.ackedIDs()) >= 50 }); err != nil {
+		t.Fatal("the writing client made no progress before the switchover")
+	}
+	p, err := c.Switchover(ctx, "node2")
+	if err != nil {
+		t.Fatalf("Switchover: %v", err)
+	}
+	if p.From != "node1" || p.To != "node2" || p.FinalLSN == "" || p.PromotedLSN == "" {
+		t.Errorf("Promotion = %+v", p)
+	}
+	if _, err := c.Redirect(ctx, "node2"); err != nil {
+		t.Fatalf("Redirect: %v", err)
+	}
+	before := len(w.ackedIDs())
+	if err := poll(ctx, 10*time.Millisecond, func() bool { return len(w.ackedIDs()) >= before+50 }); err != nil {
+		t.Fatal("the writing client made no progress after the redirect")
+	}
+	stopLoad()
+	wg.Wait()
+	if got, err := writerName(ctx, c, mode); err != nil || got != "node2" {
+		t.Fatalf("writer endpoint reaches %q (%v), want node2", got, err)
+	}
+	conn = connect(t, ctx, c, c.WriterEndpoint(), mode)
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM marks WHERE name = 'before'").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("row written before the switchover: count %d, %v", n, err)
+	}
+	if _, err := conn.Exec(ctx, "INSERT INTO marks VALUES ('after-switchover')"); err != nil {
+		t.Fatalf("write after the switchover: %v", err)
+	}
+	acked := w.ackedIDs()
+	if lost := missing(t, ctx, conn, acked); len(lost) > 0 {
+		t.Fatalf("switchover lost %d of %d acknowledged writes: %v", len(lost), len(acked), lost)
+	}
+	t.Logf("switchover: %d acknowledged writes, none lost, %d failed attempts; stall %v, promote %v", len(acked), w.fails, p.Stall, p.Promote)
+	conn.Close(ctx)
+
+	// The old writer follows the new one.
+	d, err := c.Rejoin(ctx, "node1")
+	if err != nil {
+		t.Fatalf("Rejoin node1: %v", err)
+	}
+	t.Logf("rejoin node1: %v", d["rewind"])
+	waitCaughtUp(t, ctx, c, "node1")
+
+	// Crash the writer (node2) and fail over to node1, which had caught up.
+	if err := c.Crash(ctx, "node2"); err != nil {
+		t.Fatalf("Crash: %v", err)
+	}
+	if _, err := c.Failover(ctx, "node1"); err != nil {
+		t.Fatalf("Failover: %v", err)
+	}
+	if _, err := c.Redirect(ctx, "node1"); err != nil {
+		t.Fatalf("Redirect after failover: %v", err)
+	}
+	conn = connect(t, ctx, c, c.WriterEndpoint(), mode)
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM marks").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("rows after the failover: %d, %v; want 2", n, err)
+	}
+	if _, err := conn.Exec(ctx, "INSERT INTO marks VALUES ('after-failover')"); err != nil {
+		t.Fatalf("write after the failover: %v", err)
+	}
+	conn.Close(ctx)
+
+	// The crashed container comes back held and follows node1 (pg_rewind runs crash
+	// recovery first).
+	if d, err = c.Rejoin(ctx, "node2"); err != nil {
+		t.Fatalf("Rejoin node2 after crash: %v", err)
+	}
+	if d["restarted"] != true {
+		t.Errorf("Rejoin of a killed node did not restart its container: %v", d)
+	}
+	waitCaughtUp(t, ctx, c, "node2")
+
+	// Cut node2 off the network: the writer loses it; restore: it streams again.
+	if err := c.Cut(ctx, "node2"); err != nil {
+		t.Fatalf("Cut: %v", err)
+	}
+	if err := poll(ctx, 50*time.Millisecond, func() bool { _, err := c.Lag(ctx, "node2"); return err != nil }); err != nil {
+		t.Fatal("the writer still sees node2 streaming after the cut")
+	}
+	if err := c.Restore(ctx, "node2"); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	waitCaughtUp(t, ctx, c, "node2")
+
+	if err := c.Remove(ctx, "node1"); !errors.Is(err, container.ErrWriter) {
+		t.Errorf("Remove(writer) = %v, want ErrWriter", err)
+	}
+	if err := c.Remove(ctx, "node2"); err != nil {
+		t.Fatalf("Remove: %v", err)
+	}
+	if topo, _ := c.Describe(ctx); len(topo.Nodes) != 1 {
+		t.Errorf("after Remove: %+v", topo.Nodes)
+	}
+}
+
+// TestProxyModeSwitchover runs a planned switchover behind PgBouncer on the host,
+// pointed at the containers' published ports: a client connection survives it.
+func TestProxyModeSwitchover(t *testing.T) {
+	requireDocker(t)
+	if _, err := endpoint.FindPgBouncer(""); err != nil {
+		t.Fatalf("proxy mode needs pgbouncer (apt-get install pgbouncer): %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c := startCluster(t, ctx, container.Config{Endpoint: endpoint.Config{Mode: endpoint.ModeProxy, Dir: t.TempDir()}})
+	mode := endpoint.ExecMode(endpoint.ModeProxy)
+	conn := connect(t, ctx, c, c.WriterEndpoint(), mode)
+	if _, err := conn.Exec(ctx, "CREATE TABLE marks (name text PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "INSERT INTO marks VALUES ('before')"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateReplica(ctx); err != nil {
+		t.Fatalf("CreateReplica: %v", err)
+	}
+	waitCaughtUp(t, ctx, c, "node2")
+	if _, err := c.Switchover(ctx, "node2"); err != nil {
+		t.Fatalf("Switchover: %v", err)
+	}
+	if _, err := c.Redirect(ctx, "node2"); err != nil {
+		t.Fatalf("Redirect: %v", err)
+	}
+	// The same client connection now writes to node2.
+	var name string
+	if err := conn.QueryRow(ctx, "SELECT current_setting('cluster_name')").Scan(&name); err != nil || name != "node2" {
+		t.Fatalf("client connection reaches %q (%v) after the switchover, want node2", name, err)
+	}
+	if _, err := conn.Exec(ctx, "INSERT INTO marks VALUES ('after')"); err != nil {
+		t.Fatalf("write after the switchover on the same client connection: %v", err)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM marks").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("rows: %d, %v; want 2", n, err)
+	}
+}
+
+// TestStartFailureLeavesNothing starts with an image that does not exist: the error
+// says how to build one and no container or network is left.
+func TestStartFailureLeavesNothing(t *testing.T) {
+	requireDocker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	runID := fmt.Sprintf("fail-%d", time.Now().UnixNano())
+	_, err := container.Start(ctx, container.Config{Image: "rehearse/absent:0", RunID: runID})
+	if !errors.Is(err, container.ErrImageNotFound) {
+		t.Fatalf("Start with an absent image = %v, want ErrImageNotFound", err)
+	}
+	cs, ns, err := container.Leftovers(ctx, runID)
+	if err != nil || len(cs)+len(ns) > 0 {
+		t.Fatalf("leftovers %v %v (%v)", cs, ns, err)
+	}
+}
+
+// TestStartCancelledLeavesNothing cancels Start while the writer container starts:
+// everything of the run is removed.
+func TestStartCancelledLeavesNothing(t *testing.T) {
+	requireDocker(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	runID := fmt.Sprintf("cancel-%d", time.Now().UnixNano())
+	log := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		_, err := container.Start(ctx, container.Config{Image: testImage, RunID: runID, Log: log})
+		done <- err
+	}()
+	// Cancel once the network exists (the start is under way).
+	wctx, wcancel := context.WithTimeout(context.Background(), time.Minute)
+	defer wcancel()
+	if err := poll(wctx, 20*time.Millisecond, func() bool {
+		_, ns, _ := container.Leftovers(wctx, runID)
+		return len(ns) > 0
+	}); err != nil {
+		t.Fatal("the run's network never appeared")
+	}
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("Start succeeded after cancel")
+	}
+	cs, ns, err := container.Leftovers(wctx, runID)
+	if err != nil || len(cs)+len(ns) > 0 {
+		t.Fatalf("after a cancelled Start: containers %v, networks %v (%v)\nlog:\n%s", cs, ns, err, log)
+	}
+}
