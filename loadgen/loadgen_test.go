@@ -435,3 +435,23 @@ func TestIdleHeapOrders(t *testing.T) {
 		last = d.ready
 	}
 }
+
+func TestIdleHeapInitOrders(t *testing.T) {
+	for _, n := range []int{0, 1, 2, 3, 1000} {
+		r := rand.New(rand.NewPCG(uint64(n), 2))
+		h := make(idleHeap, 0, n)
+		for i := range n {
+			h = append(h, done{session: int32(i), ready: r.Int64N(1e6)})
+		}
+		h.init()
+		h.push(done{session: -1, ready: 5e5})
+		last := int64(-1)
+		for len(h) > 0 {
+			d := h.pop()
+			if d.ready < last {
+				t.Fatalf("n=%d: heap out of order: %d after %d", n, d.ready, last)
+			}
+			last = d.ready
+		}
+	}
+}

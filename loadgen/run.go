@@ -266,13 +266,28 @@ func (h *idleHeap) push(d done) {
 	}
 }
 
+// init establishes the heap order over all elements (Floyd's bottom-up heapify).
+func (h *idleHeap) init() {
+	a := *h
+	for i := len(a)/2 - 1; i >= 0; i-- {
+		a.down(i)
+	}
+}
+
 func (h *idleHeap) pop() done {
 	a := *h
 	top := a[0]
 	n := len(a) - 1
 	a[0] = a[n]
 	a = a[:n]
-	i := 0
+	a.down(0)
+	*h = a
+	return top
+}
+
+// down sifts element i towards the leaves until the heap order holds below it.
+func (a idleHeap) down(i int) {
+	n := len(a)
 	for {
 		l := 2*i + 1
 		if l >= n {
@@ -288,8 +303,6 @@ func (h *idleHeap) pop() done {
 		a[i], a[m] = a[m], a[i]
 		i = m
 	}
-	*h = a
-	return top
 }
 
 // open runs the open-loop schedule: the pacer says when each arrival is due, the idle
@@ -303,12 +316,17 @@ func (r *runner) open(ctx, opCtx context.Context, cancelOps context.CancelFunc) 
 	for i := range sessions {
 		sessions[i] = cfg.Workload.NewSession(i, seedRnd)
 		// Stagger first readiness over one think time, so sessions start spread out.
-		idle.push(done{session: int32(i), ready: int64(cfg.Think.Sample(seedRnd))})
+		idle = append(idle, done{session: int32(i), ready: int64(cfg.Think.Sample(seedRnd))})
 	}
+	// The clock is already running: order the heap in linear time rather than with n
+	// pushes, so a million sessions do not make the first arrivals late.
+	idle.init()
 
 	jobs := make(chan job, cfg.Workers)
-	// At most every session is out at once, so workers never block returning one.
-	returned := make(chan done, cfg.Sessions)
+	// Workers never block returning a session: between two collects the scheduler
+	// takes out one session at a time, so at most one in its hand, cfg.Workers queued
+	// in jobs and cfg.Workers running can come back before it drains this channel.
+	returned := make(chan done, min(cfg.Sessions, 2*cfg.Workers+1))
 	var wg sync.WaitGroup
 	for i := range cfg.Workers {
 		w := r.newWorker(i)

@@ -66,6 +66,7 @@ const (
 type Workload struct {
 	scale      int64
 	selectOnly bool
+	pipelined  bool
 	ops        []workload.Op
 
 	historyAtSetup int64
@@ -76,9 +77,23 @@ type Workload struct {
 
 var _ workload.Workload = (*Workload)(nil)
 
+// Option tunes the workload beyond what a scenario file says.
+type Option func(*Workload)
+
+// Pipelined sends BEGIN and the TPC-B transaction's five statements as one pipelined
+// batch and END on its own: two round trips per transaction instead of pgbench's
+// seven. It measures what pipelining buys; it is not pgbench's wire behaviour, so
+// results taken with it do not compare with `pgbench -M prepared`.
+func Pipelined() Option { return func(w *Workload) { w.pipelined = true } }
+
 // New builds the workload at cfg.Scale (default 10). selectOnly gives pgbench -S.
-func New(cfg scenarios.Workload, selectOnly bool) (*Workload, error) {
+// By default every statement is prepared and sent in its own round trip, exactly the
+// wire work of `pgbench -M prepared`.
+func New(cfg scenarios.Workload, selectOnly bool, opts ...Option) (*Workload, error) {
 	w := &Workload{scale: int64(cfg.Scale), selectOnly: selectOnly}
+	for _, o := range opts {
+		o(w)
+	}
 	w.txPool.New = newTPCBTx
 	if w.scale == 0 {
 		w.scale = DefaultScale
@@ -89,7 +104,11 @@ func New(cfg scenarios.Workload, selectOnly bool) (*Workload, error) {
 	if selectOnly {
 		w.ops = []workload.Op{{Name: OpSelect, Kind: workload.Read, Run: w.selectOp}}
 	} else {
-		w.ops = []workload.Op{{Name: OpTPCB, Kind: workload.Write, Run: w.tpcb}}
+		run := w.tpcb
+		if w.pipelined {
+			run = w.tpcbPipelined
+		}
+		w.ops = []workload.Op{{Name: OpTPCB, Kind: workload.Write, Run: run}}
 	}
 	return w, nil
 }
@@ -114,8 +133,9 @@ func (w *Workload) Next(*workload.Session, *rand.Rand) int { return 0 }
 // Acknowledged is the number of committed TPC-B transactions so far.
 func (w *Workload) Acknowledged() int64 { return w.acked.Load() }
 
-// tpcbTx holds one transaction's parameters and batch. It is pooled, and the batch's
-// arguments point at its fields, so a transaction boxes no integers.
+// tpcbTx holds one transaction's parameters, its pipelined batch and its
+// text-encoded statement parameters. It is pooled, and the batch's arguments point at
+// its fields, so a transaction boxes no integers and allocates nothing.
 type tpcbTx struct {
 	aid, bid, tid, delta int64
 
@@ -124,6 +144,11 @@ type tpcbTx struct {
 	args    [7]any
 	history [4]any
 	batch   pgx.Batch
+
+	// Text-format parameters, as pgbench sends them: num holds the digits, params the
+	// per-statement argument lists (slices of num).
+	num    [4][24]byte
+	params [11][]byte
 }
 
 func newTPCBTx() any {
@@ -134,6 +159,30 @@ func newTPCBTx() any {
 		t.ptrs[i] = &t.queries[i]
 	}
 	return t
+}
+
+// Indexes of the parameters in tpcbTx.num.
+const (
+	numDelta = iota
+	numAid
+	numTid
+	numBid
+)
+
+// encode writes the transaction's parameters as text and lays out each statement's
+// argument list in params.
+func (t *tpcbTx) encode() {
+	delta := strconv.AppendInt(t.num[numDelta][:0], t.delta, 10)
+	aid := strconv.AppendInt(t.num[numAid][:0], t.aid, 10)
+	tid := strconv.AppendInt(t.num[numTid][:0], t.tid, 10)
+	bid := strconv.AppendInt(t.num[numBid][:0], t.bid, 10)
+	t.params = [11][]byte{
+		delta, aid, // update account
+		aid,        // select balance
+		delta, tid, // update teller
+		delta, bid, // update branch
+		tid, bid, aid, delta, // insert history
+	}
 }
 
 // reset queues pgbench's statements afresh. Assigning whole QueuedQuery values also
@@ -152,26 +201,95 @@ func (t *tpcbTx) reset() *pgx.Batch {
 	return &t.batch
 }
 
-// tpcb runs pgbench's built-in "TPC-B (sort of)" transaction. BEGIN and the five
-// statements go to the server as one pipelined batch and END follows on its own, so
-// the transaction is exactly pgbench's while taking two round trips instead of seven,
-// and only the END can leave the outcome unknown.
-func (w *Workload) tpcb(ctx context.Context, c *pgx.Conn, _ *workload.Session, r *rand.Rand) error {
+// draw picks the transaction's parameters exactly as pgbench's built-in script does.
+func (w *Workload) draw(r *rand.Rand) *tpcbTx {
 	t := w.txPool.Get().(*tpcbTx)
-	defer w.txPool.Put(t)
 	t.aid = r.Int64N(nAccounts*w.scale) + 1
 	t.bid = r.Int64N(nBranches*w.scale) + 1
 	t.tid = r.Int64N(nTellers*w.scale) + 1
 	t.delta = r.Int64N(10001) - 5000
+	return t
+}
 
-	if err := c.SendBatch(ctx, t.reset()).Close(); err != nil {
-		// Nothing is committed without the END below; leave the connection clean.
-		if !c.IsClosed() && c.PgConn().TxStatus() != 'I' {
-			_, _ = c.Exec(ctx, "ROLLBACK")
+// Prepared statement names. They are prepared once per connection, on first use, the
+// way `pgbench -M prepared` prepares its script's commands.
+const (
+	stmtBegin         = "rehearse_tpcb_begin"
+	stmtUpdateAccount = "rehearse_tpcb_update_account"
+	stmtSelectBalance = "rehearse_tpcb_select_balance"
+	stmtUpdateTeller  = "rehearse_tpcb_update_teller"
+	stmtUpdateBranch  = "rehearse_tpcb_update_branch"
+	stmtInsertHistory = "rehearse_tpcb_insert_history"
+	stmtCommit        = "rehearse_tpcb_end"
+)
+
+// execPrepared runs one prepared statement with text parameters, preparing it on
+// this connection first if needed, and discards any rows, as pgbench does. pgx's
+// Prepare returns the connection's existing description when the name is already
+// prepared with the same text, so after the first transaction this is one round trip
+// (Bind, Execute, Sync) with no allocation.
+func execPrepared(ctx context.Context, c *pgx.Conn, name, sql string, params [][]byte) (pgconn.CommandTag, error) {
+	sd, err := c.Prepare(ctx, name, sql)
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	return c.PgConn().ExecStatement(ctx, sd, params, nil, nil).Close()
+}
+
+// tpcb runs pgbench's built-in "TPC-B (sort of)" transaction the way
+// `pgbench -M prepared` does: seven prepared statements (BEGIN, three updates, a
+// select, an insert, END), each in its own round trip, parameters as text. Only the
+// END can leave the outcome unknown.
+func (w *Workload) tpcb(ctx context.Context, c *pgx.Conn, _ *workload.Session, r *rand.Rand) error {
+	t := w.draw(r)
+	defer w.txPool.Put(t)
+	t.encode()
+	p := t.params[:]
+	steps := [...]struct {
+		name, sql string
+		params    [][]byte
+	}{
+		{stmtBegin, sqlBegin, nil},
+		{stmtUpdateAccount, sqlUpdateAccount, p[0:2]},
+		{stmtSelectBalance, sqlSelectBalance, p[2:3]},
+		{stmtUpdateTeller, sqlUpdateTeller, p[3:5]},
+		{stmtUpdateBranch, sqlUpdateBranch, p[5:7]},
+		{stmtInsertHistory, sqlInsertHistory, p[7:11]},
+	}
+	for _, s := range steps {
+		if _, err := execPrepared(ctx, c, s.name, s.sql, s.params); err != nil {
+			rollback(ctx, c)
+			return err
 		}
+	}
+	tag, err := execPrepared(ctx, c, stmtCommit, sqlCommit, nil)
+	return w.concluded(tag, err)
+}
+
+// tpcbPipelined runs the same transaction with BEGIN and the five statements sent as
+// one pipelined batch and END on its own: two round trips instead of seven. It is the
+// Pipelined option, not pgbench's wire behaviour.
+func (w *Workload) tpcbPipelined(ctx context.Context, c *pgx.Conn, _ *workload.Session, r *rand.Rand) error {
+	t := w.draw(r)
+	defer w.txPool.Put(t)
+	if err := c.SendBatch(ctx, t.reset()).Close(); err != nil {
+		rollback(ctx, c)
 		return err
 	}
 	tag, err := c.Exec(ctx, sqlCommit)
+	return w.concluded(tag, err)
+}
+
+// rollback leaves the connection outside any transaction after a failed statement:
+// nothing is committed without the END.
+func rollback(ctx context.Context, c *pgx.Conn) {
+	if !c.IsClosed() && c.PgConn().TxStatus() != 'I' {
+		_, _ = c.Exec(ctx, "ROLLBACK")
+	}
+}
+
+// concluded interprets END's answer: acknowledged, rolled back, failed, or unknown.
+func (w *Workload) concluded(tag pgconn.CommandTag, err error) error {
 	if err == nil && tag.String() == "COMMIT" {
 		w.acked.Add(1)
 		return nil
@@ -190,11 +308,12 @@ func (w *Workload) tpcb(ctx context.Context, c *pgx.Conn, _ *workload.Session, r
 	return fmt.Errorf("%w: %w", workload.ErrAmbiguous, err)
 }
 
-// selectOp is pgbench -S: one primary-key read.
+// selectOp is pgbench -S: one prepared primary-key read with a text parameter.
 func (w *Workload) selectOp(ctx context.Context, c *pgx.Conn, _ *workload.Session, r *rand.Rand) error {
-	aid := r.Int64N(nAccounts*w.scale) + 1
-	var abalance int64
-	return c.QueryRow(ctx, sqlSelectBalance, aid).Scan(&abalance)
+	var num [24]byte
+	params := [1][]byte{strconv.AppendInt(num[:0], r.Int64N(nAccounts*w.scale)+1, 10)}
+	_, err := execPrepared(ctx, c, stmtSelectBalance, sqlSelectBalance, params[:])
+	return err
 }
 
 var pgbenchTables = []string{"pgbench_accounts", "pgbench_branches", "pgbench_history", "pgbench_tellers"}

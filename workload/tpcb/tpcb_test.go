@@ -386,3 +386,97 @@ func TestCommitInterruptedAfterLocalCommitIsAmbiguous(t *testing.T) {
 		t.Fatalf("Verify = %+v", res)
 	}
 }
+
+// TestPipelinedVariant runs the two-round-trip variant: the same transaction, the
+// same integrity.
+func TestPipelinedVariant(t *testing.T) {
+	srv := pgtest.Start(t)
+	pool := newPool(t, srv.DSN)
+	ctx := context.Background()
+	w, err := New(scenarios.Workload{Scale: 1}, false, Pipelined())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Setup(ctx, pool, &testLog{t: t}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, w, srv.DSN, 4, 50)
+	res, err := w.Verify(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.BalanceConserved || res.AcknowledgedWrites != 200 || res.LostAcknowledgedWrites != 0 || res.DuplicateWrites != 0 {
+		t.Fatalf("Verify = %+v", res)
+	}
+}
+
+// TestFailedStatementRollsBack makes a statement of the faithful transaction fail
+// and checks that the connection is left outside any transaction, with nothing
+// acknowledged.
+func TestFailedStatementRollsBack(t *testing.T) {
+	srv := pgtest.Start(t)
+	pool := newPool(t, srv.DSN)
+	ctx := context.Background()
+	w := newWorkload(t, 1, false)
+	if err := w.Setup(ctx, pool, &testLog{t: t}); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, srv.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	r := rand.New(rand.NewPCG(1, 1))
+	if err := w.Ops()[0].Run(ctx, conn, &workload.Session{}, r); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `ALTER TABLE pgbench_history ADD CONSTRAINT no_rows CHECK (false) NOT VALID`); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Ops()[0].Run(ctx, conn, &workload.Session{}, r); err == nil {
+		t.Fatal("the transaction succeeded despite the failing insert")
+	}
+	if st := conn.PgConn().TxStatus(); st != 'I' {
+		t.Fatalf("transaction status after the failure = %c, want I", st)
+	}
+	if w.Acknowledged() != 1 {
+		t.Fatalf("acknowledged = %d, want 1", w.Acknowledged())
+	}
+	if _, err := pool.Exec(ctx, `ALTER TABLE pgbench_history DROP CONSTRAINT no_rows`); err != nil {
+		t.Fatal(err)
+	}
+	// The prepared statements survive the failure: the next transaction succeeds.
+	if err := w.Ops()[0].Run(ctx, conn, &workload.Session{}, r); err != nil {
+		t.Fatal(err)
+	}
+	res, err := w.Verify(ctx, pool)
+	if err != nil || !res.BalanceConserved || res.LostAcknowledgedWrites != 0 {
+		t.Fatalf("Verify = %+v, %v", res, err)
+	}
+}
+
+func BenchmarkTPCBPipelined(b *testing.B) {
+	srv := pgtest.Start(b)
+	pool := newPool(b, srv.DSN)
+	ctx := context.Background()
+	w, err := New(scenarios.Workload{Scale: 1}, false, Pipelined())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := w.Setup(ctx, pool, &testLog{t: b}); err != nil {
+		b.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, srv.DSN)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	r := rand.New(rand.NewPCG(1, 1))
+	op := w.Ops()[0].Run
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := op(ctx, conn, &workload.Session{}, r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
