@@ -161,11 +161,12 @@ func runLoad(ctx context.Context, sc *scenarios.Scenario, wl workload.Workload, 
 		return nil, fmt.Errorf("creating %s: %w", hlogTmp, err)
 	}
 	defer hf.Close()
-	start := time.Now()
-	hw, err := report.NewHlogWriter(hf, start)
-	if err != nil {
-		return nil, err
-	}
+	// The clock starts once the sessions are built (see below); the sink only runs
+	// after that.
+	var (
+		start time.Time
+		hw    *report.HlogWriter
+	)
 	rec := loadgen.NewRecorder(wl.Ops(), func(op string, h *hdr.Histogram, from, to time.Duration) error {
 		return hw.WriteInterval(op, start.Add(from), start.Add(to), h)
 	})
@@ -209,12 +210,20 @@ func runLoad(ctx context.Context, sc *scenarios.Scenario, wl workload.Workload, 
 		}
 		target = prof.Expected(l.Duration.D()) / l.Duration.D().Seconds()
 	}
-	since := func() time.Duration { return time.Since(start) }
 	cfg.OnTick = func(el time.Duration) {
 		if el >= l.Duration.D() && (cut == nil || cut.settled(el)) {
 			stopLoad()
 		}
 	}
+	prepared, err := loadgen.Prepare(cfg)
+	if err != nil {
+		return nil, err
+	}
+	start = time.Now()
+	if hw, err = report.NewHlogWriter(hf, start); err != nil {
+		return nil, err
+	}
+	since := func() time.Duration { return time.Since(start) }
 	if cut != nil {
 		cut.start(loadCtx, rec, since)
 	}
@@ -224,7 +233,7 @@ func runLoad(ctx context.Context, sc *scenarios.Scenario, wl workload.Workload, 
 		fmt.Fprintf(logw, "running %s: %d sessions, %.0f actions/s (%s), %d workers, pool %d, for %v\n",
 			wl.Name(), cfg.Sessions, target, l.Arrival, cfg.Workers, eps.poolSize, l.Duration)
 	}
-	stats, err := loadgen.Run(loadCtx, cfg, start)
+	stats, err := prepared.Run(loadCtx, start)
 	// The run ends by stopLoad, not by loadgen's own (extended) duration; only the
 	// caller's context makes it an interruption.
 	stats.Interrupted = ctx.Err() != nil

@@ -66,10 +66,15 @@ func Classify(err error) (Class, string) {
 	if errors.As(err, &pgErr) {
 		return classifySQLState(pgErr.Code), pgErr.Code
 	}
+	var connErr *pgconn.ConnectError
 	switch {
 	case errors.Is(err, ErrPoolExhausted):
 		return PoolExhausted, ""
 	case errors.Is(err, syscall.ECONNREFUSED):
+		return ConnectionRefused, ""
+	case errors.As(err, &connErr) && !errors.Is(err, context.DeadlineExceeded):
+		// A connection attempt that failed (refused, or reset by an endpoint whose
+		// backend is down): the client could not get in.
 		return ConnectionRefused, ""
 	case errors.Is(err, context.DeadlineExceeded), pgconn.Timeout(err):
 		return Timeout, ""
@@ -81,10 +86,6 @@ func Classify(err error) (Class, string) {
 	var netErr net.Error
 	if errors.As(err, &netErr) {
 		return ConnectionReset, ""
-	}
-	var connErr *pgconn.ConnectError
-	if errors.As(err, &connErr) {
-		return ConnectionRefused, ""
 	}
 	// pgx reports a connection it already knows to be dead with plain text.
 	if msg := err.Error(); strings.Contains(msg, "conn closed") || strings.Contains(msg, "conn busy") {

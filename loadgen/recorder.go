@@ -193,8 +193,8 @@ func (r *Recorder) Flush(now time.Duration) report.TimelineRow {
 	return r.flushLocked(now, false)
 }
 
-// FlushFinal collects what is left after the run; it adds a timeline row only for a
-// partial interval in which something finished.
+// FlushFinal collects what is left after the run; what finished in the partial last
+// interval is added to the last timeline row.
 func (r *Recorder) FlushFinal(now time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -248,7 +248,29 @@ func (r *Recorder) flushLocked(now time.Duration, final bool) report.TimelineRow
 		row.MaxMs = ms(ivAll.Max())
 	}
 	r.lastFlush = int64(now)
-	if !final || row.Ops > 0 || row.Errors > 0 {
+	switch {
+	case !final:
+		r.timeline = append(r.timeline, row)
+	case len(r.timeline) > 0:
+		// What finished after the last full second (in-flight work during the grace
+		// period) joins the last row: a partial row would read as a throughput drop.
+		last := &r.timeline[len(r.timeline)-1]
+		last.Ops += row.Ops
+		last.Errors += row.Errors
+		last.MaxMs = max(last.MaxMs, row.MaxMs)
+		for k, v := range row.PerOp {
+			if last.PerOp == nil {
+				last.PerOp = map[string]int64{}
+			}
+			last.PerOp[k] += v
+		}
+		for k, v := range row.ErrorsByClass {
+			if last.ErrorsByClass == nil {
+				last.ErrorsByClass = map[string]int64{}
+			}
+			last.ErrorsByClass[k] += v
+		}
+	case row.Ops > 0 || row.Errors > 0:
 		r.timeline = append(r.timeline, row)
 	}
 	return row

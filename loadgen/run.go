@@ -72,15 +72,44 @@ var ErrNoSessions = errors.New("no sessions")
 
 // Run generates load until cfg.Duration has passed or ctx is cancelled, then waits up
 // to cfg.Grace for in-flight operations. Every finished operation is in cfg.Recorder,
-// including those of an interrupted run. The clock starts at start.
+// including those of an interrupted run. The clock starts at start. It is Prepare
+// followed by Prepared.Run.
 func Run(ctx context.Context, cfg Config, start time.Time) (Stats, error) {
+	p, err := Prepare(cfg)
+	if err != nil {
+		return Stats{}, err
+	}
+	return p.Run(ctx, start)
+}
+
+// Prepared is a run whose sessions are built, so starting it makes no arrival late:
+// a million sessions take tens of milliseconds to build.
+type Prepared struct {
+	r *runner
+}
+
+// Prepare checks cfg and builds the sessions.
+func Prepare(cfg Config) (*Prepared, error) {
 	if cfg.Recorder == nil || cfg.Workload == nil || cfg.Writer == nil || cfg.Reader == nil {
-		return Stats{}, errors.New("loadgen: Config needs Workload, Writer, Reader and Recorder")
+		return nil, errors.New("loadgen: Config needs Workload, Writer, Reader and Recorder")
 	}
 	if cfg.Workers <= 0 {
-		return Stats{}, errors.New("loadgen: Workers must be positive")
+		return nil, errors.New("loadgen: Workers must be positive")
 	}
-	r := &runner{cfg: cfg, ops: cfg.Workload.Ops(), t0: start}
+	if cfg.Pacer != nil && cfg.Sessions <= 0 {
+		return nil, ErrNoSessions
+	}
+	r := &runner{cfg: cfg, ops: cfg.Workload.Ops()}
+	if cfg.Pacer != nil {
+		r.buildSessions()
+	}
+	return &Prepared{r: r}, nil
+}
+
+// Run generates the load with the clock started at start (see Run).
+func (p *Prepared) Run(ctx context.Context, start time.Time) (Stats, error) {
+	r, cfg := p.r, p.r.cfg
+	r.t0 = start
 	// opCtx outlives ctx by the grace period, so in-flight work can finish.
 	opCtx, cancelOps := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelOps()
@@ -93,11 +122,6 @@ func Run(ctx context.Context, cfg Config, start time.Time) (Stats, error) {
 	if cfg.Pacer == nil {
 		stats = r.closed(ctx, opCtx, cancelOps)
 	} else {
-		if cfg.Sessions <= 0 {
-			close(stopTick)
-			<-tickDone
-			return Stats{}, ErrNoSessions
-		}
 		stats = r.open(ctx, opCtx, cancelOps)
 	}
 	close(stopTick)
@@ -108,10 +132,12 @@ func Run(ctx context.Context, cfg Config, start time.Time) (Stats, error) {
 }
 
 type runner struct {
-	cfg  Config
-	ops  []workload.Op
-	t0   time.Time
-	busy atomic.Int64
+	cfg      Config
+	sessions []workload.Session
+	idle     idleHeap
+	ops      []workload.Op
+	t0       time.Time
+	busy     atomic.Int64
 }
 
 func (r *runner) since() int64 { return int64(time.Since(r.t0)) }
@@ -305,22 +331,27 @@ func (a idleHeap) down(i int) {
 	}
 }
 
+// buildSessions creates the sessions and orders them by first readiness, staggered
+// over one think time so they start spread out.
+func (r *runner) buildSessions() {
+	cfg := &r.cfg
+	r.sessions = make([]workload.Session, cfg.Sessions)
+	seedRnd := rand.New(rand.NewPCG(cfg.Seed, 0xabcdef))
+	r.idle = make(idleHeap, 0, cfg.Sessions)
+	for i := range r.sessions {
+		r.sessions[i] = cfg.Workload.NewSession(i, seedRnd)
+		r.idle = append(r.idle, done{session: int32(i), ready: int64(cfg.Think.Sample(seedRnd))})
+	}
+	// Linear-time heap construction rather than n pushes.
+	r.idle.init()
+}
+
 // open runs the open-loop schedule: the pacer says when each arrival is due, the idle
 // session whose think time ends first takes it, and a bounded pool of workers runs it.
 // Sessions are data on a heap, never goroutines.
 func (r *runner) open(ctx, opCtx context.Context, cancelOps context.CancelFunc) Stats {
 	cfg := &r.cfg
-	sessions := make([]workload.Session, cfg.Sessions)
-	seedRnd := rand.New(rand.NewPCG(cfg.Seed, 0xabcdef))
-	idle := make(idleHeap, 0, cfg.Sessions)
-	for i := range sessions {
-		sessions[i] = cfg.Workload.NewSession(i, seedRnd)
-		// Stagger first readiness over one think time, so sessions start spread out.
-		idle = append(idle, done{session: int32(i), ready: int64(cfg.Think.Sample(seedRnd))})
-	}
-	// The clock is already running: order the heap in linear time rather than with n
-	// pushes, so a million sessions do not make the first arrivals late.
-	idle.init()
+	sessions, idle := r.sessions, r.idle
 
 	jobs := make(chan job, cfg.Workers)
 	// Workers never block returning a session: between two collects the scheduler
