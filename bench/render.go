@@ -58,6 +58,7 @@ func (b *bench) render(w io.Writer, micro, analysis string) {
 		b.renderComparison(w, c)
 	}
 	b.renderSessions(w)
+	b.renderCutovers(w)
 	if micro != "" {
 		fmt.Fprintf(w, "## Micro-benchmarks (hot paths)\n\n")
 		fmt.Fprintf(w, "`go test -run '^$' -bench . -benchmem ./loadgen/ ./report/` (allocations per operation in the\n")
@@ -111,6 +112,7 @@ func (b *bench) renderTargets(w io.Writer, micro string) {
 		fmt.Fprintf(w, "| achieved arrival rate at %d sessions | within 1 %% of %.0f/s | %.1f/s (%+.2f %%) | %s |\n", s.sessions, s.target, s.achieved, dev*100, yes(dev <= rateTolerance && dev >= -rateTolerance))
 		fmt.Fprintf(w, "| schedule lag p99 at %d sessions | < %.0f ms | %.3f ms | %s |\n", s.sessions, lagP99TargetMs, s.lagP99, yes(s.lagP99 < lagP99TargetMs))
 	}
+	b.renderCutoverTargets(w)
 	if ns, ok := benchNs(micro, "BenchmarkRenderHTMLHour"); ok {
 		fmt.Fprintf(w, "| render the HTML report of a 1-hour, 2,000 tx/s result | < 2 s | %.3f s | %s |\n", ns/1e9, yes(ns < renderHourTargetNs))
 	}

@@ -38,6 +38,7 @@ type settings struct {
 	sessionDur    time.Duration
 	maxConns      int
 	keepServer    bool
+	cutover       bool
 	commandPrefix string
 }
 
@@ -57,6 +58,7 @@ func parseRunFlags(args []string) (settings, error) {
 	fs.DurationVar(&s.sessionDur, "session-duration", 20*time.Second, "length of each memory and schedule run")
 	fs.IntVar(&s.maxConns, "max-connections", 200, "the server's max_connections")
 	fs.BoolVar(&s.keepServer, "keep", false, "leave the server and work directory in place")
+	fs.BoolVar(&s.cutover, "cutover", true, "also rehearse wet cutovers of the smoke scenario through both endpoint modes")
 	fs.StringVar(&s.commandPrefix, "command", "make bench", "how this run was started, for the report")
 	if err := fs.Parse(args); err != nil {
 		return s, err
@@ -182,6 +184,7 @@ type bench struct {
 	loadEnd  string
 	comps    []*comparison
 	sessions []sessionRun
+	cutovers []cutoverRun
 	notes    []string
 }
 
@@ -251,6 +254,15 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return err
 		}
 		b.sessions = append(b.sessions, r)
+	}
+	if s.cutover {
+		for _, mode := range []string{"proxy", "dns"} {
+			r, err := b.cutover(ctx, mode)
+			if err != nil {
+				return err
+			}
+			b.cutovers = append(b.cutovers, r)
+		}
 	}
 	b.loadEnd = loadavg()
 

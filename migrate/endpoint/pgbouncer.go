@@ -561,9 +561,11 @@ func renderIni(c PgBouncerConfig, host, port string, listenPort int, authFile st
 		{"default_pool_size", strconv.Itoa(c.PoolSize)},
 		{"max_client_conn", strconv.Itoa(c.MaxClientConn)},
 		{"query_wait_timeout", strconv.Itoa(int(c.QueryWait.Round(time.Second) / time.Second))},
-		// After a failed server login (the new writer not yet accepting) retry soon,
-		// not after the default 15 s.
-		{"server_login_retry", "1"},
+		// After a failed server login (the old writer shutting down just before the
+		// pause took hold, or the new one not yet accepting) retry soon: with 1 s,
+		// every smoke switchover measured a second's extra stall after RESUME, with
+		// 0.1 s none (write stall 987 ms → 222 ms). The default is 15 s.
+		{"server_login_retry", "0.1"},
 		{"server_connect_timeout", "5"},
 		{"ignore_startup_parameters", "extra_float_digits"},
 		{"syslog", "0"},
