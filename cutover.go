@@ -26,6 +26,7 @@ const afterMin = 3 * time.Second
 type cutover struct {
 	engine *migrate.Engine
 	warmup time.Duration
+	calls  *callLog // RDS API calls, for the aurora target
 
 	done chan struct{}
 	mu   sync.Mutex
@@ -48,12 +49,15 @@ func newCutover(sc *scenarios.Scenario, dry bool, tgt *target, wl workload.Workl
 		Validate: validator(wl, tgt, eps),
 		Log:      logw,
 	}
-	return &cutover{engine: e, warmup: c.Warmup.D(), done: make(chan struct{})}
+	return &cutover{engine: e, warmup: c.Warmup.D(), calls: tgt.calls, done: make(chan struct{})}
 }
 
 // start runs the plan after the warm-up, on the run's clock.
 func (c *cutover) start(ctx context.Context, rec *loadgen.Recorder, since func() time.Duration) {
 	c.engine.Since = since
+	if c.calls != nil {
+		c.calls.setClock(since)
+	}
 	var during, after bool
 	c.engine.OnEvent = func(ev migrate.Event) {
 		switch {
@@ -145,8 +149,11 @@ func verify(ctx context.Context, wl workload.Workload, tgt *target) (report.Inte
 	return wl.Verify(ctx, pool)
 }
 
-func endpointNote(mode string) string {
-	switch mode {
+func endpointNote(t *target) string {
+	if t.aurora != nil {
+		return "Endpoints: the Aurora cluster's writer and reader endpoints as DescribeDBClusters reports them. Against the RDS API emulator these are Aurora-like DNS endpoints over local PostgreSQL, and write forwarding is an emulation at the endpoint."
+	}
+	switch t.endpoint {
 	case "proxy":
 		return "Endpoints: a real PgBouncer per endpoint in transaction pooling mode, paused for the switchover, repointed and resumed (as RDS Proxy keeps client connections). Write forwarding is an emulation at the endpoint: while on, reader-endpoint connections are served by the writer."
 	default:

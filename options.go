@@ -22,9 +22,13 @@ type options struct {
 	keep     bool
 	rollback bool
 	image    string
-	progress io.Writer
-	log      io.Writer
-	now      func() time.Time
+	confirm  string
+	awsURL   string
+	// auroraCluster is the cluster id resolved from the DSN or --confirm.
+	auroraCluster string
+	progress      io.Writer
+	log           io.Writer
+	now           func() time.Time
 }
 
 // WithOut sets the output directory (default runs/<UTC timestamp>-<scenario>).
@@ -60,6 +64,14 @@ func WithRollback(on bool) Option { return func(o *options) { o.rollback = on } 
 // WithImage sets the PostgreSQL image of the container target (default: the
 // official postgres:15 if present, else the image `make image` builds).
 func WithImage(image string) Option { return func(o *options) { o.image = image } }
+
+// WithConfirm names the Aurora cluster a wet run may change; a wet run against
+// Aurora refuses to start without it matching the target cluster.
+func WithConfirm(clusterID string) Option { return func(o *options) { o.confirm = clusterID } }
+
+// WithAWSEndpointURL points the RDS API client at another endpoint, such as the
+// RDS API emulator (`rehearse aurora-emulator`).
+func WithAWSEndpointURL(url string) Option { return func(o *options) { o.awsURL = url } }
 
 // WithProgress sends the live once-a-second progress line to w (nil: none).
 func WithProgress(w io.Writer) Option { return func(o *options) { o.progress = w } }

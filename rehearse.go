@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rehearse-dev/rehearse/migrate/aurora"
 	"github.com/rehearse-dev/rehearse/report"
 	"github.com/rehearse-dev/rehearse/scenarios"
 )
@@ -116,7 +117,10 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts ...Option) (*report.R
 	case cut != nil:
 		res.Migration, cutErr = cut.mig, cut.err
 		if tgt.endpoint != "" {
-			res.Notes = append(res.Notes, endpointNote(tgt.endpoint))
+			res.Notes = append(res.Notes, endpointNote(tgt))
+		}
+		if tgt.calls != nil {
+			res.Notes = append(res.Notes, tgt.calls.note())
 		}
 	case sc.Cutover.Enabled:
 		res.Notes = append(res.Notes, "The scenario has a cutover section, but --dsn points at a database rehearse does not manage, so the plan was not run; the load ran against that database alone.")
@@ -189,12 +193,12 @@ func (o *options) apply(sc *scenarios.Scenario) (*scenarios.Scenario, error) {
 	if len(problems) == 0 {
 		switch {
 		case s.Target.Kind == "aurora":
-			problems = append(problems, fmt.Sprintf("target %q is not available in this build yet: use --target local or container, or --dsn to point at an existing PostgreSQL", s.Target.Kind))
+			problems = append(problems, o.applyAurora(s)...)
 		case s.Target.Kind == "container" && s.Target.DSN != "":
 			problems = append(problems, "--target container starts its own containers; drop --dsn (or use --target local with --dsn)")
 		case o.mode == "wet" && !s.Cutover.Enabled:
 			problems = append(problems, "--mode wet performs the scenario's cutover, but its cutover section is not enabled (cutover.enabled: true)")
-		case o.mode == "wet" && s.Target.DSN != "":
+		case o.mode == "wet" && s.Target.DSN != "" && s.Target.Kind != "aurora":
 			problems = append(problems, "--mode wet needs a cluster rehearse manages (--target local or container starts one); --dsn points at a database it cannot fail over")
 		}
 	}
@@ -202,6 +206,23 @@ func (o *options) apply(sc *scenarios.Scenario) (*scenarios.Scenario, error) {
 		return nil, fmt.Errorf("%w:\n  %s", ErrInvalidInput, strings.Join(problems, "\n  "))
 	}
 	return s, nil
+}
+
+// applyAurora resolves the target cluster and checks --confirm for a wet run.
+func (o *options) applyAurora(s *scenarios.Scenario) []string {
+	var problems []string
+	if o.mode == "wet" && !s.Cutover.Enabled {
+		problems = append(problems, "--mode wet performs the scenario's cutover, but its cutover section is not enabled (cutover.enabled: true)")
+	}
+	id, err := aurora.ResolveClusterID(s.Target.DSN, o.confirm)
+	if err != nil {
+		return append(problems, err.Error())
+	}
+	if err := aurora.CheckConfirm(id, o.confirm, o.mode == "wet"); err != nil {
+		return append(problems, err.Error())
+	}
+	o.auroraCluster = id
+	return problems
 }
 
 // DefaultOutDir is the output directory used when none is given:

@@ -2,14 +2,18 @@ package rehearse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/rehearse-dev/rehearse/migrate"
+	"github.com/rehearse-dev/rehearse/migrate/aurora"
 	"github.com/rehearse-dev/rehearse/migrate/container"
 	"github.com/rehearse-dev/rehearse/migrate/endpoint"
 	"github.com/rehearse-dev/rehearse/migrate/local"
@@ -27,6 +31,8 @@ type target struct {
 	node      *local.Node
 	cluster   *local.Cluster
 	container *container.Cluster
+	aurora    *aurora.Provider
+	calls     *callLog
 }
 
 // provider is the cutover provider, or nil when the target has none.
@@ -36,6 +42,8 @@ func (t *target) provider() migrate.Provider {
 		return t.cluster
 	case t.container != nil:
 		return t.container
+	case t.aurora != nil:
+		return t.aurora
 	}
 	return nil
 }
@@ -65,6 +73,9 @@ func endpointDSN(addr string) string {
 }
 
 func startTarget(ctx context.Context, sc *scenarios.Scenario, o *options, outDir string, logw io.Writer) (*target, error) {
+	if sc.Target.Kind == "aurora" {
+		return startAurora(ctx, sc, o, logw)
+	}
 	if sc.Target.DSN != "" {
 		return &target{kind: "dsn", writerDSN: sc.Target.DSN, readerDSN: sc.Target.DSN, execMode: pgx.QueryExecModeCacheStatement}, nil
 	}
@@ -148,6 +159,59 @@ func startContainers(ctx context.Context, sc *scenarios.Scenario, o *options, ou
 	}, nil
 }
 
+// startAurora connects to an Aurora cluster through the RDS API (or the emulator):
+// no server is started; the load goes to the cluster endpoints it reports. The DSN
+// supplies user, password, database and TLS; the cluster endpoint always follows
+// the writer, so integrity checks go through it.
+func startAurora(ctx context.Context, sc *scenarios.Scenario, o *options, logw io.Writer) (*target, error) {
+	calls := &callLog{}
+	p, err := aurora.New(ctx, aurora.Config{
+		ClusterID: o.auroraCluster, EndpointURL: o.awsURL, DSN: sc.Target.DSN,
+		OnCall: calls.add, Log: logw,
+	})
+	if err != nil {
+		if errors.Is(err, aurora.ErrInvalidConfig) {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidInput, err)
+		}
+		return nil, err
+	}
+	w, r, err := p.Endpoints(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("aurora cluster %s: %w", o.auroraCluster, err)
+	}
+	return &target{kind: "aurora", endpoint: "dns", writerDSN: p.DSN(w), readerDSN: p.DSN(r),
+		execMode: pgx.QueryExecModeCacheStatement, aurora: p, calls: calls}, nil
+}
+
+// callLog keeps the RDS API calls with their times on the run's timeline.
+type callLog struct {
+	mu    sync.Mutex
+	since func() time.Duration
+	rows  []string
+}
+
+func (l *callLog) add(c aurora.Call) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t := 0.0
+	if l.since != nil {
+		t = l.since().Seconds()
+	}
+	l.rows = append(l.rows, fmt.Sprintf("t=%.3fs %s", t, c))
+}
+
+func (l *callLog) setClock(since func() time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.since = since
+}
+
+func (l *callLog) note() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return "RDS API calls (time on the run's timeline, result, duration): " + strings.Join(l.rows, "; ")
+}
+
 func startErr(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("%w: while starting PostgreSQL: %w", ErrInterrupted, err)
@@ -186,6 +250,8 @@ func (t *target) close(ctx context.Context, keep bool, logw io.Writer) {
 		if err := t.cluster.Close(ctx); err != nil {
 			fmt.Fprintf(logw, "warning: stopping the cluster: %v\n", err)
 		}
+	case t.aurora != nil:
+		_ = t.aurora.Close(ctx) // holds nothing; the cluster is never stopped by a run
 	case t.container != nil && keep:
 		fmt.Fprintf(logw, "kept the containers running (run %s): writer endpoint %s\n", t.container.RunID(), t.writerDSN)
 	case t.container != nil:

@@ -18,7 +18,7 @@ import (
 func newRunCmd(s streams) *cobra.Command {
 	var f struct {
 		out, mode, target, endpoint, dsn string
-		image                            string
+		image, confirm, awsURL           string
 		duration                         string
 		sessions                         int
 		rate                             float64
@@ -41,6 +41,7 @@ interrupted (exit 130).`,
   rehearse run scenarios/smoke.yaml --mode wet --endpoint proxy   # perform the cutover through PgBouncer
   rehearse run scenarios/smoke.yaml --mode wet --rollback          # ... and fail back after validation
   rehearse run scenarios/smoke.yaml --target container --mode wet  # in Docker containers
+  rehearse run scenarios/aurora.yaml --target aurora --mode wet --confirm rehearse-demo --aws-endpoint-url http://127.0.0.1:4566
   rehearse run scenarios/smoke.yaml --keep      # leave the embedded server running`,
 		Args: exactArgs(1, "one scenario file"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -55,6 +56,7 @@ interrupted (exit 130).`,
 				rehearse.WithOut(f.out), rehearse.WithMode(f.mode), rehearse.WithTarget(f.target),
 				rehearse.WithEndpoint(f.endpoint), rehearse.WithDSN(f.dsn), rehearse.WithKeep(f.keep),
 				rehearse.WithRollback(f.rollback), rehearse.WithImage(f.image),
+				rehearse.WithConfirm(f.confirm), rehearse.WithAWSEndpointURL(f.awsURL),
 			}
 			if f.duration != "" {
 				d, err := scenarios.ParseDuration(f.duration)
@@ -100,6 +102,8 @@ interrupted (exit 130).`,
 	fl.BoolVar(&f.quiet, "quiet", false, "no progress line or log on stderr")
 	fl.BoolVar(&f.keep, "keep", false, "leave the embedded PostgreSQL running and print its DSN")
 	fl.StringVar(&f.image, "image", os.Getenv(container.ImageEnv), "PostgreSQL image for --target container (env "+container.ImageEnv+"; default postgres:15, else the image `make image` builds)")
+	fl.StringVar(&f.confirm, "confirm", "", "aurora: the cluster id a wet run may change (required with --mode wet)")
+	fl.StringVar(&f.awsURL, "aws-endpoint-url", "", "aurora: RDS API endpoint, e.g. the emulator's http://127.0.0.1:4566")
 	fl.BoolVar(&f.rollback, "rollback", false, "after validation, rehearse the failback to the old writer")
 	return cmd
 }
