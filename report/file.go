@@ -51,6 +51,9 @@ func Decode(r io.Reader) (*Result, error) {
 	if err := json.Unmarshal(raw, &schema); err != nil {
 		return nil, fmt.Errorf("%w: \"schema\" is not a string", ErrNotResult)
 	}
+	if schema == SchemaCapacityV1 {
+		return nil, fmt.Errorf("%w: this is a capacity result (schema %q), not a run's; `rehearse report render` renders it, `report compare` compares runs only", ErrSchema, schema)
+	}
 	if schema != SchemaV1 {
 		return nil, fmt.Errorf("%w: schema is %q but this rehearse reads %q; render it with the rehearse version that wrote it", ErrSchema, schema, SchemaV1)
 	}

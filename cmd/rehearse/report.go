@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -33,14 +35,14 @@ func newReportCmd(s streams) *cobra.Command {
 			default:
 				return usageError{fmt.Errorf("--format %q: use html, md or json", format)}
 			}
-			res, err := report.ReadFile(args[0])
+			render, err := renderer(args[0], format, fn)
 			if err != nil {
 				return err
 			}
 			if out == "" {
-				return fn(s.out, res)
+				return render(s.out)
 			}
-			return report.WriteFileAtomic(out, func(w io.Writer) error { return fn(w, res) })
+			return report.WriteFileAtomic(out, render)
 		},
 	}
 	render.Flags().StringVar(&format, "format", "html", "html | md | json")
@@ -95,4 +97,28 @@ unavailability (100ms). A bare value such as 15% sets latency.`,
 	compare.Flags().StringVarP(&cout, "output", "o", "", "also write the comparison as html to this file")
 	cmd.AddCommand(render, compare)
 	return cmd
+}
+
+// renderer reads a result file, a run's or a capacity search's, and returns the
+// function that renders it in format.
+func renderer(path, format string, run func(io.Writer, *report.Result) error) (func(io.Writer) error, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", report.ErrNotResult, err)
+	}
+	if schema, err := report.SchemaOf(b); err == nil && schema == report.SchemaCapacityV1 {
+		c, err := report.DecodeCapacity(bytes.NewReader(b))
+		if err != nil {
+			return nil, err
+		}
+		fns := map[string]func(io.Writer, *report.CapacityResult) error{
+			"html": report.CapacityHTML, "md": report.CapacityMarkdown, "json": report.CapacityJSON,
+		}
+		return func(w io.Writer) error { return fns[format](w, c) }, nil
+	}
+	res, err := report.Decode(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return func(w io.Writer) error { return run(w, res) }, nil
 }

@@ -68,7 +68,7 @@ far are still written).`,
 	root.SetOut(s.out)
 	root.SetErr(s.err)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRunCmd(s), newPlanCmd(s), newScenarioCmd(s), newReportCmd(s), newVersionCmd(s), newAuroraEmulatorCmd(s))
+	root.AddCommand(newRunCmd(s), newPlanCmd(s), newScenarioCmd(s), newReportCmd(s), newVersionCmd(s), newCapacityCmd(s), newAuroraEmulatorCmd(s))
 	return root
 }
 
