@@ -44,6 +44,7 @@ import (
 
 	"github.com/rehearse-dev/rehearse/migrate"
 	"github.com/rehearse-dev/rehearse/migrate/endpoint"
+	"github.com/rehearse-dev/rehearse/migrate/pgsql"
 )
 
 // cleanupTimeout bounds Close's removal of containers and the network when the
@@ -369,6 +370,13 @@ func (c *Cluster) queryRow(ctx context.Context, n *node, sql string, args []any,
 	return conn.QueryRow(ctx, sql, args...).Scan(dest...)
 }
 
+// on binds queryRow to node n, for the shared pgsql helpers.
+func (c *Cluster) on(n *node) pgsql.QueryRow {
+	return func(ctx context.Context, sql string, args []any, dest ...any) error {
+		return c.queryRow(ctx, n, sql, args, dest...)
+	}
+}
+
 func (c *Cluster) exec(ctx context.Context, n *node, sql string) error {
 	conn, err := c.connect(ctx, n, "postgres")
 	if err != nil {
@@ -516,28 +524,11 @@ func (c *Cluster) readers() []string {
 // and streamed, and slots are available.
 func (c *Cluster) Preflight(ctx context.Context) ([]migrate.Check, error) {
 	w := c.writerNode()
-	var (
-		inRecovery                           bool
-		version, checksums, hints, walLevel  string
-		senders, slots, usedSlots, usedSends int
-	)
-	err := c.queryRow(ctx, w, `SELECT pg_is_in_recovery(), current_setting('server_version'),
-  current_setting('data_checksums'), current_setting('wal_log_hints'), current_setting('wal_level'),
-  current_setting('max_wal_senders')::int, current_setting('max_replication_slots')::int,
-  (SELECT count(*) FROM pg_replication_slots), (SELECT count(*) FROM pg_stat_replication)`, nil,
-		&inRecovery, &version, &checksums, &hints, &walLevel, &senders, &slots, &usedSlots, &usedSends)
+	checks, err := pgsql.Preflight(ctx, c.on(w), w.id)
 	if err != nil {
-		return nil, fmt.Errorf("container: preflight on %s: %w", w.id, err)
+		return nil, fmt.Errorf("container: %w", err)
 	}
-	return []migrate.Check{
-		{Name: "writer is not in recovery", OK: !inRecovery, Detail: w.id + " pg_is_in_recovery=" + strconv.FormatBool(inRecovery)},
-		{Name: "server version", OK: true, Detail: version},
-		{Name: "data checksums or wal_log_hints (pg_rewind)", OK: checksums == "on" || hints == "on", Detail: "data_checksums=" + checksums + " wal_log_hints=" + hints},
-		{Name: "wal_level allows replication", OK: walLevel == "replica" || walLevel == "logical", Detail: walLevel},
-		{Name: "a WAL sender is free", OK: usedSends < senders, Detail: fmt.Sprintf("%d of %d in use", usedSends, senders)},
-		{Name: "a replication slot is free", OK: usedSlots < slots, Detail: fmt.Sprintf("%d of %d in use", usedSlots, slots)},
-		{Name: "image has the rehearse-pg entrypoint (replicas, switchover, rejoin)", OK: c.rehearsePG, Detail: c.cfg.Image},
-	}, nil
+	return append(checks, migrate.Check{Name: "image has the rehearse-pg entrypoint (replicas, switchover, rejoin)", OK: c.rehearsePG, Detail: c.cfg.Image}), nil
 }
 
 // PlanReplica implements migrate.Provider.
@@ -603,54 +594,26 @@ func (c *Cluster) dropSlot(ctx context.Context, w *node, slot string) {
 func (c *Cluster) waitStreaming(ctx context.Context, w *node, name string) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.StartTimeout)
 	defer cancel()
-	tick := time.NewTicker(c.cfg.PollInterval)
-	defer tick.Stop()
-	for {
-		var state string
-		err := c.queryRow(ctx, w, "SELECT state FROM pg_stat_replication WHERE application_name = $1", []any{name}, &state)
-		if err == nil && state == "streaming" {
-			return nil
+	if err := pgsql.WaitStreaming(ctx, c.on(w), name, c.cfg.PollInterval); err != nil {
+		n, _ := c.node(name)
+		tail := ""
+		if n != nil {
+			tail = "\n" + c.logTail(n, 20)
 		}
-		select {
-		case <-ctx.Done():
-			n, _ := c.node(name)
-			tail := ""
-			if n != nil {
-				tail = "\n" + c.logTail(n, 20)
-			}
-			return fmt.Errorf("%w: %s is not streaming from %s (state %q, last error %v): %w%s", ErrNode, name, w.id, state, err, ctx.Err(), tail)
-		case <-tick.C:
-		}
+		return fmt.Errorf("%w: from %s: %w%s", ErrNode, w.id, err, tail)
 	}
+	return nil
 }
 
 // Lag implements migrate.Provider, from the writer's pg_stat_replication.
 func (c *Cluster) Lag(ctx context.Context, replica string) (migrate.Lag, error) {
 	w := c.writerNode()
-	var (
-		l     migrate.Lag
-		bytes *int64
-		secs  *float64
-		rep   *string
-	)
-	err := c.queryRow(ctx, w, `SELECT pg_current_wal_lsn()::text, replay_lsn::text,
-  pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint,
-  extract(epoch FROM replay_lag)::float8
-FROM pg_stat_replication WHERE application_name = $1`, []any{replica}, &l.WriterLSN, &rep, &bytes, &secs)
-	if errors.Is(err, pgx.ErrNoRows) {
+	l, err := pgsql.Lag(ctx, c.on(w), replica)
+	switch {
+	case errors.Is(err, pgsql.ErrNotStreaming):
 		return l, fmt.Errorf("%w: %s is not connected to writer %s", ErrNode, replica, w.id)
-	}
-	if err != nil {
+	case err != nil:
 		return l, fmt.Errorf("container: lag of %s: %w", replica, err)
-	}
-	if rep != nil {
-		l.ReplayLSN = *rep
-	}
-	if bytes != nil {
-		l.Bytes = *bytes
-	}
-	if secs != nil {
-		l.Time = time.Duration(*secs * float64(time.Second))
 	}
 	return l, nil
 }
@@ -745,25 +708,18 @@ func lastLine(s string) string {
 
 // waitReplayed polls until n has replayed past lsn.
 func (c *Cluster) waitReplayed(ctx context.Context, n *node, lsn string) error {
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
 	conn, err := c.connect(ctx, n, "postgres")
 	if err != nil {
 		return fmt.Errorf("container: %s: %w", n.id, err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	for {
-		var done bool
-		err := conn.QueryRow(ctx, "SELECT pg_last_wal_replay_lsn() > $1::pg_lsn", lsn).Scan(&done)
-		if err == nil && done {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w: %s did not replay past the old writer's final LSN %s (last error %v): %w", ErrNode, n.id, lsn, err, ctx.Err())
-		case <-tick.C:
-		}
+	q := func(ctx context.Context, sql string, args []any, dest ...any) error {
+		return conn.QueryRow(ctx, sql, args...).Scan(dest...)
 	}
+	if err := pgsql.WaitReplayed(ctx, q, lsn, 5*time.Millisecond); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrNode, n.id, err)
+	}
+	return nil
 }
 
 // promote promotes n with pg_promote (waiting for it) and returns how long it took.
@@ -995,16 +951,8 @@ func (c *Cluster) Failover(ctx context.Context, target string) (migrate.Promotio
 		return migrate.Promotion{}, err
 	}
 	p := migrate.Promotion{From: c.writerID(), To: target, Detail: map[string]any{}}
-	var recv, rep *string
-	var diff *int64
-	if err := c.queryRow(ctx, t, `SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text,
-  pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint`, nil, &recv, &rep, &diff); err == nil {
-		if diff != nil {
-			p.LagBytes = *diff
-		}
-		if rep != nil {
-			p.FinalLSN = *rep
-		}
+	if bytes, lsn, err := pgsql.StandbyLag(ctx, c.on(t)); err == nil {
+		p.LagBytes, p.FinalLSN = bytes, lsn
 	}
 	start := time.Now()
 	if p.Promote, err = c.promote(ctx, t); err != nil {

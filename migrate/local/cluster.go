@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/rehearse-dev/rehearse/migrate"
+	"github.com/rehearse-dev/rehearse/migrate/pgsql"
 )
 
 // Endpoints are the cluster's writer and reader endpoints, through which the load
@@ -200,32 +201,7 @@ func contains(s []string, v string) bool {
 // and streamed, and slots are available.
 func (c *Cluster) Preflight(ctx context.Context) ([]migrate.Check, error) {
 	w := c.Writer()
-	conn, err := w.Connect(ctx, "postgres")
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	var (
-		inRecovery                           bool
-		version, checksums, hints, walLevel  string
-		senders, slots, usedSlots, usedSends int
-	)
-	err = conn.QueryRow(ctx, `SELECT pg_is_in_recovery(), current_setting('server_version'),
-  current_setting('data_checksums'), current_setting('wal_log_hints'), current_setting('wal_level'),
-  current_setting('max_wal_senders')::int, current_setting('max_replication_slots')::int,
-  (SELECT count(*) FROM pg_replication_slots), (SELECT count(*) FROM pg_stat_replication)`).
-		Scan(&inRecovery, &version, &checksums, &hints, &walLevel, &senders, &slots, &usedSlots, &usedSends)
-	if err != nil {
-		return nil, fmt.Errorf("local: preflight on %s: %w", w.Name(), err)
-	}
-	return []migrate.Check{
-		{Name: "writer is not in recovery", OK: !inRecovery, Detail: w.Name() + " pg_is_in_recovery=" + strconv.FormatBool(inRecovery)},
-		{Name: "server version", OK: true, Detail: version},
-		{Name: "data checksums or wal_log_hints (pg_rewind)", OK: checksums == "on" || hints == "on", Detail: "data_checksums=" + checksums + " wal_log_hints=" + hints},
-		{Name: "wal_level allows replication", OK: walLevel == "replica" || walLevel == "logical", Detail: walLevel},
-		{Name: "a WAL sender is free", OK: usedSends < senders, Detail: fmt.Sprintf("%d of %d in use", usedSends, senders)},
-		{Name: "a replication slot is free", OK: usedSlots < slots, Detail: fmt.Sprintf("%d of %d in use", usedSlots, slots)},
-	}, nil
+	return pgsql.Preflight(ctx, w.queryRow, w.Name())
 }
 
 // PlanReplica implements migrate.Provider.
@@ -271,49 +247,18 @@ func (c *Cluster) CreateReplica(ctx context.Context) (migrate.Node, error) {
 }
 
 func (c *Cluster) waitStreaming(ctx context.Context, w *Node, name string) error {
-	tick := time.NewTicker(w.cfg.PollInterval)
-	defer tick.Stop()
-	for {
-		var state string
-		err := w.queryRow(ctx, "SELECT state FROM pg_stat_replication WHERE application_name = $1", []any{name}, &state)
-		if err == nil && state == "streaming" {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("local: %s is not streaming from %s (state %q, last error %v): %w", name, w.Name(), state, err, ctx.Err())
-		case <-tick.C:
-		}
+	if err := pgsql.WaitStreaming(ctx, w.queryRow, name, w.cfg.PollInterval); err != nil {
+		return fmt.Errorf("local: from %s: %w", w.Name(), err)
 	}
+	return nil
 }
 
 // Lag implements migrate.Provider, from the writer's pg_stat_replication.
 func (c *Cluster) Lag(ctx context.Context, replica string) (migrate.Lag, error) {
 	w := c.Writer()
-	var (
-		l     migrate.Lag
-		bytes *int64
-		secs  *float64
-		rep   *string
-	)
-	err := w.queryRow(ctx, `SELECT pg_current_wal_lsn()::text, replay_lsn::text,
-  pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint,
-  extract(epoch FROM replay_lag)::float8
-FROM pg_stat_replication WHERE application_name = $1`, []any{replica}, &l.WriterLSN, &rep, &bytes, &secs)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return l, fmt.Errorf("local: %s is not connected to writer %s", replica, w.Name())
-	}
+	l, err := pgsql.Lag(ctx, w.queryRow, replica)
 	if err != nil {
-		return l, err
-	}
-	if rep != nil {
-		l.ReplayLSN = *rep
-	}
-	if bytes != nil {
-		l.Bytes = *bytes
-	}
-	if secs != nil {
-		l.Time = time.Duration(*secs * float64(time.Second))
+		return l, fmt.Errorf("local: lag of %s behind %s: %w", replica, w.Name(), err)
 	}
 	return l, nil
 }
@@ -402,20 +347,10 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // waitReplayed polls until n has replayed past lsn.
 func waitReplayed(ctx context.Context, n *Node, lsn string) error {
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		var done bool
-		err := n.queryRow(ctx, "SELECT pg_last_wal_replay_lsn() > $1::pg_lsn", []any{lsn}, &done)
-		if err == nil && done {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("local: %s did not replay past the old writer's final LSN %s (last error %v): %w", n.Name(), lsn, err, ctx.Err())
-		case <-tick.C:
-		}
+	if err := pgsql.WaitReplayed(ctx, n.queryRow, lsn, 5*time.Millisecond); err != nil {
+		return fmt.Errorf("local: %s: %w", n.Name(), err)
 	}
+	return nil
 }
 
 // Redirect implements migrate.Provider: the endpoints reach writer, and it returns
@@ -598,16 +533,8 @@ func (c *Cluster) Failover(ctx context.Context, target string) (migrate.Promotio
 		return migrate.Promotion{}, err
 	}
 	p := migrate.Promotion{From: c.writerID(), To: target, Detail: map[string]any{}}
-	var recv, rep *string
-	var diff *int64
-	if err := t.queryRow(ctx, `SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text,
-  pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint`, nil, &recv, &rep, &diff); err == nil {
-		if diff != nil {
-			p.LagBytes = *diff
-		}
-		if rep != nil {
-			p.FinalLSN = *rep
-		}
+	if bytes, lsn, err := pgsql.StandbyLag(ctx, t.queryRow); err == nil {
+		p.LagBytes, p.FinalLSN = bytes, lsn
 	}
 	start := time.Now()
 	if p.Promote, err = t.Promote(ctx); err != nil {

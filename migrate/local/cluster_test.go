@@ -241,7 +241,7 @@ func TestEngineOnLocalCluster(t *testing.T) {
 	w.waitAcked(t, 20)
 	start := time.Now()
 	steps := []string{"preflight", "create_replica", "catch_up", "switchover", "redirect", "validate", "keep_rollback_target", "decommission"}
-	e := &migrate.Engine{Provider: c, Config: migrate.Config{Steps: steps, StepTimeout: 60 * time.Second, CatchUpSamples: 3, Soak: 0, Poll: 20 * time.Millisecond},
+	e := &migrate.Engine{Provider: c, Config: migrate.Config{Steps: steps, StepTimeout: 60 * time.Second, CatchUpMaxLagBytes: 1 << 20, CatchUpSamples: 3, Soak: 0, Poll: 20 * time.Millisecond},
 		Since: func() time.Duration { return time.Since(start) }}
 	m, err := e.Run(t.Context())
 	if err != nil {
@@ -316,7 +316,7 @@ func TestEngineNodeDiesPartway(t *testing.T) {
 			p := &dying{Cluster: c, t: t, killAt: at}
 			steps := []string{"preflight", "create_replica", "catch_up", "switchover", "redirect", "validate"}
 			start := time.Now()
-			e := &migrate.Engine{Provider: p, Config: migrate.Config{Steps: steps, StepTimeout: 5 * time.Second, Poll: 20 * time.Millisecond},
+			e := &migrate.Engine{Provider: p, Config: migrate.Config{Steps: steps, StepTimeout: 5 * time.Second, CatchUpMaxLagBytes: 1 << 20, Poll: 20 * time.Millisecond},
 				Since: func() time.Duration { return time.Since(start) }}
 			m, err := e.Run(t.Context())
 			if err == nil {

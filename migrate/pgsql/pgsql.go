@@ -1,0 +1,139 @@
+// Package pgsql holds the PostgreSQL-side checks and measurements that the cluster
+// providers running real PostgreSQL (migrate/local, migrate/container) share:
+// preflight settings, replication lag from the writer, and waiting for a replica to
+// stream or to replay up to an LSN. Providers differ in how they reach a node, so
+// every function takes a QueryRow that runs one query on the node in question.
+package pgsql
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/rehearse-dev/rehearse/migrate"
+)
+
+// QueryRow runs sql with args on one node and scans its single row into dest; it
+// returns pgx.ErrNoRows when there is none.
+type QueryRow func(ctx context.Context, sql string, args []any, dest ...any) error
+
+// ErrNotStreaming means the writer's pg_stat_replication has no row for the replica.
+var ErrNotStreaming = errors.New("replica is not connected to the writer")
+
+// Preflight reads the writer's role and the settings a cutover depends on and
+// returns them as checks (writer names the node in the details).
+func Preflight(ctx context.Context, q QueryRow, writer string) ([]migrate.Check, error) {
+	var (
+		inRecovery                           bool
+		version, checksums, hints, walLevel  string
+		senders, slots, usedSlots, usedSends int
+	)
+	err := q(ctx, `SELECT pg_is_in_recovery(), current_setting('server_version'),
+  current_setting('data_checksums'), current_setting('wal_log_hints'), current_setting('wal_level'),
+  current_setting('max_wal_senders')::int, current_setting('max_replication_slots')::int,
+  (SELECT count(*) FROM pg_replication_slots), (SELECT count(*) FROM pg_stat_replication)`, nil,
+		&inRecovery, &version, &checksums, &hints, &walLevel, &senders, &slots, &usedSlots, &usedSends)
+	if err != nil {
+		return nil, fmt.Errorf("preflight on %s: %w", writer, err)
+	}
+	return []migrate.Check{
+		{Name: "writer is not in recovery", OK: !inRecovery, Detail: writer + " pg_is_in_recovery=" + strconv.FormatBool(inRecovery)},
+		{Name: "server version", OK: true, Detail: version},
+		{Name: "data checksums or wal_log_hints (pg_rewind)", OK: checksums == "on" || hints == "on", Detail: "data_checksums=" + checksums + " wal_log_hints=" + hints},
+		{Name: "wal_level allows replication", OK: walLevel == "replica" || walLevel == "logical", Detail: walLevel},
+		{Name: "a WAL sender is free", OK: usedSends < senders, Detail: fmt.Sprintf("%d of %d in use", usedSends, senders)},
+		{Name: "a replication slot is free", OK: usedSlots < slots, Detail: fmt.Sprintf("%d of %d in use", usedSlots, slots)},
+	}, nil
+}
+
+// Lag measures replica's lag from the writer's pg_stat_replication (q runs on the
+// writer; the replica is matched by application_name). It wraps ErrNotStreaming when
+// the replica is not connected.
+func Lag(ctx context.Context, q QueryRow, replica string) (migrate.Lag, error) {
+	var (
+		l     migrate.Lag
+		bytes *int64
+		secs  *float64
+		rep   *string
+	)
+	err := q(ctx, `SELECT pg_current_wal_lsn()::text, replay_lsn::text,
+  pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint,
+  extract(epoch FROM replay_lag)::float8
+FROM pg_stat_replication WHERE application_name = $1`, []any{replica}, &l.WriterLSN, &rep, &bytes, &secs)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return l, fmt.Errorf("%w: %s", ErrNotStreaming, replica)
+	}
+	if err != nil {
+		return l, err
+	}
+	if rep != nil {
+		l.ReplayLSN = *rep
+	}
+	if bytes != nil {
+		l.Bytes = *bytes
+	}
+	if secs != nil {
+		l.Time = time.Duration(*secs * float64(time.Second))
+	}
+	return l, nil
+}
+
+// WaitStreaming polls the writer (q) every poll until replica streams from it.
+func WaitStreaming(ctx context.Context, q QueryRow, replica string, poll time.Duration) error {
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	for {
+		var state string
+		err := q(ctx, "SELECT state FROM pg_stat_replication WHERE application_name = $1", []any{replica}, &state)
+		if err == nil && state == "streaming" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s is not streaming (state %q, last error %v): %w", replica, state, err, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// WaitReplayed polls a standby (q) every poll until it has replayed past lsn.
+func WaitReplayed(ctx context.Context, q QueryRow, lsn string, poll time.Duration) error {
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	for {
+		var done bool
+		err := q(ctx, "SELECT pg_last_wal_replay_lsn() > $1::pg_lsn", []any{lsn}, &done)
+		if err == nil && done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not replayed past the old writer's final LSN %s (last error %v): %w", lsn, err, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// StandbyLag reads what a standby (q) has received but not yet replayed, and the
+// last LSN it replayed: what an unplanned promotion starts from.
+func StandbyLag(ctx context.Context, q QueryRow) (bytes int64, replayLSN string, err error) {
+	var (
+		rep  *string
+		diff *int64
+	)
+	if err := q(ctx, `SELECT pg_last_wal_replay_lsn()::text,
+  pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint`, nil, &rep, &diff); err != nil {
+		return 0, "", err
+	}
+	if diff != nil {
+		bytes = *diff
+	}
+	if rep != nil {
+		replayLSN = *rep
+	}
+	return bytes, replayLSN, nil
+}
