@@ -295,3 +295,23 @@ func TestInterruptWritesResultsAndExits130(t *testing.T) {
 		t.Errorf("result.json interrupted field: %v %v", raw["interrupted"], err)
 	}
 }
+
+// A DSN naming a role the server does not know is an input problem (exit 2) with a
+// message that says what to fix; a database that does not exist likewise.
+func TestWrongCredentialsAndDatabase(t *testing.T) {
+	dsn := sharedDSN(t)
+	tests := []struct {
+		name, dsn, want string
+	}{
+		{"unknown user", strings.Replace(dsn, "postgres@", "nosuchuser@", 1), "rejected user"},
+		{"unknown database", strings.Replace(dsn, "/rehearse?", "/nosuchdb?", 1), "has no database"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := cli(t, t.Context(), "run", "../../scenarios/smoke.yaml", "--dsn", tt.dsn, "--out", t.TempDir(), "--quiet")
+			if r.code != 2 || !strings.Contains(r.err, tt.want) {
+				t.Fatalf("exit %d, stderr %q; want exit 2 mentioning %q", r.code, r.err, tt.want)
+			}
+		})
+	}
+}
