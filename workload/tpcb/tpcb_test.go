@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -320,64 +319,12 @@ func TestCommitInterruptedAfterLocalCommitIsAmbiguous(t *testing.T) {
 	if err := w.Setup(ctx, pool, &testLog{t: t}); err != nil {
 		t.Fatal(err)
 	}
-	setSync := func(names string) {
-		t.Helper()
-		if _, err := pool.Exec(ctx, `ALTER SYSTEM SET synchronous_standby_names = '`+names+`'`); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := pool.Exec(ctx, `SELECT pg_reload_conf()`); err != nil {
-			t.Fatal(err)
-		}
-	}
-	conn, err := pgx.Connect(ctx, srv.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	pid := conn.PgConn().PID()
-	setSync("nobody")
-	defer setSync("")
-	// pg_reload_conf only signals: poll until this backend has the new setting.
-	for setting := ""; setting != "nobody"; {
-		if err := conn.QueryRow(ctx, `SHOW synchronous_standby_names`).Scan(&setting); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// The checkpointer, not this backend, tells commits that a synchronous standby is
-	// configured, so the first commits after the reload may not wait yet: retry until
-	// one does. The server offers no event to block on, so poll pg_stat_activity.
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(30 * time.Second)
-	var done chan error
-	for waiting := false; !waiting; {
-		if done == nil {
-			done = make(chan error, 1)
-			go func(done chan<- error) {
-				done <- w.Ops()[0].Run(ctx, conn, &workload.Session{}, rand.New(rand.NewPCG(1, 1)))
-			}(done)
-		}
-		select {
-		case <-deadline:
-			t.Fatal("the commit never waited for the synchronous standby")
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("transaction failed before waiting: %v", err)
-			}
-			done = nil // committed before the standby requirement reached it
-		case <-tick.C:
-			if err := pool.QueryRow(ctx, `SELECT count(*) = 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'SyncRep'`, pid).Scan(&waiting); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if _, err := pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; !errors.Is(err, workload.ErrAmbiguous) {
+	err := pgtest.CommitCutOff(t, pool, srv.DSN, func(ctx context.Context, conn *pgx.Conn) error {
+		return w.Ops()[0].Run(ctx, conn, &workload.Session{}, rand.New(rand.NewPCG(1, 1)))
+	})
+	if !errors.Is(err, workload.ErrAmbiguous) {
 		t.Fatalf("tpcb returned %v, want ErrAmbiguous", err)
 	}
-	setSync("")
 	res, err := w.Verify(ctx, pool)
 	if err != nil {
 		t.Fatal(err)

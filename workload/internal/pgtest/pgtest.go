@@ -9,6 +9,7 @@ package pgtest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -21,6 +22,10 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // ErrNoPostgres is returned when no PostgreSQL server binaries can be found.
@@ -176,4 +181,67 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// CommitCutOff runs op on a connection of its own while the server's COMMIT waits
+// for a synchronous standby that does not exist, then terminates that backend: the
+// server has committed locally, but the client only sees its connection close. It
+// returns op's error, which a workload must report as ambiguous. pool is an admin
+// connection pool to the same server; the setting is undone before returning.
+func CommitCutOff(t testing.TB, pool *pgxpool.Pool, dsn string, op func(ctx context.Context, conn *pgx.Conn) error) error {
+	t.Helper()
+	ctx := context.Background()
+	setSync := func(names string) {
+		t.Helper()
+		if _, err := pool.Exec(ctx, `ALTER SYSTEM SET synchronous_standby_names = '`+names+`'`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pool.Exec(ctx, `SELECT pg_reload_conf()`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	pid := conn.PgConn().PID()
+	setSync("nobody")
+	defer setSync("")
+	// pg_reload_conf only signals: poll until this backend has the new setting.
+	for setting := ""; setting != "nobody"; {
+		if err := conn.QueryRow(ctx, `SHOW synchronous_standby_names`).Scan(&setting); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The checkpointer, not this backend, tells commits that a synchronous standby is
+	// configured, so the first commits after the reload may not wait yet: retry until
+	// one does. The server offers no event to block on, so poll pg_stat_activity.
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(30 * time.Second)
+	var done chan error
+	for waiting := false; !waiting; {
+		if done == nil {
+			done = make(chan error, 1)
+			go func(done chan<- error) { done <- op(ctx, conn) }(done)
+		}
+		select {
+		case <-deadline:
+			t.Fatal("the commit never waited for the synchronous standby")
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("the operation failed before its commit waited: %v", err)
+			}
+			done = nil // committed before the standby requirement reached it
+		case <-tick.C:
+			if err := pool.QueryRow(ctx, `SELECT count(*) = 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'SyncRep'`, pid).Scan(&waiting); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
+		t.Fatal(err)
+	}
+	return <-done
 }
