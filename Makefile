@@ -19,7 +19,7 @@ deps-test:
 demo: deps-demo build
 	$(BIN) run scenarios/smoke.yaml
 
-test: deps-test lint
+test: deps-test lint image
 	$(GO) test -count=1 -timeout 30m ./...
 
 lint:

@@ -58,6 +58,9 @@ type node struct {
 	hostPort int  // published on 127.0.0.1
 	down     bool // killed (Crash) or stopped (Switchover): not serving
 	cut      bool // disconnected from the run's network
+	// crashed is set when the node was killed rather than stopped cleanly: it may have
+	// diverged from the new writer and rejoins through pg_rewind.
+	crashed bool
 }
 
 func (n *node) addr() string { return "127.0.0.1:" + strconv.Itoa(n.hostPort) }
@@ -803,6 +806,11 @@ func (c *Cluster) Rejoin(ctx context.Context, id string) (map[string]any, error)
 	if n == w {
 		return nil, fmt.Errorf("%w: %s cannot follow itself", ErrWriter, id)
 	}
+	// A writer that was stopped cleanly in a planned switchover has not diverged: it
+	// only needs the standby settings. After a crash or a cut it may hold WAL the new
+	// writer never got, and pg_rewind reads the just-promoted source's timeline from
+	// its control file, so that needs a CHECKPOINT first (an I/O burst the load feels).
+	rewind := n.crashed || n.cut
 	if n.cut {
 		if err := c.Restore(ctx, id); err != nil {
 			return nil, err
@@ -824,13 +832,19 @@ func (c *Cluster) Rejoin(ctx context.Context, id string) (map[string]any, error)
 		}
 		detail["restarted"] = true
 	}
-	if err := c.exec(ctx, w, "CHECKPOINT"); err != nil {
-		return detail, fmt.Errorf("container: checkpoint on %s: %w", w.id, err)
+	if rewind {
+		if err := c.exec(ctx, w, "CHECKPOINT"); err != nil {
+			return detail, fmt.Errorf("container: checkpoint on %s: %w", w.id, err)
+		}
 	}
 	if err := c.exec(ctx, w, "SELECT pg_create_physical_replication_slot("+quoteLiteral(id)+") WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = "+quoteLiteral(id)+")"); err != nil {
 		return detail, fmt.Errorf("container: slot for %s on %s: %w", id, w.id, err)
 	}
-	out, err := c.run(ctx, n, "rehearse-pg", "rejoin", w.id, strconv.Itoa(pgPort), id)
+	cmd := []string{"rehearse-pg", "rejoin", w.id, strconv.Itoa(pgPort), id}
+	if !rewind {
+		cmd = append(cmd, "--no-rewind")
+	}
+	out, err := c.run(ctx, n, cmd...)
 	detail["rewind"] = strings.TrimSpace(out)
 	detail["rewound"] = !strings.Contains(out, "no rewind required")
 	if err != nil {
@@ -842,7 +856,7 @@ func (c *Cluster) Rejoin(ctx context.Context, id string) (map[string]any, error)
 	if err := c.waitStreaming(ctx, w, id); err != nil {
 		return detail, err
 	}
-	n.down = false
+	n.down, n.crashed = false, false
 	if err := c.eps.SetReaders(ctx, c.readers()); err != nil {
 		return detail, err
 	}
@@ -938,7 +952,7 @@ func (c *Cluster) Crash(ctx context.Context, id string) error {
 	if _, err := c.cli.ContainerKill(ctx, n.c.GetContainerID(), client.ContainerKillOptions{Signal: "SIGKILL"}); err != nil {
 		return fmt.Errorf("container: kill %s: %w", id, err)
 	}
-	n.down = true
+	n.down, n.crashed = true, true
 	fmt.Fprintf(c.log, "killed %s's container\n", id)
 	return nil
 }

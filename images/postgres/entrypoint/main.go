@@ -5,7 +5,7 @@
 //	rehearse-pg [postgres] [-c name=value ...]   supervise the server (the default)
 //	rehearse-pg stop                              fast shutdown; the container stays up
 //	rehearse-pg start                             start the server again after stop
-//	rehearse-pg rejoin HOST [PORT [SLOT]]         follow HOST as a standby (pg_rewind)
+//	rehearse-pg rejoin HOST [PORT [SLOT]] [--no-rewind]  follow HOST as a standby (pg_rewind unless --no-rewind)
 //	rehearse-pg checkpoint-lsn                    the control file's latest checkpoint
 //
 // Environment (as in the official image): PGDATA, POSTGRES_USER, POSTGRES_PASSWORD,
@@ -400,30 +400,68 @@ func requestStart() error {
 }
 
 // rejoin makes this node a standby of HOST: stop, pg_rewind -R from it (pg_rewind
-// runs crash recovery itself when the node was killed), the slot, start.
+// runs crash recovery itself when the node was killed), the slot, start. With
+// --no-rewind (a cleanly stopped writer whose final LSN the new writer replayed: no
+// divergence) it only writes the standby settings, sparing the new writer the
+// CHECKPOINT pg_rewind needs on a just-promoted source.
 func rejoin(args []string) error {
-	if len(args) < 1 {
-		return errors.New("usage: rehearse-pg rejoin HOST [PORT [SLOT]]")
+	rewind := true
+	var rest []string
+	for _, a := range args {
+		if a == "--no-rewind" {
+			rewind = false
+			continue
+		}
+		rest = append(rest, a)
 	}
-	host, port, slot := args[0], "5432", ""
-	if len(args) > 1 {
-		port = args[1]
+	if len(rest) < 1 {
+		return errors.New("usage: rehearse-pg rejoin HOST [PORT [SLOT]] [--no-rewind]")
 	}
-	if len(args) > 2 {
-		slot = args[2]
+	host, port, slot := rest[0], "5432", ""
+	if len(rest) > 1 {
+		port = rest[1]
+	}
+	if len(rest) > 2 {
+		slot = rest[2]
 	}
 	if err := stopServer(); err != nil {
 		return err
 	}
-	if err := run(nil, "pg_rewind", "-D", pgdata(), "--source-server="+conninfo(host, port), "-R"); err != nil {
-		return err
+	auto := filepath.Join(pgdata(), "postgresql.auto.conf")
+	if rewind {
+		if err := run(nil, "pg_rewind", "-D", pgdata(), "--source-server="+conninfo(host, port), "-R"); err != nil {
+			return err
+		}
+	} else {
+		if err := appendFile(auto, "primary_conninfo = '"+strings.ReplaceAll(conninfo(host, port), "'", "''")+"'\n"); err != nil {
+			return err
+		}
+		if err := touchAsPostgres(filepath.Join(pgdata(), "standby.signal")); err != nil {
+			return err
+		}
+		fmt.Fprintln(os.Stderr, "no rewind required: standby settings written")
 	}
 	if slot != "" {
-		if err := appendFile(filepath.Join(pgdata(), "postgresql.auto.conf"), fmt.Sprintf("primary_slot_name = '%s'\n", slot)); err != nil {
+		if err := appendFile(auto, fmt.Sprintf("primary_slot_name = '%s'\n", slot)); err != nil {
 			return err
 		}
 	}
 	return requestStart()
+}
+
+// touchAsPostgres creates an empty file owned by the postgres user.
+func touchAsPostgres(path string) error {
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	uid, gid, err := pgUser()
+	if err != nil {
+		return err
+	}
+	return os.Chown(path, int(uid), int(gid))
 }
 
 // checkpointLSN reads "Latest checkpoint location" from pg_controldata.
