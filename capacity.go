@@ -16,7 +16,6 @@ import (
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 
-	"github.com/rehearse-dev/rehearse/loadgen"
 	"github.com/rehearse-dev/rehearse/report"
 	"github.com/rehearse-dev/rehearse/scenarios"
 	"github.com/rehearse-dev/rehearse/workload"
@@ -600,6 +599,7 @@ func (c *capRun) sessionsFor(rate float64) int {
 func (c *capRun) stepScenario(rate float64) *scenarios.Scenario {
 	s := c.sc.Clone()
 	s.Load.Rate = rate
+	s.Load.Stages = nil // a step holds its own rate; the scenario's ramp does not apply
 	s.Load.Duration = scenarios.Duration(c.cfg.Hold)
 	s.Load.Sessions = c.sessionsFor(rate)
 	return s
@@ -839,13 +839,7 @@ func measure(st *report.CapacityStep, res *report.Result, s steady, from, to tim
 // more or less than the target in a short window; comparing completions with it
 // tells saturation from sampling noise.
 func offeredRate(sc *scenarios.Scenario, from, to time.Duration) float64 {
-	prof := loadgen.NewProfile(sc.Load.Rate, nil, sc.Load.Duration.D()+maxExtension)
-	var p loadgen.Pacer
-	if sc.Load.Arrival == "constant" {
-		p = loadgen.NewConstant(prof)
-	} else {
-		p = loadgen.NewPoisson(prof, sc.Workload.Seed)
-	}
+	p, _ := schedule(sc)
 	var n int64
 	prev := time.Duration(-1)
 	for {

@@ -415,3 +415,25 @@ func TestCapacityRejectsBadInput(t *testing.T) {
 		})
 	}
 }
+
+// A step holds its own rate even when the scenario ramps: the ramp's stages must not
+// replace the step's rate, or every step would replay the same ramp.
+func TestStepScenarioDropsTheRamp(t *testing.T) {
+	sc := smallScenario(t)
+	sc.Load.Stages = []scenarios.Stage{{Duration: scenarios.Duration(time.Minute), Rate: 4000}}
+	c := &capRun{sc: sc, cfg: CapacityConfig{Hold: 10 * time.Second}, baseRate: 50, baseSessions: 20, maxSessions: 1000}
+	st := c.stepScenario(300)
+	if len(st.Load.Stages) != 0 || st.Load.Rate != 300 {
+		t.Fatalf("step scenario load = %+v, want rate 300 and no stages", st.Load)
+	}
+	p, prof := schedule(st)
+	if r := prof.Rate(5 * time.Second); r != 300 {
+		t.Errorf("the step's schedule runs at %v/s at 5 s, want 300/s", r)
+	}
+	if _, ok := p.Next(-1); !ok {
+		t.Error("the step's schedule has no arrivals")
+	}
+	if len(sc.Load.Stages) != 1 {
+		t.Error("stepScenario changed the scenario it was given")
+	}
+}

@@ -194,20 +194,8 @@ func runLoad(ctx context.Context, sc *scenarios.Scenario, wl workload.Workload, 
 		cfg.Workers = l.Connections
 		cfg.Sessions = l.Connections
 	} else {
-		stages := make([]loadgen.Stage, len(l.Stages))
-		for i, s := range l.Stages {
-			stages[i] = loadgen.Stage{Duration: s.Duration.D(), Rate: s.Rate}
-		}
-		startRate := sc.EffectiveRate()
-		if len(stages) > 0 {
-			startRate = 0
-		}
-		prof := loadgen.NewProfile(startRate, stages, cfg.Duration)
-		if l.Arrival == "constant" {
-			cfg.Pacer = loadgen.NewConstant(prof)
-		} else {
-			cfg.Pacer = loadgen.NewPoisson(prof, sc.Workload.Seed)
-		}
+		var prof *loadgen.Profile
+		cfg.Pacer, prof = schedule(sc)
 		target = prof.Expected(l.Duration.D()) / l.Duration.D().Seconds()
 	}
 	cfg.OnTick = func(el time.Duration) {
@@ -253,6 +241,26 @@ func runLoad(ctx context.Context, sc *scenarios.Scenario, wl workload.Workload, 
 		start: start, stats: stats, summary: rec.Summary(stats.Elapsed), target: target,
 		workers: cfg.Workers, hlogTmp: hlogTmp, sessions: cfg.Sessions,
 	}, nil
+}
+
+// schedule is the open-loop arrival schedule of sc: its rate profile (ramp stages, or
+// the effective rate held), extended so a cutover can outlast the duration, and a
+// constant or seeded Poisson pacer over it.
+func schedule(sc *scenarios.Scenario) (loadgen.Pacer, *loadgen.Profile) {
+	l := sc.Load
+	stages := make([]loadgen.Stage, len(l.Stages))
+	for i, s := range l.Stages {
+		stages[i] = loadgen.Stage{Duration: s.Duration.D(), Rate: s.Rate}
+	}
+	startRate := sc.EffectiveRate()
+	if len(stages) > 0 {
+		startRate = 0
+	}
+	prof := loadgen.NewProfile(startRate, stages, l.Duration.D()+maxExtension)
+	if l.Arrival == "constant" {
+		return loadgen.NewConstant(prof), prof
+	}
+	return loadgen.NewPoisson(prof, sc.Workload.Seed), prof
 }
 
 func buildResult(sc *scenarios.Scenario, o *options, rr *loadRun, tgt *target, versions map[string]string, integ report.Integrity) *report.Result {
