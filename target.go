@@ -244,8 +244,12 @@ func (t *target) close(ctx context.Context, keep bool, logw io.Writer) {
 			fmt.Fprintf(logw, "warning: stopping PostgreSQL: %v\n", err)
 		}
 	case t.cluster != nil && keep:
-		fmt.Fprintf(logw, "kept the cluster running: writer endpoint %s, reader endpoint %s (writer node %s)\n",
-			t.writerDSN, t.readerDSN, t.cluster.Writer().DSN(local.Database))
+		// The endpoints live in this process (dns) or die with it (PgBouncer), so
+		// only the nodes outlast the run: name them directly.
+		for _, n := range t.cluster.Nodes() {
+			fmt.Fprintf(logw, "kept PostgreSQL %s running (pid %d, data %s): %s\n", n.Name(), n.PID(), n.DataDir(), n.DSN(local.Database))
+		}
+		fmt.Fprintf(logw, "the writer is %s; the endpoints ended with rehearse\n", t.cluster.Writer().Name())
 	case t.cluster != nil:
 		if err := t.cluster.Close(ctx); err != nil {
 			fmt.Fprintf(logw, "warning: stopping the cluster: %v\n", err)
