@@ -52,7 +52,8 @@ func WithDuration(d time.Duration) Option { return func(o *options) { o.duration
 // WithSessions overrides the number of simulated sessions.
 func WithSessions(n int) Option { return func(o *options) { o.sessions = n } }
 
-// WithRate overrides the target arrival rate (actions/s).
+// WithRate overrides the target arrival rate (actions/s); it replaces any ramp
+// stages in the scenario with that one rate.
 func WithRate(r float64) Option { return func(o *options) { o.rate, o.rateSet = r, true } }
 
 // WithKeep leaves an embedded server running after the run (its DSN is logged).

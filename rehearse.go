@@ -186,6 +186,7 @@ func (o *options) apply(sc *scenarios.Scenario) (*scenarios.Scenario, error) {
 			problems = append(problems, fmt.Sprintf("rate %v must be positive (actions per second)", o.rate))
 		}
 		s.Load.Rate = o.rate
+		s.Load.Stages = nil // --rate holds one rate; a ramp in the file would override it
 	}
 	for _, e := range s.Validate() {
 		problems = append(problems, e.Error())
