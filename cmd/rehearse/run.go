@@ -111,9 +111,12 @@ interrupted (exit 130).`,
 // summarize prints the verdict and where the report is.
 func summarize(w io.Writer, res *report.Result, out string) {
 	v := report.PageVerdict(res)
-	fmt.Fprintf(w, "%s  %s  %d transactions (%d failed, %d ambiguous), %.1f/s achieved of %.1f/s target\n",
-		v.Label(), res.Scenario.Name, res.Totals.Transactions, res.Totals.Failed, res.Totals.Ambiguous,
-		res.Load.AchievedRate, res.Load.TargetRate)
+	rate := fmt.Sprintf("%.1f/s achieved of %.1f/s target", res.Load.AchievedRate, res.Load.TargetRate)
+	if res.Load.Model == "closed" {
+		rate = fmt.Sprintf("%.1f/s on %d connections (closed loop)", res.Load.AchievedRate, res.Load.PoolSize)
+	}
+	fmt.Fprintf(w, "%s  %s  %d transactions (%d failed, %d ambiguous), %s\n",
+		v.Label(), res.Scenario.Name, res.Totals.Transactions, res.Totals.Failed, res.Totals.Ambiguous, rate)
 	for _, r := range v.Reasons {
 		fmt.Fprintf(w, "  - %s\n", r)
 	}
