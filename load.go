@@ -272,7 +272,7 @@ func buildResult(sc *scenarios.Scenario, o *options, rr *loadRun, tgt *target, v
 		Interrupted: rr.stats.Interrupted,
 		Scenario:    report.ScenarioInfo{Name: sc.Name, File: sc.File, SHA256: sc.SHA256},
 		Target: report.TargetInfo{
-			Kind: sc.Target.Kind, EndpointMode: sc.Target.Endpoint, Versions: versions,
+			Kind: sc.Target.Kind, EndpointMode: endpointMode(tgt), Versions: versions,
 			Workload: sc.Workload.Name,
 		},
 		StartedAt:  rr.start.UTC(),
@@ -312,6 +312,15 @@ func buildResult(sc *scenarios.Scenario, o *options, rr *loadRun, tgt *target, v
 		res.Errors = []report.ErrorClass{}
 	}
 	return res
+}
+
+// endpointMode is how the load reached the database: through dns or proxy
+// endpoints, or "direct" when no cutover put endpoints in front.
+func endpointMode(tgt *target) string {
+	if tgt.endpoint == "" {
+		return "direct"
+	}
+	return tgt.endpoint
 }
 
 func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
