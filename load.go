@@ -48,13 +48,13 @@ func connect(ctx context.Context, tgt *target, sc *scenarios.Scenario) (*endpoin
 	if sc.Load.Model == "closed" {
 		size = sc.Load.Connections
 	}
-	writer, err := openPool(ctx, tgt.writerDSN, size, tgt)
+	writer, err := openPool(ctx, tgt.writerDSN, size, tgt, sc)
 	if err != nil {
 		return nil, err
 	}
 	eps := &endpoints{writer: writer, reader: writer, poolSize: size}
 	if tgt.readerDSN != tgt.writerDSN {
-		if eps.reader, err = openPool(ctx, tgt.readerDSN, size, tgt); err != nil {
+		if eps.reader, err = openPool(ctx, tgt.readerDSN, size, tgt, sc); err != nil {
 			writer.Close()
 			return nil, err
 		}
@@ -62,13 +62,15 @@ func connect(ctx context.Context, tgt *target, sc *scenarios.Scenario) (*endpoin
 	return eps, nil
 }
 
-func openPool(ctx context.Context, dsn string, size int, tgt *target) (*pgxpool.Pool, error) {
+func openPool(ctx context.Context, dsn string, size int, tgt *target, sc *scenarios.Scenario) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgx masks the password when it quotes a DSN in a parse error.
 		return nil, fmt.Errorf("%w: the DSN is malformed (%v): write it as postgres://USER:PASSWORD@HOST:PORT/DB or as key=value pairs (host=… port=… user=… dbname=…)", ErrInvalidInput, err)
 	}
 	cfg.MaxConns = int32(size)
+	cfg.MaxConnLifetime = sc.Load.ConnMaxLifetime.D()
+	cfg.MaxConnLifetimeJitter = cfg.MaxConnLifetime / 5
 	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
 	cfg.ConnConfig.DefaultQueryExecMode = tgt.execMode
 	if tgt.endpoint == "" {

@@ -91,6 +91,10 @@ type Load struct {
 	Grace Duration `yaml:"grace"`
 	// MaxRetries bounds retries of serialization failures and deadlocks (default 3).
 	MaxRetries int `yaml:"max_retries"`
+	// ConnMaxLifetime is how long a pooled connection lives before it is replaced, as
+	// app servers recycle connections so that endpoint (DNS) changes reach them
+	// (default 30s).
+	ConnMaxLifetime Duration `yaml:"conn_max_lifetime"`
 }
 
 // ThinkTime is a distribution of pauses.

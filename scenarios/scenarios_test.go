@@ -208,7 +208,7 @@ slo:
 	want := []string{
 		`t.yaml:2:13: load.sessions: must be an integer, e.g. 2000; got "lots"`,
 		`t.yaml:3:13: load.duration: must be a duration like 30s, 1m30s or 500ms (units: ns, us, ms, s, m, h); got "5 parsecs"`,
-		`t.yaml:4:3: load.colour: unknown field; load takes: model, arrival, sessions, rate, think_time, stages, duration, pool_size, workers, connections, op_timeout, grace, max_retries`,
+		`t.yaml:4:3: load.colour: unknown field; load takes: model, arrival, sessions, rate, think_time, stages, duration, pool_size, workers, connections, op_timeout, grace, max_retries, conn_max_lifetime`,
 		`t.yaml:6:19: slo.max_error_rate: must be a fraction between 0 and 1, e.g. 0.01 (got 1.5)`,
 	}
 	if got := strings.Split(errs.Error(), "\n"); !reflect.DeepEqual(got, want) {

@@ -160,6 +160,7 @@ func (s *Scenario) validateLoad(c *checker) {
 	}
 	c.positiveInt("load.connections", int64(l.Connections))
 	c.positiveDuration("load.op_timeout", l.OpTimeout)
+	c.positiveDuration("load.conn_max_lifetime", l.ConnMaxLifetime)
 	c.nonNegativeDuration("load.grace", l.Grace)
 	c.nonNegativeInt("load.max_retries", int64(l.MaxRetries))
 }

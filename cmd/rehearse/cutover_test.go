@@ -179,3 +179,51 @@ func TestWetNeedsACutover(t *testing.T) {
 		t.Fatalf("exit %d: %s", r.code, r.err)
 	}
 }
+
+// Misrouted writes (sent to the reader endpoint) fail with read_only (25006) once
+// the reader endpoint reaches the new replica, until write forwarding is on: what
+// forwarding prevents.
+func TestMisroutedWritesAndForwarding(t *testing.T) {
+	sc := writeFile(t, "misrouted.yaml", `name: misrouted
+workload:
+  customers: 2000
+  misrouted_write_fraction: 0.3
+target:
+  fsync: false
+load:
+  sessions: 500
+  rate: 200
+  duration: 6s
+  pool_size: 8
+  conn_max_lifetime: 300ms   # recycle quickly, so the reader endpoint's changes reach the pool
+cutover:
+  enabled: true
+  warmup: 2s
+  catch_up_samples: 20
+  steps: [preflight, create_replica, catch_up, forward_writes]
+`)
+	res := runCutover(t, sc, "--mode", "wet", "--endpoint", "dns")
+	var readOnly *report.ErrorClass
+	for i, e := range res.Errors {
+		if e.Class == "read_only" {
+			readOnly = &res.Errors[i]
+		}
+	}
+	if readOnly == nil || readOnly.SQLState != "25006" {
+		t.Fatalf("no read_only (25006) errors from writes sent to the replica: %+v", res.Errors)
+	}
+	var created, forwarded float64
+	for _, s := range res.Migration.Steps {
+		switch s.Name {
+		case "create_replica":
+			created = s.EndS
+		case "forward_writes":
+			forwarded = s.EndS
+		}
+	}
+	if readOnly.FirstS < created-0.5 || readOnly.LastS > forwarded+0.5 {
+		t.Errorf("read_only errors from %.3f s to %.3f s; want them only between the replica joining the reader endpoint (%.3f s) and forwarding (%.3f s)",
+			readOnly.FirstS, readOnly.LastS, created, forwarded)
+	}
+	checkIntegrity(t, res)
+}
