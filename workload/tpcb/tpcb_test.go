@@ -29,9 +29,31 @@ func newPool(t testing.TB, dsn string) *pgxpool.Pool {
 	return pool
 }
 
-func newWorkload(t testing.TB, scale int, selectOnly bool) *Workload {
+// setUp starts a server for w and runs w's Setup on it.
+func setUp(t testing.TB, w *Workload) (*pgtest.Server, *pgxpool.Pool) {
 	t.Helper()
-	w, err := New(scenarios.Workload{Scale: scale}, selectOnly)
+	srv := pgtest.Start(t)
+	pool := newPool(t, srv.DSN)
+	if err := w.Setup(context.Background(), pool, &testLog{t: t}); err != nil {
+		t.Fatal(err)
+	}
+	return srv, pool
+}
+
+// dial opens a connection of its own, closed when the test ends.
+func dial(t testing.TB, dsn string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+func newWorkload(t testing.TB, scale int, selectOnly bool, opts ...Option) *Workload {
+	t.Helper()
+	w, err := New(scenarios.Workload{Scale: scale}, selectOnly, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,13 +220,9 @@ func run(t *testing.T, w *Workload, dsn string, goroutines, perG int) {
 }
 
 func TestTPCBTransactionsVerify(t *testing.T) {
-	srv := pgtest.Start(t)
-	pool := newPool(t, srv.DSN)
 	ctx := context.Background()
 	w := newWorkload(t, 1, false)
-	if err := w.Setup(ctx, pool, &testLog{t: t}); err != nil {
-		t.Fatal(err)
-	}
+	srv, pool := setUp(t, w)
 	if op := w.Ops()[w.Next(nil, nil)]; op.Name != OpTPCB || op.Kind != workload.Write {
 		t.Fatalf("op = %+v", op)
 	}
@@ -281,19 +299,11 @@ func TestNewRejectsNegativeScale(t *testing.T) {
 	}
 }
 
-func benchmarkOp(b *testing.B, selectOnly bool) {
-	srv := pgtest.Start(b)
-	pool := newPool(b, srv.DSN)
+func benchmarkOp(b *testing.B, selectOnly bool, opts ...Option) {
 	ctx := context.Background()
-	w := newWorkload(b, 1, selectOnly)
-	if err := w.Setup(ctx, pool, &testLog{t: b}); err != nil {
-		b.Fatal(err)
-	}
-	conn, err := pgx.Connect(ctx, srv.DSN)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	w := newWorkload(b, 1, selectOnly, opts...)
+	srv, _ := setUp(b, w)
+	conn := dial(b, srv.DSN)
 	r := rand.New(rand.NewPCG(1, 1))
 	var s workload.Session
 	op := w.Ops()[0].Run
@@ -312,13 +322,9 @@ func BenchmarkSelect(b *testing.B) { benchmarkOp(b, true) }
 // standby that does not exist, then terminates the backend: committed locally, but
 // the client sees only the connection close.
 func TestCommitInterruptedAfterLocalCommitIsAmbiguous(t *testing.T) {
-	srv := pgtest.Start(t)
-	pool := newPool(t, srv.DSN)
 	ctx := context.Background()
 	w := newWorkload(t, 1, false)
-	if err := w.Setup(ctx, pool, &testLog{t: t}); err != nil {
-		t.Fatal(err)
-	}
+	srv, pool := setUp(t, w)
 	err := pgtest.CommitCutOff(t, pool, srv.DSN, func(ctx context.Context, conn *pgx.Conn) error {
 		return w.Ops()[0].Run(ctx, conn, &workload.Session{}, rand.New(rand.NewPCG(1, 1)))
 	})
@@ -337,16 +343,9 @@ func TestCommitInterruptedAfterLocalCommitIsAmbiguous(t *testing.T) {
 // TestPipelinedVariant runs the two-round-trip variant: the same transaction, the
 // same integrity.
 func TestPipelinedVariant(t *testing.T) {
-	srv := pgtest.Start(t)
-	pool := newPool(t, srv.DSN)
 	ctx := context.Background()
-	w, err := New(scenarios.Workload{Scale: 1}, false, Pipelined())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Setup(ctx, pool, &testLog{t: t}); err != nil {
-		t.Fatal(err)
-	}
+	w := newWorkload(t, 1, false, Pipelined())
+	srv, pool := setUp(t, w)
 	run(t, w, srv.DSN, 4, 50)
 	res, err := w.Verify(ctx, pool)
 	if err != nil {
@@ -361,18 +360,10 @@ func TestPipelinedVariant(t *testing.T) {
 // and checks that the connection is left outside any transaction, with nothing
 // acknowledged.
 func TestFailedStatementRollsBack(t *testing.T) {
-	srv := pgtest.Start(t)
-	pool := newPool(t, srv.DSN)
 	ctx := context.Background()
 	w := newWorkload(t, 1, false)
-	if err := w.Setup(ctx, pool, &testLog{t: t}); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := pgx.Connect(ctx, srv.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	srv, pool := setUp(t, w)
+	conn := dial(t, srv.DSN)
 	r := rand.New(rand.NewPCG(1, 1))
 	if err := w.Ops()[0].Run(ctx, conn, &workload.Session{}, r); err != nil {
 		t.Fatal(err)
@@ -402,28 +393,4 @@ func TestFailedStatementRollsBack(t *testing.T) {
 	}
 }
 
-func BenchmarkTPCBPipelined(b *testing.B) {
-	srv := pgtest.Start(b)
-	pool := newPool(b, srv.DSN)
-	ctx := context.Background()
-	w, err := New(scenarios.Workload{Scale: 1}, false, Pipelined())
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := w.Setup(ctx, pool, &testLog{t: b}); err != nil {
-		b.Fatal(err)
-	}
-	conn, err := pgx.Connect(ctx, srv.DSN)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	r := rand.New(rand.NewPCG(1, 1))
-	op := w.Ops()[0].Run
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := op(ctx, conn, &workload.Session{}, r); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
+func BenchmarkTPCBPipelined(b *testing.B) { benchmarkOp(b, false, Pipelined()) }
