@@ -16,7 +16,9 @@ import (
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 
+	"github.com/rehearse-dev/rehearse/internal/slo"
 	"github.com/rehearse-dev/rehearse/report"
+	"github.com/rehearse-dev/rehearse/result"
 	"github.com/rehearse-dev/rehearse/scenarios"
 	"github.com/rehearse-dev/rehearse/workload"
 )
@@ -215,7 +217,7 @@ func (s saturation) floor(target float64) float64 {
 
 // judge sets the step's verdict and reasons from its SLO verdict and the saturation
 // criteria. A step that already has a verdict (interrupted, failed) keeps it.
-func judge(st *report.CapacityStep, sat saturation) {
+func judge(st *result.CapacityStep, sat saturation) {
 	if st.Verdict != "" {
 		return
 	}
@@ -241,21 +243,21 @@ func judge(st *report.CapacityStep, sat saturation) {
 	st.Reasons = append(breach, saturated...)
 	switch {
 	case len(breach) > 0:
-		st.Verdict = report.StepBreach
+		st.Verdict = result.StepBreach
 	case len(saturated) > 0:
-		st.Verdict = report.StepSaturated
+		st.Verdict = result.StepSaturated
 	default:
-		st.Verdict = report.StepOK
+		st.Verdict = result.StepOK
 	}
 }
 
 // stepFunc runs the load at rate and measures it; phase is "ladder" or "refine".
 // It fills in the SLO verdict; the search judges saturation.
-type stepFunc func(ctx context.Context, index int, phase string, rate float64) (report.CapacityStep, error)
+type stepFunc func(ctx context.Context, index int, phase string, rate float64) (result.CapacityStep, error)
 
 // searchResult is what the search found.
 type searchResult struct {
-	steps       []report.CapacityStep
+	steps       []result.CapacityStep
 	sustainable float64
 	stopped     string
 	interrupted bool
@@ -265,20 +267,20 @@ type searchResult struct {
 // search climbs the ladder until a step breaches an SLO or saturates the database
 // (the first bad step ends the climb), then bisects refine times between the last
 // good and the first bad rate. report, if set, is called after each step.
-func search(ctx context.Context, rates []float64, refine int, sat saturation, run stepFunc, onStep func(i, total int, s report.CapacityStep)) searchResult {
+func search(ctx context.Context, rates []float64, refine int, sat saturation, run stepFunc, onStep func(i, total int, s result.CapacityStep)) searchResult {
 	var sr searchResult
 	total := len(rates)
-	do := func(phase string, rate float64) (report.CapacityStep, bool) {
+	do := func(phase string, rate float64) (result.CapacityStep, bool) {
 		i := len(sr.steps)
 		st, err := run(ctx, i, phase, rate)
 		st.Phase, st.TargetRate = phase, rate
 		switch {
 		case ctx.Err() != nil:
-			st.Verdict = report.StepInterrupted
+			st.Verdict = result.StepInterrupted
 			st.Reasons = append(st.Reasons, "interrupted")
 			sr.interrupted = true
 		case err != nil:
-			st.Verdict = report.StepFailed
+			st.Verdict = result.StepFailed
 			st.Reasons = append(st.Reasons, err.Error())
 			sr.err = err
 		}
@@ -289,7 +291,7 @@ func search(ctx context.Context, rates []float64, refine int, sat saturation, ru
 		}
 		return st, st.OK()
 	}
-	name := func(i int, st report.CapacityStep) string {
+	name := func(i int, st result.CapacityStep) string {
 		return fmt.Sprintf("step %d (%s/s)", i+1, fmtRateInt(st.TargetRate))
 	}
 	lastGood, firstBad := 0.0, 0.0
@@ -302,13 +304,13 @@ func search(ctx context.Context, rates []float64, refine int, sat saturation, ru
 		}
 		i := len(sr.steps) - 1
 		switch st.Verdict {
-		case report.StepInterrupted:
+		case result.StepInterrupted:
 			sr.stopped = name(i, st) + " was interrupted"
 			return sr
-		case report.StepFailed:
+		case result.StepFailed:
 			sr.stopped = name(i, st) + " failed: " + strings.Join(st.Reasons, "; ")
 			return sr
-		case report.StepBreach:
+		case result.StepBreach:
 			sr.stopped = name(i, st) + " breached an SLO: " + someReasons(st.Reasons)
 		default:
 			sr.stopped = name(i, st) + " saturated the database: " + someReasons(st.Reasons)
@@ -333,7 +335,7 @@ func search(ctx context.Context, rates []float64, refine int, sat saturation, ru
 			break
 		}
 		st, ok := do("refine", mid)
-		if st.Verdict == report.StepInterrupted || st.Verdict == report.StepFailed {
+		if st.Verdict == result.StepInterrupted || st.Verdict == result.StepFailed {
 			sr.stopped += fmt.Sprintf("; refinement stopped: %s", strings.Join(st.Reasons, "; "))
 			return sr
 		}
@@ -401,10 +403,10 @@ func knee(xs, ys []float64) int {
 
 // capacityKnee finds the knee over the measured steps in order of target rate and
 // returns its index into steps, or -1.
-func capacityKnee(steps []report.CapacityStep) int {
+func capacityKnee(steps []result.CapacityStep) int {
 	var idx []int
 	for i, s := range steps {
-		if s.Transactions > 0 && s.P99Ms > 0 && s.Verdict != report.StepInterrupted && s.Verdict != report.StepFailed {
+		if s.Transactions > 0 && s.P99Ms > 0 && s.Verdict != result.StepInterrupted && s.Verdict != result.StepFailed {
 			idx = append(idx, i)
 		}
 	}
@@ -434,7 +436,7 @@ func capacityKnee(steps []report.CapacityStep) int {
 // scenario's SLOs, until a step breaches one or saturates the database. It returns
 // the highest sustainable rate, the knee of the latency curve and the headroom over
 // the declared peak (slo.peak_rate or cfg.Peak), and writes result.json (schema
-// report.SchemaCapacityV1), report.md and report.html to the output directory
+// result.SchemaCapacityV1), report.md and report.html to the output directory
 // (WithOut), each step's latency.hlog under steps/.
 //
 // Without cutover the target (embedded PostgreSQL or WithDSN) starts once, the
@@ -452,7 +454,7 @@ func capacityKnee(steps []report.CapacityStep) int {
 // the peak, or when no step was sustainable (with or without a peak);
 // ErrInterrupted when interrupted (results so far are written); ErrInvalidInput for
 // bad input. Any other error is a runtime failure.
-func Capacity(ctx context.Context, sc *scenarios.Scenario, cfg CapacityConfig, opts ...Option) (*report.CapacityResult, error) {
+func Capacity(ctx context.Context, sc *scenarios.Scenario, cfg CapacityConfig, opts ...Option) (*result.CapacityResult, error) {
 	o := options{mode: "dry", now: time.Now}
 	for _, f := range opts {
 		f(&o)
@@ -524,7 +526,7 @@ func Capacity(ctx context.Context, sc *scenarios.Scenario, cfg CapacityConfig, o
 		// lag; the scenario's SLOs (per phase, unavailability) judge it instead.
 		sat.maxLagMs = math.Inf(1)
 	}
-	sr := search(ctx, rates, cfg.Refine, sat, cr.step, func(i, total int, s report.CapacityStep) {
+	sr := search(ctx, rates, cfg.Refine, sat, cr.step, func(i, total int, s result.CapacityStep) {
 		if o.progress != nil {
 			fmt.Fprintln(o.progress, stepLine(i, total, s))
 		}
@@ -545,7 +547,7 @@ func Capacity(ctx context.Context, sc *scenarios.Scenario, cfg CapacityConfig, o
 }
 
 // stepLine is the progress line printed after each step.
-func stepLine(i, total int, s report.CapacityStep) string {
+func stepLine(i, total int, s result.CapacityStep) string {
 	of := ""
 	if s.Phase == "ladder" {
 		of = "/" + strconv.Itoa(total)
@@ -658,11 +660,11 @@ func (c *capRun) closeShared(bg context.Context) {
 func removeEmptyPg(dir string) { _ = os.Remove(filepath.Join(dir, "pg")) }
 
 // step runs one step: on the shared target, or on a fresh cluster with a cutover.
-func (c *capRun) step(ctx context.Context, index int, phase string, rate float64) (report.CapacityStep, error) {
+func (c *capRun) step(ctx context.Context, index int, phase string, rate float64) (result.CapacityStep, error) {
 	ssc := c.stepScenario(rate)
 	rel := filepath.Join("steps", fmt.Sprintf("%02d-%s", index+1, fmtRateInt(rate)))
 	dir := filepath.Join(c.out, rel)
-	st := report.CapacityStep{TargetRate: rate, Sessions: ssc.Load.Sessions, Dir: rel}
+	st := result.CapacityStep{TargetRate: rate, Sessions: ssc.Load.Sessions, Dir: rel}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return st, fmt.Errorf("creating %s: %w", dir, err)
 	}
@@ -703,7 +705,7 @@ func (c *capRun) step(ctx context.Context, index int, phase string, rate float64
 	defer cancel()
 	integ, verr := verify(vctx, wl, tgt)
 	if verr != nil {
-		integ = report.Integrity{Details: []string{"integrity check failed to run: " + verr.Error()}}
+		integ = result.Integrity{Details: []string{"integrity check failed to run: " + verr.Error()}}
 	}
 	res := buildResult(ssc, c.o, rr, tgt, c.versions, integ)
 	steady, err := steadyLatency(hlog, rr.start, c.cfg.Warmup)
@@ -722,14 +724,14 @@ func (c *capRun) step(ctx context.Context, index int, phase string, rate float64
 			op := &res.Operations[i]
 			if l, ok := steady.perOp[op.Name]; ok {
 				op.LatencyMs = l
-				if p, ok := op.Phases[report.PhaseBefore]; ok {
+				if p, ok := op.Phases[result.PhaseBefore]; ok {
 					p.LatencyMs = l
-					op.Phases[report.PhaseBefore] = p
+					op.Phases[result.PhaseBefore] = p
 				}
 			}
 		}
 	}
-	res.SLO = report.Evaluate(res, ssc.SLO)
+	res.SLO = slo.Evaluate(res, ssc.SLO)
 	// The window measured: from the warm-up to the hold, or with a cutover to when
 	// the load stopped (it runs on until the cutover has settled).
 	end := c.cfg.Hold
@@ -740,7 +742,7 @@ func (c *capRun) step(ctx context.Context, index int, phase string, rate float64
 	st.OfferedRate = offeredRate(ssc, c.cfg.Warmup, end)
 	st.SLO = res.SLO
 	if cut != nil && cut.err != nil {
-		st.Verdict = report.StepFailed
+		st.Verdict = result.StepFailed
 		st.Reasons = append(report.Reasons(res.SLO), "cutover failed: "+cut.err.Error())
 	}
 	if rr.stats.Interrupted {
@@ -754,8 +756,8 @@ func (c *capRun) step(ctx context.Context, index int, phase string, rate float64
 
 // steady is a step's latency after its warm-up, read back from its latency.hlog.
 type steady struct {
-	all   report.Latency
-	perOp map[string]report.Latency
+	all   result.Latency
+	perOp map[string]result.Latency
 }
 
 // steadyLatency merges the interval histograms of hlog that start at or after
@@ -789,19 +791,19 @@ func steadyLatency(path string, start time.Time, warmup time.Duration) (steady, 
 		}
 		p.Merge(h)
 	}
-	out := steady{all: latencyOf(all), perOp: map[string]report.Latency{}}
+	out := steady{all: latencyOf(all), perOp: map[string]result.Latency{}}
 	for k, h := range per {
 		out.perOp[k] = latencyOf(h)
 	}
 	return out, nil
 }
 
-func latencyOf(h *hdr.Histogram) report.Latency {
+func latencyOf(h *hdr.Histogram) result.Latency {
 	if h.TotalCount() == 0 {
-		return report.Latency{}
+		return result.Latency{}
 	}
 	ms := func(ns int64) float64 { return math.Round(float64(ns)/1e3) / 1e3 }
-	return report.Latency{
+	return result.Latency{
 		P50: ms(h.ValueAtQuantile(50)), P90: ms(h.ValueAtQuantile(90)), P99: ms(h.ValueAtQuantile(99)),
 		P999: ms(h.ValueAtQuantile(99.9)), Max: ms(h.Max()),
 	}
@@ -810,7 +812,7 @@ func latencyOf(h *hdr.Histogram) report.Latency {
 // measure fills the step's numbers from its result: throughput from the timeline
 // rows of the window [from, to), latency from the steady histograms, and
 // transactions and errors over the whole step, as the error-rate SLO counts them.
-func measure(st *report.CapacityStep, res *report.Result, s steady, from, to time.Duration) {
+func measure(st *result.CapacityStep, res *result.Result, s steady, from, to time.Duration) {
 	w0, w1 := from.Seconds(), to.Seconds()
 	var done int64
 	for _, row := range res.Timeline {
@@ -860,9 +862,9 @@ func offeredRate(sc *scenarios.Scenario, from, to time.Duration) float64 {
 }
 
 // result assembles the capacity result.
-func (c *capRun) result(sr searchResult, started time.Time) *report.CapacityResult {
+func (c *capRun) result(sr searchResult, started time.Time) *result.CapacityResult {
 	end := time.Now()
-	k := report.Capacity{
+	k := result.Capacity{
 		MaxSustainableRate: sr.sustainable,
 		PeakRate:           c.cfg.Peak,
 		StoppedBecause:     sr.stopped,
@@ -874,7 +876,7 @@ func (c *capRun) result(sr searchResult, started time.Time) *report.CapacityResu
 		KneeStep:           capacityKnee(sr.steps),
 	}
 	if k.Steps == nil {
-		k.Steps = []report.CapacityStep{}
+		k.Steps = []result.CapacityStep{}
 	}
 	if k.KneeStep >= 0 {
 		k.KneeRate = k.Steps[k.KneeStep].AchievedRate
@@ -888,11 +890,11 @@ func (c *capRun) result(sr searchResult, started time.Time) *report.CapacityResu
 	if sr.interrupted {
 		k.Passed = false
 	}
-	res := &report.CapacityResult{
-		Schema:      report.SchemaCapacityV1,
+	res := &result.CapacityResult{
+		Schema:      result.SchemaCapacityV1,
 		Interrupted: sr.interrupted,
-		Scenario:    report.ScenarioInfo{Name: c.sc.Name, File: c.sc.File, SHA256: c.sc.SHA256},
-		Target: report.TargetInfo{
+		Scenario:    result.ScenarioInfo{Name: c.sc.Name, File: c.sc.File, SHA256: c.sc.SHA256},
+		Target: result.TargetInfo{
 			Kind: c.sc.Target.Kind, EndpointMode: c.sc.Target.Endpoint, Versions: c.versions,
 			Workload: c.sc.Workload.Name,
 		},
@@ -925,34 +927,34 @@ func (c *capRun) result(sr searchResult, started time.Time) *report.CapacityResu
 
 // latencyLimits lists the scenario's latency SLOs that apply to the steps: without a
 // cutover the whole step is the "before" phase.
-func latencyLimits(slo scenarios.SLO, withCutover bool) []report.LatencyLimit {
-	out := []report.LatencyLimit{}
+func latencyLimits(slo scenarios.SLO, withCutover bool) []result.LatencyLimit {
+	out := []result.LatencyLimit{}
 	for _, l := range slo.Latency {
 		ph := l.Phase
-		if !withCutover && ph != "" && ph != "all" && ph != report.PhaseBefore {
+		if !withCutover && ph != "" && ph != "all" && ph != result.PhaseBefore {
 			continue
 		}
 		pct := l.Percentile
 		if pct == 0 {
 			pct = 99
 		}
-		out = append(out, report.LatencyLimit{Op: l.Op, Phase: ph, Percentile: pct, MaxMs: float64(l.Max.D().Microseconds()) / 1000})
+		out = append(out, result.LatencyLimit{Op: l.Op, Phase: ph, Percentile: pct, MaxMs: float64(l.Max.D().Microseconds()) / 1000})
 	}
 	return out
 }
 
 // writeCapacity writes the capacity report files; result.json last, as Run does.
-func writeCapacity(dir string, res *report.CapacityResult) error {
+func writeCapacity(dir string, res *result.CapacityResult) error {
 	files := []struct {
 		name   string
-		render func(io.Writer, *report.CapacityResult) error
+		render func(io.Writer, *result.CapacityResult) error
 	}{
 		{MarkdownFile, report.CapacityMarkdown},
 		{HTMLFile, report.CapacityHTML},
-		{ResultFile, report.CapacityJSON},
+		{ResultFile, result.EncodeCapacity},
 	}
 	for _, f := range files {
-		if err := report.WriteFileAtomic(filepath.Join(dir, f.name), func(w io.Writer) error { return f.render(w, res) }); err != nil {
+		if err := result.WriteFileAtomic(filepath.Join(dir, f.name), func(w io.Writer) error { return f.render(w, res) }); err != nil {
 			return fmt.Errorf("writing %s: %w", f.name, err)
 		}
 	}

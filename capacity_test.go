@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rehearse-dev/rehearse/report"
+	"github.com/rehearse-dev/rehearse/result"
 	"github.com/rehearse-dev/rehearse/scenarios"
 )
 
@@ -25,13 +26,13 @@ type fakeDB struct {
 	ran        []float64
 }
 
-func (f *fakeDB) step(ctx context.Context, _ int, _ string, rate float64) (report.CapacityStep, error) {
+func (f *fakeDB) step(ctx context.Context, _ int, _ string, rate float64) (result.CapacityStep, error) {
 	f.ran = append(f.ran, rate)
-	st := report.CapacityStep{TargetRate: rate, AchievedRate: rate, OfferedRate: rate, Transactions: int64(rate * 10), P50Ms: 1, P99Ms: 2 + rate/1000, P999Ms: 5, ScheduleLagP99Ms: 1}
-	st.SLO = report.SLOVerdict{Passed: true, Checks: []report.SLOCheck{{Name: "p99 latency * all", Limit: 100, Value: st.P99Ms, Passed: true, Unit: report.UnitMs}}}
+	st := result.CapacityStep{TargetRate: rate, AchievedRate: rate, OfferedRate: rate, Transactions: int64(rate * 10), P50Ms: 1, P99Ms: 2 + rate/1000, P999Ms: 5, ScheduleLagP99Ms: 1}
+	st.SLO = result.SLOVerdict{Passed: true, Checks: []result.SLOCheck{{Name: "p99 latency * all", Limit: 100, Value: st.P99Ms, Passed: true, Unit: result.UnitMs}}}
 	if f.breachAt > 0 && rate >= f.breachAt {
 		st.P99Ms = 500
-		st.SLO = report.SLOVerdict{Passed: false, Checks: []report.SLOCheck{{Name: "p99 latency * all", Limit: 100, Value: 500, Unit: report.UnitMs}}}
+		st.SLO = result.SLOVerdict{Passed: false, Checks: []result.SLOCheck{{Name: "p99 latency * all", Limit: 100, Value: 500, Unit: result.UnitMs}}}
 	}
 	if f.saturateAt > 0 && rate > f.saturateAt {
 		st.AchievedRate = f.saturateAt
@@ -64,23 +65,23 @@ func TestSearchStops(t *testing.T) {
 		err         bool
 	}{
 		{name: "first breach ends the climb", db: fakeDB{breachAt: 400}, wantRan: []float64{100, 200, 300, 400},
-			sustainable: 300, lastVerdict: report.StepBreach, stopped: "step 4 (400/s) breached an SLO: p99 latency * all: 500 ms, above the limit of 100 ms"},
+			sustainable: 300, lastVerdict: result.StepBreach, stopped: "step 4 (400/s) breached an SLO: p99 latency * all: 500 ms, above the limit of 100 ms"},
 		{name: "achieved rate falls behind", db: fakeDB{saturateAt: 250}, wantRan: []float64{100, 200, 300},
-			sustainable: 200, lastVerdict: report.StepSaturated, stopped: "step 3 (300/s) saturated the database: achieved 250.0/s of the 300.0/s offered"},
+			sustainable: 200, lastVerdict: result.StepSaturated, stopped: "step 3 (300/s) saturated the database: achieved 250.0/s of the 300.0/s offered"},
 		{name: "schedule lag grows", db: fakeDB{lagAt: 500}, wantRan: []float64{100, 200, 300, 400, 500},
-			sustainable: 400, lastVerdict: report.StepSaturated, stopped: "schedule lag p99 400.0 ms, above 50 ms"},
+			sustainable: 400, lastVerdict: result.StepSaturated, stopped: "schedule lag p99 400.0 ms, above 50 ms"},
 		{name: "breach wins over saturation", db: fakeDB{breachAt: 200, lagAt: 200}, wantRan: []float64{100, 200},
-			sustainable: 100, lastVerdict: report.StepBreach, stopped: "breached an SLO"},
+			sustainable: 100, lastVerdict: result.StepBreach, stopped: "breached an SLO"},
 		{name: "every step within the SLOs", db: fakeDB{}, wantRan: ladder,
-			sustainable: 600, lastVerdict: report.StepOK, stopped: "reached the highest rate asked for (600/s)"},
+			sustainable: 600, lastVerdict: result.StepOK, stopped: "reached the highest rate asked for (600/s)"},
 		{name: "the first step already breaches", db: fakeDB{breachAt: 1}, wantRan: []float64{100},
-			sustainable: 0, lastVerdict: report.StepBreach, stopped: "step 1 (100/s) breached"},
+			sustainable: 0, lastVerdict: result.StepBreach, stopped: "step 1 (100/s) breached"},
 		{name: "refine bisects between good and bad", db: fakeDB{breachAt: 370}, refine: 3, wantRan: []float64{100, 200, 300, 400, 350, 375, 363},
-			sustainable: 363, lastVerdict: report.StepOK, stopped: "refined between 300/s and 400/s in 3 step(s)"},
+			sustainable: 363, lastVerdict: result.StepOK, stopped: "refined between 300/s and 400/s in 3 step(s)"},
 		{name: "runtime failure stops", db: fakeDB{failAt: 300}, wantRan: []float64{100, 200, 300},
-			sustainable: 200, lastVerdict: report.StepFailed, stopped: "step 3 (300/s) failed: connection refused", err: true},
+			sustainable: 200, lastVerdict: result.StepFailed, stopped: "step 3 (300/s) failed: connection refused", err: true},
 		{name: "interrupt stops", db: fakeDB{cancelAt: 200}, wantRan: []float64{100, 200},
-			sustainable: 100, lastVerdict: report.StepInterrupted, stopped: "was interrupted", interrupted: true},
+			sustainable: 100, lastVerdict: result.StepInterrupted, stopped: "was interrupted", interrupted: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -89,7 +90,7 @@ func TestSearchStops(t *testing.T) {
 			db := tc.db
 			db.cancel = cancel
 			var seen int
-			sr := search(ctx, ladder, tc.refine, sat, db.step, func(i, total int, s report.CapacityStep) {
+			sr := search(ctx, ladder, tc.refine, sat, db.step, func(i, total int, s result.CapacityStep) {
 				if i != seen || total != len(ladder) {
 					t.Errorf("onStep(%d, %d), want (%d, %d)", i, total, seen, len(ladder))
 				}
@@ -136,14 +137,14 @@ func TestSaturationFloorAllowsPoissonNoise(t *testing.T) {
 		offered          float64
 		want             string
 	}{
-		{"small sample within 3 sigma of the target", 100, 93, 0, report.StepOK},
-		{"large sample far below the target", 5000, 4700, 0, report.StepSaturated},
-		{"offered rate known: compared exactly", 100, 96.5, 96.5, report.StepOK},
-		{"offered rate known: behind it", 100, 90, 96.5, report.StepSaturated},
+		{"small sample within 3 sigma of the target", 100, 93, 0, result.StepOK},
+		{"large sample far below the target", 5000, 4700, 0, result.StepSaturated},
+		{"offered rate known: compared exactly", 100, 96.5, 96.5, result.StepOK},
+		{"offered rate known: behind it", 100, 90, 96.5, result.StepSaturated},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			st := report.CapacityStep{TargetRate: tc.target, AchievedRate: tc.achieved, OfferedRate: tc.offered, SLO: report.SLOVerdict{Passed: true}}
+			st := result.CapacityStep{TargetRate: tc.target, AchievedRate: tc.achieved, OfferedRate: tc.offered, SLO: result.SLOVerdict{Passed: true}}
 			judge(&st, sat)
 			if st.Verdict != tc.want {
 				t.Errorf("verdict %q (%v), want %q", st.Verdict, st.Reasons, tc.want)
@@ -182,10 +183,10 @@ func TestKnee(t *testing.T) {
 
 func TestCapacityKneeOrdersByRate(t *testing.T) {
 	// A refinement step ran last but sits between two ladder steps.
-	steps := []report.CapacityStep{
+	steps := []result.CapacityStep{
 		{TargetRate: 100, P99Ms: 2, Transactions: 1},
 		{TargetRate: 200, P99Ms: 2, Transactions: 1},
-		{TargetRate: 400, P99Ms: 800, Transactions: 1, Verdict: report.StepBreach},
+		{TargetRate: 400, P99Ms: 800, Transactions: 1, Verdict: result.StepBreach},
 		{TargetRate: 300, P99Ms: 3, Transactions: 1},
 	}
 	if got := capacityKnee(steps); got != 3 {
@@ -222,7 +223,7 @@ func TestHeadroom(t *testing.T) {
 			if v := report.CapacityVerdict(res); !strings.HasPrefix(v, tc.verdict) {
 				t.Errorf("verdict %q, want prefix %q", v, tc.verdict)
 			}
-			if res.Schema != report.SchemaCapacityV1 || k.KneeStep != -1 {
+			if res.Schema != result.SchemaCapacityV1 || k.KneeStep != -1 {
 				t.Errorf("schema %q knee %d", res.Schema, k.KneeStep)
 			}
 		})
@@ -355,7 +356,7 @@ func TestCapacityStopsAtFirstBreach(t *testing.T) {
 		t.Fatalf("50/s on one connection should be sustainable: %s %v", k.Steps[0].Verdict, k.Steps[0].Reasons)
 	}
 	last := k.Steps[len(k.Steps)-1]
-	if last.OK() || (last.Verdict != report.StepBreach && last.Verdict != report.StepSaturated) {
+	if last.OK() || (last.Verdict != result.StepBreach && last.Verdict != result.StepSaturated) {
 		t.Errorf("last step %v/s is %s, want breach or saturated", last.TargetRate, last.Verdict)
 	}
 	for _, s := range k.Steps[:len(k.Steps)-1] {
@@ -380,7 +381,7 @@ func TestCapacityStopsAtFirstBreach(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	back, err := report.ReadCapacityFile(filepath.Join(out, ResultFile))
+	back, err := result.ReadCapacityFile(filepath.Join(out, ResultFile))
 	if err != nil {
 		t.Fatal(err)
 	}

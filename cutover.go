@@ -12,7 +12,7 @@ import (
 
 	"github.com/rehearse-dev/rehearse/loadgen"
 	"github.com/rehearse-dev/rehearse/migrate"
-	"github.com/rehearse-dev/rehearse/report"
+	"github.com/rehearse-dev/rehearse/result"
 	"github.com/rehearse-dev/rehearse/scenarios"
 	"github.com/rehearse-dev/rehearse/workload"
 )
@@ -32,7 +32,7 @@ type cutover struct {
 	mu   sync.Mutex
 	// endedAt is when the engine finished, on the run's timeline (valid after done).
 	endedAt time.Duration
-	mig     *report.Migration
+	mig     *result.Migration
 	err     error
 }
 
@@ -63,10 +63,10 @@ func (c *cutover) start(ctx context.Context, rec *loadgen.Recorder, since func()
 		switch {
 		case ev.Mutating && ev.Status == "started" && !during:
 			during = true
-			rec.MarkPhase(report.PhaseDuring, ev.At)
+			rec.MarkPhase(result.PhaseDuring, ev.At)
 		case ev.Step == migrate.StepRedirect && ev.Status != "started" && !after:
 			after = true
-			rec.MarkPhase(report.PhaseAfter, ev.At)
+			rec.MarkPhase(result.PhaseAfter, ev.At)
 		}
 	}
 	go func() {
@@ -82,13 +82,13 @@ func (c *cutover) start(ctx context.Context, rec *loadgen.Recorder, since func()
 		mig, err := c.engine.Run(ctx)
 		if during && !after {
 			// The plan ended without a redirect (it failed or had none).
-			rec.MarkPhase(report.PhaseAfter, since())
+			rec.MarkPhase(result.PhaseAfter, since())
 		}
 		c.finish(since(), mig, err)
 	}()
 }
 
-func (c *cutover) finish(at time.Duration, mig *report.Migration, err error) {
+func (c *cutover) finish(at time.Duration, mig *result.Migration, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.endedAt, c.mig, c.err = at, mig, err
@@ -135,15 +135,15 @@ func validator(wl workload.Workload, tgt *target, eps *endpoints) migrate.Valida
 }
 
 // verify runs the workload's integrity check on the current writer node directly.
-func verify(ctx context.Context, wl workload.Workload, tgt *target) (report.Integrity, error) {
+func verify(ctx context.Context, wl workload.Workload, tgt *target) (result.Integrity, error) {
 	cfg, err := pgxpool.ParseConfig(tgt.directWriterDSN())
 	if err != nil {
-		return report.Integrity{}, err
+		return result.Integrity{}, err
 	}
 	cfg.MaxConns = 2
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return report.Integrity{}, err
+		return result.Integrity{}, err
 	}
 	defer pool.Close()
 	return wl.Verify(ctx, pool)

@@ -17,7 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/rehearse-dev/rehearse/loadgen"
-	"github.com/rehearse-dev/rehearse/report"
+	"github.com/rehearse-dev/rehearse/result"
 	"github.com/rehearse-dev/rehearse/scenarios"
 	"github.com/rehearse-dev/rehearse/workload"
 )
@@ -167,7 +167,7 @@ func runLoad(ctx context.Context, sc *scenarios.Scenario, wl workload.Workload, 
 	// after that.
 	var (
 		start time.Time
-		hw    *report.HlogWriter
+		hw    *result.HlogWriter
 	)
 	rec := loadgen.NewRecorder(wl.Ops(), func(op string, h *hdr.Histogram, from, to time.Duration) error {
 		return hw.WriteInterval(op, start.Add(from), start.Add(to), h)
@@ -210,7 +210,7 @@ func runLoad(ctx context.Context, sc *scenarios.Scenario, wl workload.Workload, 
 		return nil, err
 	}
 	start = time.Now()
-	if hw, err = report.NewHlogWriter(hf, start); err != nil {
+	if hw, err = result.NewHlogWriter(hf, start); err != nil {
 		return nil, err
 	}
 	since := func() time.Duration { return time.Since(start) }
@@ -265,15 +265,15 @@ func schedule(sc *scenarios.Scenario) (loadgen.Pacer, *loadgen.Profile) {
 	return loadgen.NewPoisson(prof, sc.Workload.Seed), prof
 }
 
-func buildResult(sc *scenarios.Scenario, o *options, rr *loadRun, tgt *target, versions map[string]string, integ report.Integrity) *report.Result {
+func buildResult(sc *scenarios.Scenario, o *options, rr *loadRun, tgt *target, versions map[string]string, integ result.Integrity) *result.Result {
 	end := rr.start.Add(rr.stats.Elapsed)
 	sum := rr.summary
-	res := &report.Result{
-		Schema:      report.SchemaV1,
+	res := &result.Result{
+		Schema:      result.SchemaV1,
 		Mode:        o.mode,
 		Interrupted: rr.stats.Interrupted,
-		Scenario:    report.ScenarioInfo{Name: sc.Name, File: sc.File, SHA256: sc.SHA256},
-		Target: report.TargetInfo{
+		Scenario:    result.ScenarioInfo{Name: sc.Name, File: sc.File, SHA256: sc.SHA256},
+		Target: result.TargetInfo{
 			Kind: sc.Target.Kind, EndpointMode: endpointMode(tgt), Versions: versions,
 			Workload: sc.Workload.Name,
 		},
@@ -284,7 +284,7 @@ func buildResult(sc *scenarios.Scenario, o *options, rr *loadRun, tgt *target, v
 		Operations: sum.Operations,
 		Errors:     sum.Errors,
 		Timeline:   sum.Timeline,
-		Load: report.LoadInfo{
+		Load: result.LoadInfo{
 			Model:            sc.Load.Model,
 			Sessions:         rr.sessions,
 			TargetRate:       round3(rr.target),
@@ -308,10 +308,10 @@ func buildResult(sc *scenarios.Scenario, o *options, rr *loadRun, tgt *target, v
 		res.Target.Kind = "dsn"
 	}
 	if res.Operations == nil {
-		res.Operations = []report.Operation{}
+		res.Operations = []result.Operation{}
 	}
 	if res.Errors == nil {
-		res.Errors = []report.ErrorClass{}
+		res.Errors = []result.ErrorClass{}
 	}
 	return res
 }

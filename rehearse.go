@@ -15,8 +15,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rehearse-dev/rehearse/internal/slo"
 	"github.com/rehearse-dev/rehearse/migrate/aurora"
 	"github.com/rehearse-dev/rehearse/report"
+	"github.com/rehearse-dev/rehearse/result"
 	"github.com/rehearse-dev/rehearse/scenarios"
 )
 
@@ -36,7 +38,7 @@ const verifyTimeout = 3 * time.Minute
 // directory (see WithOut) whenever load ran, also when the run was interrupted or an
 // SLO was breached. The error wraps ErrInvalidInput, ErrSLOBreached or ErrInterrupted
 // where those apply; any other error is a runtime failure.
-func Run(ctx context.Context, sc *scenarios.Scenario, opts ...Option) (*report.Result, error) {
+func Run(ctx context.Context, sc *scenarios.Scenario, opts ...Option) (*result.Result, error) {
 	o := options{mode: "dry", now: time.Now}
 	for _, f := range opts {
 		f(&o)
@@ -108,7 +110,7 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts ...Option) (*report.R
 	fmt.Fprintln(logw, "checking integrity")
 	integ, verr := verify(vctx, wl, tgt)
 	if verr != nil {
-		integ = report.Integrity{Checked: false, Details: []string{"integrity check failed to run: " + verr.Error()}}
+		integ = result.Integrity{Checked: false, Details: []string{"integrity check failed to run: " + verr.Error()}}
 	}
 
 	res := buildResult(sc, &o, rr, tgt, versions, integ)
@@ -125,7 +127,7 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts ...Option) (*report.R
 	case sc.Cutover.Enabled:
 		res.Notes = append(res.Notes, "The scenario has a cutover section, but --dsn points at a database rehearse does not manage, so the plan was not run; the load ran against that database alone.")
 	}
-	res.SLO = report.Evaluate(res, sc.SLO)
+	res.SLO = slo.Evaluate(res, sc.SLO)
 	if err := writeOutputs(outDir, res, rr.hlogTmp); err != nil {
 		return res, err
 	}
@@ -257,14 +259,14 @@ func safeName(s string) string {
 	return s
 }
 
-func writeOutputs(dir string, res *report.Result, hlogTmp string) error {
+func writeOutputs(dir string, res *result.Result, hlogTmp string) error {
 	files := []struct {
 		name   string
-		render func(io.Writer, *report.Result) error
+		render func(io.Writer, *result.Result) error
 	}{
 		{MarkdownFile, report.Markdown},
 		{HTMLFile, report.HTML},
-		{ResultFile, report.JSON}, // last: its presence means the run's output is complete
+		{ResultFile, result.Encode}, // last: its presence means the run's output is complete
 	}
 	if hlogTmp != "" {
 		if err := os.Rename(hlogTmp, filepath.Join(dir, HlogFile)); err != nil {
@@ -272,7 +274,7 @@ func writeOutputs(dir string, res *report.Result, hlogTmp string) error {
 		}
 	}
 	for _, f := range files {
-		if err := report.WriteFileAtomic(filepath.Join(dir, f.name), func(w io.Writer) error { return f.render(w, res) }); err != nil {
+		if err := result.WriteFileAtomic(filepath.Join(dir, f.name), func(w io.Writer) error { return f.render(w, res) }); err != nil {
 			return fmt.Errorf("writing %s: %w", f.name, err)
 		}
 	}

@@ -13,11 +13,14 @@ import (
 func newWorkload(cfg scenarios.Workload) (workload.Workload, error) {
 	switch cfg.Name {
 	case "banking":
-		return banking.New(cfg)
+		return banking.New(banking.Config{
+			Customers: cfg.Customers, AccountsPerCustomer: cfg.AccountsPerCustomer,
+			OpeningBalance: cfg.OpeningBalance, ActionsPerLogin: cfg.ActionsPerLogin, Mix: cfg.Mix,
+		})
 	case "tpcb":
-		return tpcb.New(cfg, false)
+		return tpcb.New(tpcb.Config{Scale: cfg.Scale}, false)
 	case "tpcb-select":
-		return tpcb.New(cfg, true)
+		return tpcb.New(tpcb.Config{Scale: cfg.Scale}, true)
 	}
 	return nil, fmt.Errorf("unknown workload %q: use banking, tpcb or tpcb-select", cfg.Name)
 }

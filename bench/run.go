@@ -20,7 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/rehearse-dev/rehearse/migrate/local"
-	"github.com/rehearse-dev/rehearse/report"
+	"github.com/rehearse-dev/rehearse/result"
 )
 
 // settings are the run command's flags.
@@ -282,7 +282,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	var md bytes.Buffer
 	b.render(&md, micro, analysis)
-	if err := report.WriteFileAtomic(s.out, func(w io.Writer) error { _, err := w.Write(md.Bytes()); return err }); err != nil {
+	if err := result.WriteFileAtomic(s.out, func(w io.Writer) error { _, err := w.Write(md.Bytes()); return err }); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote %s\n", s.out)
@@ -420,12 +420,12 @@ func (b *bench) runRehearse(ctx context.Context, c *comparison, rep int) (sample
 	return s, nil
 }
 
-func readResult(dir string, m measured) (*report.Result, error) {
+func readResult(dir string, m measured) (*result.Result, error) {
 	data, err := os.ReadFile(filepath.Join(dir, "result.json"))
 	if err != nil {
 		return nil, fmt.Errorf("rehearse wrote no result (exit %d):\n%s", m.Exit, m.Stdout)
 	}
-	var res report.Result
+	var res result.Result
 	if err := json.Unmarshal(data, &res); err != nil {
 		return nil, fmt.Errorf("reading %s/result.json: %w", dir, err)
 	}

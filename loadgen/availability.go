@@ -3,7 +3,7 @@ package loadgen
 import (
 	"slices"
 
-	"github.com/rehearse-dev/rehearse/report"
+	"github.com/rehearse-dev/rehearse/result"
 )
 
 // availability tracks, per millisecond of the run, how many operations of one kind
@@ -77,8 +77,8 @@ func (a *availability) windows(endMs int, fn func(window)) {
 	}
 }
 
-func (r *Recorder) availabilityLocked(end int64) report.Availability {
-	out := report.Availability{PerPhase: map[string]report.PhaseWindows{}, Windows: []report.Window{}}
+func (r *Recorder) availabilityLocked(end int64) result.Availability {
+	out := result.Availability{PerPhase: map[string]result.PhaseWindows{}, Windows: []result.Window{}}
 	endMs := int(end / 1e6)
 	for kind, a := range r.avail {
 		name := "read"
@@ -98,14 +98,14 @@ func (r *Recorder) availabilityLocked(end int64) report.Availability {
 			}
 			out.PerPhase[phase] = pw
 			if w.failed || d >= stallListThreshold {
-				out.Windows = append(out.Windows, report.Window{
+				out.Windows = append(out.Windows, result.Window{
 					Kind: name, StartS: float64(w.start) / 1e3, EndS: float64(w.end) / 1e3,
 					Ms: d, Attempts: w.attempts, Phase: phase,
 				})
 			}
 		})
 	}
-	slices.SortFunc(out.Windows, func(x, y report.Window) int {
+	slices.SortFunc(out.Windows, func(x, y result.Window) int {
 		switch {
 		case x.StartS < y.StartS:
 			return -1

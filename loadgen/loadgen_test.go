@@ -16,7 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/rehearse-dev/rehearse/report"
+	"github.com/rehearse-dev/rehearse/result"
 	"github.com/rehearse-dev/rehearse/workload"
 )
 
@@ -129,8 +129,8 @@ func (f *fakeWorkload) Name() string { return "fake" }
 func (f *fakeWorkload) Setup(context.Context, *pgxpool.Pool, io.Writer) error {
 	return nil
 }
-func (f *fakeWorkload) Verify(context.Context, *pgxpool.Pool) (report.Integrity, error) {
-	return report.Integrity{}, nil
+func (f *fakeWorkload) Verify(context.Context, *pgxpool.Pool) (result.Integrity, error) {
+	return result.Integrity{}, nil
 }
 
 func (f *fakeWorkload) Ops() []workload.Op {
@@ -193,13 +193,13 @@ func runFake(t *testing.T, ctx context.Context, wl *fakeWorkload, mutate func(*C
 	return runOut{st, rec.Summary(cfg.Duration)}
 }
 
-func opNamed(s Summary, name string) report.Operation {
+func opNamed(s Summary, name string) result.Operation {
 	for _, o := range s.Operations {
 		if o.Name == name {
 			return o
 		}
 	}
-	return report.Operation{}
+	return result.Operation{}
 }
 
 func TestOpenLoopSteady(t *testing.T) {
@@ -402,17 +402,17 @@ func TestPhasesSplitByIntendedStart(t *testing.T) {
 			c.OnTick = func(el time.Duration) {
 				switch el {
 				case 3 * time.Second:
-					rec.MarkPhase(report.PhaseDuring, el)
+					rec.MarkPhase(result.PhaseDuring, el)
 				case 6 * time.Second:
-					rec.MarkPhase(report.PhaseAfter, el)
+					rec.MarkPhase(result.PhaseAfter, el)
 				}
 			}
 		})
 		var before, during, after int64
 		for _, o := range out.sum.Operations {
-			before += o.Phases[report.PhaseBefore].Count
-			during += o.Phases[report.PhaseDuring].Count
-			after += o.Phases[report.PhaseAfter].Count
+			before += o.Phases[result.PhaseBefore].Count
+			during += o.Phases[result.PhaseDuring].Count
+			after += o.Phases[result.PhaseAfter].Count
 		}
 		if before != 300 || during != 300 || after != 400 {
 			t.Errorf("phases before/during/after = %d/%d/%d, want 300/300/400", before, during, after)

@@ -9,7 +9,7 @@ import (
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 
-	"github.com/rehearse-dev/rehearse/report"
+	"github.com/rehearse-dev/rehearse/result"
 	"github.com/rehearse-dev/rehearse/workload"
 )
 
@@ -82,7 +82,7 @@ func (h *Handle) take(into []sample) ([]sample, []errSample) {
 }
 
 // Phases are numbered in order; phase 0 is "before".
-var phaseNames = []string{report.PhaseBefore, report.PhaseDuring, report.PhaseAfter}
+var phaseNames = []string{result.PhaseBefore, result.PhaseDuring, result.PhaseAfter}
 
 const numPhases = 3
 
@@ -126,13 +126,13 @@ type Recorder struct {
 	// phaseAt[i] is when phase i began (ns); phase 0 begins at 0.
 	phaseAt   [numPhases]int64
 	phaseSet  [numPhases]bool
-	timeline  []report.TimelineRow
+	timeline  []result.TimelineRow
 	avail     [2]availability // indexed by workload.Kind
 	lastFlush int64
 	sink      IntervalSink
 	sinkErr   error
 
-	totals report.Totals
+	totals result.Totals
 	// scratch buffers reused between flushes
 	scratch []sample
 	// ivAll merges the operations' interval histograms for the timeline row; it is
@@ -190,7 +190,7 @@ func (r *Recorder) phaseOf(t int64) int {
 
 // Flush collects every handle's samples, closes the interval ending at now and
 // appends its timeline row, which it returns.
-func (r *Recorder) Flush(now time.Duration) report.TimelineRow {
+func (r *Recorder) Flush(now time.Duration) result.TimelineRow {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.flushLocked(now, false)
@@ -204,8 +204,8 @@ func (r *Recorder) FlushFinal(now time.Duration) {
 	r.flushLocked(now, true)
 }
 
-func (r *Recorder) flushLocked(now time.Duration, final bool) report.TimelineRow {
-	row := report.TimelineRow{TS: math.Floor(float64(r.lastFlush)/1e9*1000) / 1000}
+func (r *Recorder) flushLocked(now time.Duration, final bool) result.TimelineRow {
+	row := result.TimelineRow{TS: math.Floor(float64(r.lastFlush)/1e9*1000) / 1000}
 	ivAll := r.ivAll
 	ivAll.Reset()
 	for _, h := range r.handles {
@@ -350,11 +350,11 @@ func (r *Recorder) SinkErr() error {
 
 // Summary is what the recorder saw over the whole run.
 type Summary struct {
-	Operations   []report.Operation
-	Errors       []report.ErrorClass
-	Timeline     []report.TimelineRow
-	Availability report.Availability
-	Totals       report.Totals
+	Operations   []result.Operation
+	Errors       []result.ErrorClass
+	Timeline     []result.TimelineRow
+	Availability result.Availability
+	Totals       result.Totals
 	LagP99Ms     float64
 	LagMaxMs     float64
 }
@@ -372,24 +372,24 @@ func (r *Recorder) Summary(end time.Duration) Summary {
 	}
 	for i := range r.ops {
 		s := &r.ops[i]
-		op := report.Operation{
+		op := result.Operation{
 			Name:      s.name,
 			Kind:      s.kind.String(),
 			LatencyMs: latency(s.all),
-			ServiceMs: report.Service{P50: ms(s.service.ValueAtQuantile(50)), P99: ms(s.service.ValueAtQuantile(99)), Max: ms(s.service.Max())},
-			Phases:    map[string]report.Phase{},
+			ServiceMs: result.Service{P50: ms(s.service.ValueAtQuantile(50)), P99: ms(s.service.ValueAtQuantile(99)), Max: ms(s.service.Max())},
+			Phases:    map[string]result.Phase{},
 		}
 		for p := range numPhases {
 			op.Count += s.count[p]
 			op.Errors += s.errors[p]
 			if s.count[p] > 0 {
-				op.Phases[phaseNames[p]] = report.Phase{Count: s.count[p], Errors: s.errors[p], LatencyMs: latency(s.phase[p])}
+				op.Phases[phaseNames[p]] = result.Phase{Count: s.count[p], Errors: s.errors[p], LatencyMs: latency(s.phase[p])}
 			}
 		}
 		out.Operations = append(out.Operations, op)
 	}
 	for k, st := range r.errs {
-		ec := report.ErrorClass{
+		ec := result.ErrorClass{
 			Class: k.class.String(), SQLState: k.sqlstate, Count: st.count,
 			FirstS: secs(st.first), LastS: secs(st.last), Example: st.example,
 			Phases: map[string]int64{},
@@ -401,18 +401,18 @@ func (r *Recorder) Summary(end time.Duration) Summary {
 		}
 		out.Errors = append(out.Errors, ec)
 	}
-	slices.SortFunc(out.Errors, func(a, b report.ErrorClass) int {
+	slices.SortFunc(out.Errors, func(a, b result.ErrorClass) int {
 		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Class, b.Class), cmp.Compare(a.SQLState, b.SQLState))
 	})
 	out.Availability = r.availabilityLocked(int64(end))
 	return out
 }
 
-func latency(h *hdr.Histogram) report.Latency {
+func latency(h *hdr.Histogram) result.Latency {
 	if h.TotalCount() == 0 {
-		return report.Latency{}
+		return result.Latency{}
 	}
-	return report.Latency{
+	return result.Latency{
 		P50:  ms(h.ValueAtQuantile(50)),
 		P90:  ms(h.ValueAtQuantile(90)),
 		P99:  ms(h.ValueAtQuantile(99)),

@@ -8,7 +8,7 @@ import (
 	"math"
 	"time"
 
-	"github.com/rehearse-dev/rehearse/report"
+	"github.com/rehearse-dev/rehearse/result"
 )
 
 // Step statuses recorded in results.
@@ -77,13 +77,13 @@ var ErrStepFailed = errors.New("cutover step failed")
 // Run executes the plan and returns the migration record. When a step fails it
 // undoes the completed steps in reverse, records what it undid, and returns an
 // error wrapping ErrStepFailed; the record is complete either way.
-func (e *Engine) Run(ctx context.Context) (*report.Migration, error) {
+func (e *Engine) Run(ctx context.Context) (*result.Migration, error) {
 	cfg := e.Config.withDefaults()
 	steps, err := cfg.steps()
 	if err != nil {
 		return nil, err
 	}
-	m := &report.Migration{Plan: steps, Outcome: "completed"}
+	m := &result.Migration{Plan: steps, Outcome: "completed"}
 	if e.Dry {
 		m.Outcome = "dry"
 	}
@@ -98,7 +98,7 @@ func (e *Engine) Run(ctx context.Context) (*report.Migration, error) {
 	var done []string // completed mutating steps, for undo
 	var failure error
 	for i, name := range steps {
-		rec := report.Step{Name: name, StartS: e.now()}
+		rec := result.Step{Name: name, StartS: e.now()}
 		e.emit(Event{Step: name, Status: "started", At: e.since(), Mutating: mutating(name)})
 		e.logf("step %s ...", name)
 		timeout := cfg.StepTimeout
@@ -139,7 +139,7 @@ func (e *Engine) Run(ctx context.Context) (*report.Migration, error) {
 		e.logf("step %s %s (%.1f s)", name, rec.Status, rec.EndS-rec.StartS)
 		if failure != nil {
 			for _, rest := range steps[i+1:] {
-				m.Steps = append(m.Steps, report.Step{Name: rest, Status: StatusSkipped, StartS: rec.EndS, EndS: rec.EndS})
+				m.Steps = append(m.Steps, result.Step{Name: rest, Status: StatusSkipped, StartS: rec.EndS, EndS: rec.EndS})
 			}
 			break
 		}
@@ -161,7 +161,7 @@ func (e *Engine) Run(ctx context.Context) (*report.Migration, error) {
 			if rerr != nil {
 				status, detail["error"] = StatusFailed, rerr.Error()
 			}
-			m.Steps = append(m.Steps, report.Step{Name: "recover_writer", Status: status, StartS: start, EndS: e.now(), Detail: detail})
+			m.Steps = append(m.Steps, result.Step{Name: "recover_writer", Status: status, StartS: start, EndS: e.now(), Detail: detail})
 		}
 		for i := len(done) - 1; i >= 0; i-- {
 			name := done[i]
@@ -180,7 +180,7 @@ func (e *Engine) Run(ctx context.Context) (*report.Migration, error) {
 				}
 				detail["error"] = uerr.Error()
 			}
-			m.Steps = append(m.Steps, report.Step{Name: "undo_" + name, Status: status, StartS: start, EndS: e.now(), Detail: detail})
+			m.Steps = append(m.Steps, result.Step{Name: "undo_" + name, Status: status, StartS: start, EndS: e.now(), Detail: detail})
 			for j := range m.Steps {
 				// A fail-back also reverses the redirect.
 				if uerr == nil && (m.Steps[j].Name == name || name == StepSwitchover && m.Steps[j].Name == StepRedirect) {
@@ -197,7 +197,7 @@ func (e *Engine) Run(ctx context.Context) (*report.Migration, error) {
 		m.WriterAfter = topo.Writer
 	}
 	if st.promotion != nil {
-		m.LagAtPromotion = report.LagAtPromotion{Bytes: st.promotion.LagBytes, Ms: msf(st.promotion.LagTime)}
+		m.LagAtPromotion = result.LagAtPromotion{Bytes: st.promotion.LagBytes, Ms: msf(st.promotion.LagTime)}
 	}
 	return m, failure
 }
@@ -217,7 +217,7 @@ func hasUndo(step string, st *state) bool {
 	return false
 }
 
-func failedStep(m *report.Migration) string {
+func failedStep(m *result.Migration) string {
 	for _, s := range m.Steps {
 		if s.Status == StatusFailed {
 			return s.Name

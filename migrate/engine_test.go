@@ -11,7 +11,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/rehearse-dev/rehearse/report"
+	"github.com/rehearse-dev/rehearse/result"
 )
 
 // fakeProvider records calls and fails where told. Its replica catches up after
@@ -156,7 +156,7 @@ func (f *fakeProvider) mutatingCalls() []string {
 	return out
 }
 
-func statuses(m *report.Migration) string {
+func statuses(m *result.Migration) string {
 	var b strings.Builder
 	for i, s := range m.Steps {
 		if i > 0 {
@@ -167,7 +167,7 @@ func statuses(m *report.Migration) string {
 	return b.String()
 }
 
-func runEngine(t *testing.T, p Provider, cfg Config, dry bool, validate Validator) (*report.Migration, error, []Event) {
+func runEngine(t *testing.T, p Provider, cfg Config, dry bool, validate Validator) (*result.Migration, error, []Event) {
 	t.Helper()
 	start := time.Now()
 	var mu sync.Mutex

@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+	"github.com/rehearse-dev/rehearse/result"
 )
 
 var screenshotDir = flag.String("screenshot", "", "also write the browser test's screenshots to this directory")
@@ -75,12 +76,12 @@ func TestBrowserRendersReport(t *testing.T) {
 		}
 		t.Skip(msg)
 	}
-	cases := map[string]*Result{"wet": sample(t, "sample-wet.json"), "dry": sample(t, "sample-dry.json")}
+	cases := map[string]*result.Result{"wet": sample(t, "sample-wet.json"), "dry": sample(t, "sample-dry.json")}
 	for name, res := range cases {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			page := filepath.Join(dir, "report.html")
-			if err := WriteFileAtomic(page, func(w io.Writer) error { return HTML(w, res) }); err != nil {
+			if err := result.WriteFileAtomic(page, func(w io.Writer) error { return HTML(w, res) }); err != nil {
 				t.Fatal(err)
 			}
 			probe, shot, requests := loadInBrowser(t, bin, page)

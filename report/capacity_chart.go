@@ -5,6 +5,8 @@ import (
 	"math"
 	"slices"
 	"strings"
+
+	"github.com/rehearse-dev/rehearse/result"
 )
 
 // capacityColors are the capacity chart's series and markers.
@@ -16,7 +18,7 @@ var capacityColors = struct {
 // throughput for every measured step of c, with the scenario's latency limits as
 // horizontal lines, the knee marked, and the max sustainable rate and the declared
 // peak as vertical lines. It returns one self-contained SVG element.
-func CapacityChart(c *CapacityResult) string {
+func CapacityChart(c *result.CapacityResult) string {
 	k := c.Capacity
 	steps := measuredSteps(k.Steps)
 	legend := []legendItem{{"p50", capacityColors.p50}, {"p99", capacityColors.p99}, {"p99.9", capacityColors.p999}}
@@ -99,12 +101,12 @@ func CapacityChart(c *CapacityResult) string {
 	}
 	series := []struct {
 		class, color string
-		v            func(CapacityStep) float64
+		v            func(result.CapacityStep) float64
 		width        float64
 	}{
-		{"p999", capacityColors.p999, func(s CapacityStep) float64 { return s.P999Ms }, 1.2},
-		{"p99", capacityColors.p99, func(s CapacityStep) float64 { return s.P99Ms }, 2},
-		{"p50", capacityColors.p50, func(s CapacityStep) float64 { return s.P50Ms }, 2},
+		{"p999", capacityColors.p999, func(s result.CapacityStep) float64 { return s.P999Ms }, 1.2},
+		{"p99", capacityColors.p99, func(s result.CapacityStep) float64 { return s.P99Ms }, 2},
+		{"p50", capacityColors.p50, func(s result.CapacityStep) float64 { return s.P50Ms }, 2},
 	}
 	for _, sr := range series {
 		var pts []point
@@ -160,14 +162,14 @@ func drawRateAxis(b *svgBuf, f frame, ticks []float64) {
 }
 
 // measuredSteps are the steps with measurements, in order of target rate.
-func measuredSteps(steps []CapacityStep) []CapacityStep {
-	var out []CapacityStep
+func measuredSteps(steps []result.CapacityStep) []result.CapacityStep {
+	var out []result.CapacityStep
 	for _, s := range steps {
-		if s.Transactions > 0 && s.Verdict != StepInterrupted {
+		if s.Transactions > 0 && s.Verdict != result.StepInterrupted {
 			out = append(out, s)
 		}
 	}
-	slices.SortStableFunc(out, func(a, b CapacityStep) int { return cmp.Compare(a.TargetRate, b.TargetRate) })
+	slices.SortStableFunc(out, func(a, b result.CapacityStep) int { return cmp.Compare(a.TargetRate, b.TargetRate) })
 	return out
 }
 
@@ -179,14 +181,14 @@ type limitLine struct {
 
 // distinctLimits groups the limits by their latency, so limits that would draw the
 // same line share one line and one label ("p99 before, p99 after ≤ 1 s").
-func distinctLimits(ls []LatencyLimit) []limitLine {
+func distinctLimits(ls []result.LatencyLimit) []limitLine {
 	var out []limitLine
 	names := map[float64][]string{}
 	for _, l := range ls {
 		if l.MaxMs <= 0 {
 			continue
 		}
-		full := l.Label()
+		full := LimitLabel(l)
 		name := full[:len(full)-len(" ≤ "+fmtMs(l.MaxMs))]
 		if _, ok := names[l.MaxMs]; !ok {
 			out = append(out, limitLine{ms: l.MaxMs})

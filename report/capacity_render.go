@@ -7,11 +7,13 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/rehearse-dev/rehearse/result"
 )
 
 // CapacityMarkdown writes c as a Markdown report: the verdict, the answer (max
 // sustainable rate, knee, headroom) and the steps table, without the chart.
-func CapacityMarkdown(w io.Writer, c *CapacityResult) error {
+func CapacityMarkdown(w io.Writer, c *result.CapacityResult) error {
 	bw := bufio.NewWriter(w)
 	p := func(format string, args ...any) { fmt.Fprintf(bw, format, args...) }
 	k := c.Capacity
@@ -53,7 +55,7 @@ func CapacityMarkdown(w io.Writer, c *CapacityResult) error {
 	return nil
 }
 
-func anyReasons(steps []CapacityStep) bool {
+func anyReasons(steps []result.CapacityStep) bool {
 	for _, s := range steps {
 		if len(s.Reasons) > 0 {
 			return true
@@ -62,14 +64,14 @@ func anyReasons(steps []CapacityStep) bool {
 	return false
 }
 
-func capacityMode(c *CapacityResult) string {
+func capacityMode(c *result.CapacityResult) string {
 	if c.Capacity.WithCutover {
 		return " · a cutover in every step"
 	}
 	return ""
 }
 
-func cutoverAlign(c *CapacityResult) string {
+func cutoverAlign(c *result.CapacityResult) string {
 	if c.Capacity.WithCutover {
 		return "|---"
 	}
@@ -77,7 +79,7 @@ func cutoverAlign(c *CapacityResult) string {
 }
 
 // capacityHead is the steps table's header.
-func capacityHead(c *CapacityResult) []string {
+func capacityHead(c *result.CapacityResult) []string {
 	h := []string{"#", "target /s", "offered /s", "achieved /s", "sessions", "p50", "p99", "p99.9", "max", "errors", "error rate", "lag p99"}
 	if c.Capacity.WithCutover {
 		h = append(h, "cutover")
@@ -86,7 +88,7 @@ func capacityHead(c *CapacityResult) []string {
 }
 
 // capacityCells is one row of the steps table.
-func capacityCells(c *CapacityResult, i int, s CapacityStep) []string {
+func capacityCells(c *result.CapacityResult, i int, s result.CapacityStep) []string {
 	n := strconv.Itoa(i + 1)
 	if s.Phase == "refine" {
 		n += " (refine)"
@@ -103,7 +105,7 @@ func capacityCells(c *CapacityResult, i int, s CapacityStep) []string {
 }
 
 // capacityRows are the answer's key figures.
-func capacityRows(c *CapacityResult) []kv {
+func capacityRows(c *result.CapacityResult) []kv {
 	k := c.Capacity
 	rate := func(r float64) string {
 		if r <= 0 {
@@ -126,7 +128,7 @@ func capacityRows(c *CapacityResult) []kv {
 
 // capacityHTMLData is what the capacity template sees.
 type capacityHTMLData struct {
-	C       *CapacityResult
+	C       *result.CapacityResult
 	Verdict string
 	Rows    []kv
 	Chart   template.HTML
@@ -139,7 +141,7 @@ type capacityHTMLData struct {
 // latency-versus-throughput chart with the SLO limits, the knee, the sustainable
 // and peak rates, and the steps table. Like HTML, it references nothing outside
 // itself.
-func CapacityHTML(w io.Writer, c *CapacityResult) error {
+func CapacityHTML(w io.Writer, c *result.CapacityResult) error {
 	t, err := template.New("capacity").Funcs(template.FuncMap{
 		"css":  func() template.CSS { return template.CSS(styleCSS) }, //nolint:gosec // our own file
 		"dur":  fmtDuration,

@@ -12,44 +12,46 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rehearse-dev/rehearse/result"
 )
 
 // capacitySample is a capacity sign-off that climbed a ×1.5 ladder to a breach, with
 // a knee, a declared peak and one refinement step.
-func capacitySample() *CapacityResult {
-	passed := SLOVerdict{Passed: true, Checks: []SLOCheck{{Name: "p99 latency * before", Limit: 1000, Value: 5, Passed: true, Unit: UnitMs}}}
-	step := func(target, achieved, p50, p99, p999 float64, lag float64, verdict string, reasons ...string) CapacityStep {
-		s := CapacityStep{Phase: "ladder", TargetRate: target, OfferedRate: target * 0.99, AchievedRate: achieved, Sessions: int(target * 5),
+func capacitySample() *result.CapacityResult {
+	passed := result.SLOVerdict{Passed: true, Checks: []result.SLOCheck{{Name: "p99 latency * before", Limit: 1000, Value: 5, Passed: true, Unit: result.UnitMs}}}
+	step := func(target, achieved, p50, p99, p999 float64, lag float64, verdict string, reasons ...string) result.CapacityStep {
+		s := result.CapacityStep{Phase: "ladder", TargetRate: target, OfferedRate: target * 0.99, AchievedRate: achieved, Sessions: int(target * 5),
 			P50Ms: p50, P99Ms: p99, P999Ms: p999, MaxMs: p999 * 1.5, Transactions: int64(achieved * 13), ScheduleLagP99Ms: lag,
 			DurationS: 15, Verdict: verdict, Reasons: reasons, SLO: passed}
-		if verdict == StepBreach {
-			s.SLO = SLOVerdict{Checks: []SLOCheck{{Name: "p99 latency * before", Limit: 1000, Value: p99, Unit: UnitMs}}}
+		if verdict == result.StepBreach {
+			s.SLO = result.SLOVerdict{Checks: []result.SLOCheck{{Name: "p99 latency * before", Limit: 1000, Value: p99, Unit: result.UnitMs}}}
 		}
 		return s
 	}
-	steps := []CapacityStep{
-		step(500, 495, 1.1, 4.8, 9, 1.2, StepOK),
-		step(750, 748, 1.1, 5.9, 12, 1.3, StepOK),
-		step(1125, 1120, 1.2, 6.8, 20, 1.5, StepOK),
-		step(1688, 1680, 1.4, 9.2, 30, 2.3, StepOK),
-		step(2531, 2500, 2.5, 52, 100, 20, StepOK),
-		step(3797, 3100, 400, 2200, 2900, 1800, StepBreach, "p99 latency * before: 2200 ms, above the limit of 1 s"),
-		step(3164, 3120, 3.1, 180, 400, 40, StepOK),
+	steps := []result.CapacityStep{
+		step(500, 495, 1.1, 4.8, 9, 1.2, result.StepOK),
+		step(750, 748, 1.1, 5.9, 12, 1.3, result.StepOK),
+		step(1125, 1120, 1.2, 6.8, 20, 1.5, result.StepOK),
+		step(1688, 1680, 1.4, 9.2, 30, 2.3, result.StepOK),
+		step(2531, 2500, 2.5, 52, 100, 20, result.StepOK),
+		step(3797, 3100, 400, 2200, 2900, 1800, result.StepBreach, "p99 latency * before: 2200 ms, above the limit of 1 s"),
+		step(3164, 3120, 3.1, 180, 400, 40, result.StepOK),
 	}
 	steps[6].Phase = "refine"
 	steps[1].Errors, steps[1].ErrorRate = 3, 3/(748*13.0)
-	return &CapacityResult{
-		Schema:    SchemaCapacityV1,
-		Scenario:  ScenarioInfo{Name: "smoke", File: "scenarios/smoke.yaml", SHA256: "abc"},
-		Target:    TargetInfo{Kind: "local", Workload: "banking", Versions: map[string]string{"postgresql": "15.18"}},
+	return &result.CapacityResult{
+		Schema:    result.SchemaCapacityV1,
+		Scenario:  result.ScenarioInfo{Name: "smoke", File: "scenarios/smoke.yaml", SHA256: "abc"},
+		Target:    result.TargetInfo{Kind: "local", Workload: "banking", Versions: map[string]string{"postgresql": "15.18"}},
 		StartedAt: time.Date(2026, 11, 24, 22, 0, 0, 0, time.UTC),
 		EndedAt:   time.Date(2026, 11, 24, 22, 2, 0, 0, time.UTC),
 		DurationS: 120,
-		Capacity: Capacity{
+		Capacity: result.Capacity{
 			MaxSustainableRate: 3164, KneeRate: 1680, KneeStep: 3, PeakRate: 2000, Headroom: 1.582, Passed: true,
 			StoppedBecause: "step 6 (3797/s) breached an SLO: p99 latency * before: 2200 ms, above the limit of 1 s; refined between 2531/s and 3797/s in 1 step(s)",
 			HoldS:          15, WarmupS: 2,
-			LatencyLimits: []LatencyLimit{{Op: "*", Phase: "before", Percentile: 99, MaxMs: 1000}, {Op: "*", Phase: "all", Percentile: 99, MaxMs: 1000}, {Op: "transfer", Percentile: 99.9, MaxMs: 2000}},
+			LatencyLimits: []result.LatencyLimit{{Op: "*", Phase: "before", Percentile: 99, MaxMs: 1000}, {Op: "*", Phase: "all", Percentile: 99, MaxMs: 1000}, {Op: "transfer", Percentile: 99.9, MaxMs: 2000}},
 			Steps:         steps,
 		},
 		Version: "test",
@@ -79,11 +81,11 @@ func TestCapacityChartGolden(t *testing.T) {
 }
 
 func TestCapacityChartEdgeCases(t *testing.T) {
-	empty := &CapacityResult{Schema: SchemaCapacityV1, Capacity: Capacity{KneeStep: -1}}
+	empty := &result.CapacityResult{Schema: result.SchemaCapacityV1, Capacity: result.Capacity{KneeStep: -1}}
 	one := capacitySample()
 	one.Capacity.Steps = one.Capacity.Steps[:1]
 	one.Capacity.KneeStep, one.Capacity.KneeRate, one.Capacity.PeakRate, one.Capacity.LatencyLimits = -1, 0, 0, nil
-	for name, c := range map[string]*CapacityResult{"empty": empty, "one step": one} {
+	for name, c := range map[string]*result.CapacityResult{"empty": empty, "one step": one} {
 		svg := CapacityChart(c)
 		if err := xml.Unmarshal([]byte(svg), new(struct{})); err != nil {
 			t.Errorf("%s: not well-formed: %v", name, err)
@@ -136,10 +138,10 @@ func TestCapacityVerdictAndRates(t *testing.T) {
 func TestCapacityJSONRoundTrip(t *testing.T) {
 	c := capacitySample()
 	path := filepath.Join(t.TempDir(), "result.json")
-	if err := WriteFileAtomic(path, func(w io.Writer) error { return CapacityJSON(w, c) }); err != nil {
+	if err := result.WriteFileAtomic(path, func(w io.Writer) error { return result.EncodeCapacity(w, c) }); err != nil {
 		t.Fatal(err)
 	}
-	back, err := ReadCapacityFile(path)
+	back, err := result.ReadCapacityFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,14 +155,14 @@ func TestCapacityJSONRoundTrip(t *testing.T) {
 		}
 	}
 	// A rehearsal reader refuses a capacity result with a clear error, and back.
-	if _, err := ReadFile(path); !errors.Is(err, ErrSchema) || !strings.Contains(err.Error(), SchemaCapacityV1) {
-		t.Errorf("ReadFile(capacity) = %v, want ErrSchema naming %s", err, SchemaCapacityV1)
+	if _, err := result.ReadFile(path); !errors.Is(err, result.ErrSchema) || !strings.Contains(err.Error(), result.SchemaCapacityV1) {
+		t.Errorf("ReadFile(capacity) = %v, want ErrSchema naming %s", err, result.SchemaCapacityV1)
 	}
-	if _, err := DecodeCapacity(strings.NewReader(`{"schema":"rehearse/result/v1"}`)); !errors.Is(err, ErrSchema) {
+	if _, err := result.DecodeCapacity(strings.NewReader(`{"schema":"rehearse/result/v1"}`)); !errors.Is(err, result.ErrSchema) {
 		t.Errorf("DecodeCapacity(result) = %v, want ErrSchema", err)
 	}
 	for _, in := range []string{`[]`, `{}`, `not json`} {
-		if _, err := DecodeCapacity(strings.NewReader(in)); !errors.Is(err, ErrNotResult) {
+		if _, err := result.DecodeCapacity(strings.NewReader(in)); !errors.Is(err, result.ErrNotResult) {
 			t.Errorf("DecodeCapacity(%s) = %v, want ErrNotResult", in, err)
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/rehearse-dev/rehearse/result"
 )
 
 // Chart geometry, in SVG user units. Every time chart shares the left and right
@@ -94,7 +96,7 @@ func esc(s string) string { return template.HTMLEscapeString(s) }
 
 // timeDomain is the x range every time chart of res shares: the run, the timeline
 // and the cutover steps all fit.
-func timeDomain(res *Result) (float64, float64) {
+func timeDomain(res *result.Result) (float64, float64) {
 	x1 := res.DurationS
 	if n := len(res.Timeline); n > 0 {
 		x1 = math.Max(x1, res.Timeline[n-1].TS+1)
@@ -181,13 +183,13 @@ func fmtTick(v float64) string {
 
 // bandLabel is a cutover step band and the row its label sits in.
 type bandLabel struct {
-	step Step
+	step result.Step
 	row  int
 }
 
 // layoutBands assigns each step's label to the first row where it does not overlap
 // an earlier label, so short adjacent steps stay readable. It returns the rows used.
-func layoutBands(res *Result, f frame) ([]bandLabel, int) {
+func layoutBands(res *result.Result, f frame) ([]bandLabel, int) {
 	if res.Migration == nil || len(res.Migration.Steps) == 0 {
 		return nil, 0
 	}
@@ -378,7 +380,7 @@ type timeChart struct {
 	legendY  float64
 }
 
-func newTimeChart(res *Result, legend []legendItem) timeChart {
+func newTimeChart(res *result.Result, legend []legendItem) timeChart {
 	x0, x1 := timeDomain(res)
 	f := frame{left: marginL, width: chartW - marginL - marginR, height: plotH, x0: x0, x1: x1}
 	bands, rows := layoutBands(res, f)
@@ -391,7 +393,7 @@ func newTimeChart(res *Result, legend []legendItem) timeChart {
 }
 
 // opNames lists the operations in result order, then any timeline-only names.
-func opNames(res *Result) []string {
+func opNames(res *result.Result) []string {
 	seen := map[string]bool{}
 	var names []string
 	for _, o := range res.Operations {
@@ -416,7 +418,7 @@ func opNames(res *Result) []string {
 // rowGap is the x gap that breaks a line: one and a half timeline intervals (the
 // median spacing of the rows). Line points sit in the middle of their interval, at
 // t_s + rowGap/3, so they line up with the cutover bands.
-func rowGap(res *Result) float64 {
+func rowGap(res *result.Result) float64 {
 	if len(res.Timeline) < 2 {
 		return 1.5
 	}
@@ -429,7 +431,7 @@ func rowGap(res *Result) float64 {
 }
 
 // throughputChart draws operations per second over time, one line per operation.
-func throughputChart(res *Result) string {
+func throughputChart(res *result.Result) string {
 	names := opNames(res)
 	legend := make([]legendItem, len(names))
 	for i, n := range names {
@@ -468,7 +470,7 @@ func throughputChart(res *Result) string {
 // latencyChart draws p50, p99 and max latency over time on a log scale (a cutover's
 // seconds-long stall and a healthy millisecond p50 must both be readable), with the
 // cutover steps as labelled bands. Seconds without completed operations are gaps.
-func latencyChart(res *Result) string {
+func latencyChart(res *result.Result) string {
 	legend := []legendItem{{"p50", "#4e79a7"}, {"p99", "#f28e2b"}, {"max", "#e15759"}}
 	c := newTimeChart(res, legend)
 	var p50, p99, pmax []point
@@ -519,7 +521,7 @@ func latencyChart(res *Result) string {
 }
 
 // errorClasses orders the error classes of res by total count, largest first.
-func errorClasses(res *Result) []string {
+func errorClasses(res *result.Result) []string {
 	totals := map[string]int64{}
 	for _, r := range res.Timeline {
 		for k, v := range r.ErrorsByClass {
@@ -541,7 +543,7 @@ func errorClasses(res *Result) []string {
 
 // errorsChart draws errors over time as bars stacked by class. Long runs are
 // bucketed (at most maxErrorBuckets bars) and the axis says the bucket width.
-func errorsChart(res *Result) string {
+func errorsChart(res *result.Result) string {
 	classes := errorClasses(res)
 	legend := make([]legendItem, len(classes))
 	for i, k := range classes {
@@ -620,8 +622,8 @@ func errorsChart(res *Result) string {
 
 // ganttChart draws the cutover steps as bars on the run's time axis, coloured by
 // status and labelled with their durations.
-func ganttChart(res *Result) string {
-	var steps []Step
+func ganttChart(res *result.Result) string {
+	var steps []result.Step
 	if res.Migration != nil {
 		steps = res.Migration.Steps
 	}

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/rehearse-dev/rehearse/result"
 )
 
 // ErrTolerance is wrapped by errors parsing a tolerance specification.
@@ -153,11 +155,11 @@ type Comparison struct {
 }
 
 // isDry reports whether res is a dry run (no real cutover).
-func isDry(res *Result) bool {
+func isDry(res *result.Result) bool {
 	return res.Mode == "dry" || (res.Migration != nil && res.Migration.Outcome == "dry")
 }
 
-func runInfo(res *Result) RunInfo {
+func runInfo(res *result.Result) RunInfo {
 	ri := RunInfo{Scenario: res.Scenario.Name, Mode: res.Mode, StartedAt: res.StartedAt, Verdict: PageVerdict(res).Label(), SHA256: res.Scenario.SHA256, Outcome: "no cutover"}
 	if res.Migration != nil {
 		ri.Outcome = res.Migration.Outcome
@@ -166,7 +168,7 @@ func runInfo(res *Result) RunInfo {
 }
 
 // Compare compares cand against base under tol.
-func Compare(base, cand *Result, tol Tolerance) Comparison {
+func Compare(base, cand *result.Result, tol Tolerance) Comparison {
 	c := Comparison{Base: runInfo(base), Candidate: runInfo(cand), Tolerance: tol}
 	c.CutoverCost = isDry(base) != isDry(cand)
 	if c.CutoverCost {
@@ -178,25 +180,25 @@ func Compare(base, cand *Result, tol Tolerance) Comparison {
 	latReg := func(b, k float64) bool { return k-b > math.Max(tol.LatencyAbsMs, b*tol.LatencyRel) }
 	unavReg := func(b, k float64) bool { return k-b > math.Max(tol.UnavailabilityMs, b*tol.LatencyRel) }
 
-	er := func(r *Result) float64 {
+	er := func(r *result.Result) float64 {
 		if r.Totals.Transactions == 0 {
 			return 0
 		}
 		return float64(r.Totals.Failed) / float64(r.Totals.Transactions)
 	}
-	ratio := func(r *Result) float64 {
+	ratio := func(r *result.Result) float64 {
 		if r.Load.TargetRate <= 0 {
 			return 0
 		}
 		return r.Load.AchievedRate / r.Load.TargetRate
 	}
 	m := []Delta{
-		{Name: "error rate", Base: er(base), Candidate: er(cand), Unit: UnitFraction, CutoverCost: c.CutoverCost},
-		{Name: "achieved rate / target", Base: ratio(base), Candidate: ratio(cand), Unit: UnitRatio},
-		{Name: "schedule lag p99", Base: base.Load.ScheduleLagP99Ms, Candidate: cand.Load.ScheduleLagP99Ms, Unit: UnitMs},
-		{Name: "max write unavailability", Base: base.Availability.WriteUnavailableMaxMs, Candidate: cand.Availability.WriteUnavailableMaxMs, Unit: UnitMs, CutoverCost: c.CutoverCost},
-		{Name: "max read unavailability", Base: base.Availability.ReadUnavailableMaxMs, Candidate: cand.Availability.ReadUnavailableMaxMs, Unit: UnitMs, CutoverCost: c.CutoverCost},
-		{Name: "lost acknowledged writes", Base: float64(base.Integrity.LostAcknowledgedWrites), Candidate: float64(cand.Integrity.LostAcknowledgedWrites), Unit: UnitCount},
+		{Name: "error rate", Base: er(base), Candidate: er(cand), Unit: result.UnitFraction, CutoverCost: c.CutoverCost},
+		{Name: "achieved rate / target", Base: ratio(base), Candidate: ratio(cand), Unit: result.UnitRatio},
+		{Name: "schedule lag p99", Base: base.Load.ScheduleLagP99Ms, Candidate: cand.Load.ScheduleLagP99Ms, Unit: result.UnitMs},
+		{Name: "max write unavailability", Base: base.Availability.WriteUnavailableMaxMs, Candidate: cand.Availability.WriteUnavailableMaxMs, Unit: result.UnitMs, CutoverCost: c.CutoverCost},
+		{Name: "max read unavailability", Base: base.Availability.ReadUnavailableMaxMs, Candidate: cand.Availability.ReadUnavailableMaxMs, Unit: result.UnitMs, CutoverCost: c.CutoverCost},
+		{Name: "lost acknowledged writes", Base: float64(base.Integrity.LostAcknowledgedWrites), Candidate: float64(cand.Integrity.LostAcknowledgedWrites), Unit: result.UnitCount},
 		{Name: "SLOs passed", Base: b2f(base.SLO.Passed), Candidate: b2f(cand.SLO.Passed), Unit: "bool"},
 	}
 	for i := range m {
@@ -246,14 +248,14 @@ func Compare(base, cand *Result, tol Tolerance) Comparison {
 			case cp.Count == 0:
 				od.Missing = "no samples in candidate"
 			}
-			cost := c.CutoverCost && (ph == phaseAll || ph == PhaseDuring)
+			cost := c.CutoverCost && (ph == phaseAll || ph == result.PhaseDuring)
 			mk := func(n string, b, k float64, unit string) Delta {
 				return Delta{Name: n, Base: b, Candidate: k, Unit: unit, CutoverCost: cost, Missing: od.Missing}
 			}
-			od.P50 = mk("p50", bp.LatencyMs.P50, cp.LatencyMs.P50, UnitMs)
-			od.P99 = mk("p99", bp.LatencyMs.P99, cp.LatencyMs.P99, UnitMs)
-			od.Max = mk("max", bp.LatencyMs.Max, cp.LatencyMs.Max, UnitMs)
-			od.ErrorRate = mk("error rate", rate(bp), rate(cp), UnitFraction)
+			od.P50 = mk("p50", bp.LatencyMs.P50, cp.LatencyMs.P50, result.UnitMs)
+			od.P99 = mk("p99", bp.LatencyMs.P99, cp.LatencyMs.P99, result.UnitMs)
+			od.Max = mk("max", bp.LatencyMs.Max, cp.LatencyMs.Max, result.UnitMs)
+			od.ErrorRate = mk("error rate", rate(bp), rate(cp), result.UnitFraction)
 			if od.Missing == "" && !cost {
 				od.P50.Regressed = latReg(od.P50.Base, od.P50.Candidate)
 				od.P99.Regressed = latReg(od.P99.Base, od.P99.Candidate)
@@ -274,33 +276,33 @@ func b2f(b bool) float64 {
 
 // rate is a phase's error fraction: errors over operations (Count includes failed
 // operations).
-func rate(p Phase) float64 {
+func rate(p result.Phase) float64 {
 	if p.Count > 0 {
 		return float64(p.Errors) / float64(p.Count)
 	}
 	return 0
 }
 
-func opPhase(o Operation, ph string) Phase {
+func opPhase(o result.Operation, ph string) result.Phase {
 	if ph == phaseAll {
-		return Phase{Count: o.Count, Errors: o.Errors, LatencyMs: o.LatencyMs}
+		return result.Phase{Count: o.Count, Errors: o.Errors, LatencyMs: o.LatencyMs}
 	}
 	return o.Phases[ph]
 }
 
-func findOp(r *Result, name string) (Operation, bool) {
+func findOp(r *result.Result, name string) (result.Operation, bool) {
 	for _, o := range r.Operations {
 		if o.Name == name {
 			return o, true
 		}
 	}
-	return Operation{}, false
+	return result.Operation{}, false
 }
 
-func unionOps(a, b *Result) []string {
+func unionOps(a, b *result.Result) []string {
 	seen := map[string]bool{}
 	var out []string
-	for _, r := range []*Result{a, b} {
+	for _, r := range []*result.Result{a, b} {
 		for _, o := range r.Operations {
 			if !seen[o.Name] {
 				seen[o.Name] = true
@@ -311,8 +313,8 @@ func unionOps(a, b *Result) []string {
 	return out
 }
 
-func unionPhases(a, b Operation) []string {
-	m := map[string]Phase{}
+func unionPhases(a, b result.Operation) []string {
+	m := map[string]result.Phase{}
 	for k, v := range a.Phases {
 		m[k] = v
 	}
@@ -364,7 +366,7 @@ func deltaCell(d Delta) string {
 		return "—"
 	}
 	s := fmtDelta(d.Base, d.Unit) + " → " + fmtDelta(d.Candidate, d.Unit)
-	if d.Unit == UnitMs && (d.Name == "p50" || d.Name == "p99" || d.Name == "max") {
+	if d.Unit == result.UnitMs && (d.Name == "p50" || d.Name == "p99" || d.Name == "max") {
 		// Latency cells sit under a "(ms)" heading: no unit in each cell.
 		s = msCell(d.Base) + " → " + msCell(d.Candidate)
 	}

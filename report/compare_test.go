@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/rehearse-dev/rehearse/result"
 )
 
 func TestCompareDryAgainstWet(t *testing.T) {
@@ -40,32 +42,32 @@ func TestCompareRegressions(t *testing.T) {
 	base := sample(t, "sample-wet.json")
 	tests := []struct {
 		name    string
-		mutate  func(r *Result)
+		mutate  func(r *result.Result)
 		tol     Tolerance
 		want    string // substring of a regression; "" means none
 		wantReg bool
 	}{
-		{"identical", func(*Result) {}, DefaultTolerance(), "", false},
-		{"p99 +50%", func(r *Result) {
-			p := r.Operations[3].Phases[PhaseAfter]
+		{"identical", func(*result.Result) {}, DefaultTolerance(), "", false},
+		{"p99 +50%", func(r *result.Result) {
+			p := r.Operations[3].Phases[result.PhaseAfter]
 			p.LatencyMs.P99 *= 1.5
-			r.Operations[3].Phases[PhaseAfter] = p
+			r.Operations[3].Phases[result.PhaseAfter] = p
 		}, DefaultTolerance(), "p99 transfer after", true},
-		{"small absolute change is noise", func(r *Result) {
-			p := r.Operations[1].Phases[PhaseBefore]
+		{"small absolute change is noise", func(r *result.Result) {
+			p := r.Operations[1].Phases[result.PhaseBefore]
 			p.LatencyMs.P50 *= 1.5 // 0.95 ms → 1.4 ms: +50% but under 1 ms
-			r.Operations[1].Phases[PhaseBefore] = p
+			r.Operations[1].Phases[result.PhaseBefore] = p
 		}, DefaultTolerance(), "", false},
-		{"looser tolerance", func(r *Result) {
-			p := r.Operations[3].Phases[PhaseAfter]
+		{"looser tolerance", func(r *result.Result) {
+			p := r.Operations[3].Phases[result.PhaseAfter]
 			p.LatencyMs.P99 *= 1.5
-			r.Operations[3].Phases[PhaseAfter] = p
+			r.Operations[3].Phases[result.PhaseAfter] = p
 		}, Tolerance{LatencyRel: 0.6, LatencyAbsMs: 1, ErrorRate: 0.001, RateDrop: 0.05, UnavailabilityMs: 100}, "", false},
-		{"longer outage", func(r *Result) { r.Availability.WriteUnavailableMaxMs = 5000 }, DefaultTolerance(), "max write unavailability", true},
-		{"lost writes", func(r *Result) { r.Integrity.LostAcknowledgedWrites = 1 }, DefaultTolerance(), "lost acknowledged writes", true},
-		{"rate drop", func(r *Result) { r.Load.AchievedRate = 300 }, DefaultTolerance(), "achieved rate / target", true},
-		{"slo breached", func(r *Result) { r.SLO.Passed = false }, DefaultTolerance(), "SLOs passed", true},
-		{"operation missing", func(r *Result) { r.Operations = r.Operations[1:] }, DefaultTolerance(), "login: did not run in candidate", true},
+		{"longer outage", func(r *result.Result) { r.Availability.WriteUnavailableMaxMs = 5000 }, DefaultTolerance(), "max write unavailability", true},
+		{"lost writes", func(r *result.Result) { r.Integrity.LostAcknowledgedWrites = 1 }, DefaultTolerance(), "lost acknowledged writes", true},
+		{"rate drop", func(r *result.Result) { r.Load.AchievedRate = 300 }, DefaultTolerance(), "achieved rate / target", true},
+		{"slo breached", func(r *result.Result) { r.SLO.Passed = false }, DefaultTolerance(), "SLOs passed", true},
+		{"operation missing", func(r *result.Result) { r.Operations = r.Operations[1:] }, DefaultTolerance(), "login: did not run in candidate", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,3 +1,6 @@
+// Package report renders results (package result) as report.md and report.html,
+// for runs and capacity sign-offs, and compares two runs. It reads only a result:
+// any run can be re-rendered and any two compared.
 package report
 
 import (
@@ -6,6 +9,8 @@ import (
 	"html/template"
 	"io"
 	"strconv"
+
+	"github.com/rehearse-dev/rehearse/result"
 )
 
 //go:embed report.html.tmpl
@@ -34,7 +39,7 @@ func htmlTmpl(text string) (*template.Template, error) {
 		"dflag":       deltaFlag,
 		"oflag":       opFlag,
 		"outcomeText": outcomeText,
-		"stepDur":     func(s Step) string { return fmtDuration(s.EndS - s.StartS) },
+		"stepDur":     func(s result.Step) string { return fmtDuration(s.EndS - s.StartS) },
 		"css":         func() template.CSS { return template.CSS(styleCSS) }, //nolint:gosec // our own file
 	}).Parse(text)
 }
@@ -47,7 +52,7 @@ type card struct {
 
 // htmlData is what the HTML template sees.
 type htmlData struct {
-	R          *Result
+	R          *result.Result
 	V          Verdict
 	Cards      []card
 	Throughput template.HTML
@@ -67,7 +72,7 @@ type htmlData struct {
 // HTML writes res as one self-contained HTML page: the verdict, inline SVG charts
 // and the tables. It references nothing outside itself (no script, font, image or
 // stylesheet), so it opens offline and prints.
-func HTML(w io.Writer, res *Result) error {
+func HTML(w io.Writer, res *result.Result) error {
 	t, err := htmlTmpl(htmlTemplate)
 	if err != nil {
 		return fmt.Errorf("parse html template: %w", err)
@@ -98,7 +103,7 @@ func HTML(w io.Writer, res *Result) error {
 }
 
 // cards picks the headline numbers: the three sign-off questions at a glance.
-func cards(res *Result) []card {
+func cards(res *result.Result) []card {
 	errRate := 0.0
 	if res.Totals.Transactions > 0 {
 		errRate = float64(res.Totals.Failed) / float64(res.Totals.Transactions)

@@ -6,11 +6,13 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/rehearse-dev/rehearse/result"
 )
 
 // Markdown writes res as a Markdown report for a pull request or a ticket: the
 // verdict and the same tables as the HTML report, without the charts.
-func Markdown(w io.Writer, res *Result) error {
+func Markdown(w io.Writer, res *result.Result) error {
 	bw := bufio.NewWriter(w)
 	p := func(format string, args ...any) { fmt.Fprintf(bw, format, args...) }
 	v := PageVerdict(res)

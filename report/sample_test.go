@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rehearse-dev/rehearse/internal/slo"
+	"github.com/rehearse-dev/rehearse/result"
 	"github.com/rehearse-dev/rehearse/scenarios"
 )
 
@@ -47,19 +49,19 @@ func clip(b []byte, n int) []byte {
 
 // sample reads a fixture from testdata; under -update it first regenerates the
 // fixture from its generator, so goldens always derive from the checked-in file.
-func sample(t testing.TB, name string) *Result {
+func sample(t testing.TB, name string) *result.Result {
 	t.Helper()
 	path := filepath.Join("testdata", name)
 	if *update {
-		gen := map[string]func() *Result{"sample-wet.json": sampleWet, "sample-dry.json": sampleDry}[name]
+		gen := map[string]func() *result.Result{"sample-wet.json": sampleWet, "sample-dry.json": sampleDry}[name]
 		if gen == nil {
 			t.Fatalf("no generator for %s", name)
 		}
-		if err := WriteFileAtomic(path, func(w io.Writer) error { return JSON(w, gen()) }); err != nil {
+		if err := result.WriteFileAtomic(path, func(w io.Writer) error { return result.Encode(w, gen()) }); err != nil {
 			t.Fatal(err)
 		}
 	}
-	res, err := ReadFile(path)
+	res, err := result.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,9 +74,9 @@ func sampleSLO() scenarios.SLO {
 	ms := func(n int) scenarios.Duration { return scenarios.Duration(time.Duration(n) * time.Millisecond) }
 	return scenarios.SLO{
 		Latency: []scenarios.LatencySLO{
-			{Op: "*", Phase: PhaseBefore, Percentile: 99, Max: ms(100)},
-			{Op: "*", Phase: PhaseAfter, Percentile: 99, Max: ms(150)},
-			{Op: "transfer", Phase: PhaseDuring, Percentile: 99, Max: ms(2500)},
+			{Op: "*", Phase: result.PhaseBefore, Percentile: 99, Max: ms(100)},
+			{Op: "*", Phase: result.PhaseAfter, Percentile: 99, Max: ms(150)},
+			{Op: "transfer", Phase: result.PhaseDuring, Percentile: 99, Max: ms(2500)},
 			{Op: "balance", Phase: "all", Percentile: 99.9, Max: ms(2500)},
 		},
 		MaxErrorRate:        &errRate,
@@ -109,13 +111,13 @@ var sampleSteps = []string{"preflight", "create_replica", "catch_up", "forward_w
 func r2(v float64) float64 { return math.Round(v*100) / 100 }
 
 // sampleBase fills what the wet and dry samples share.
-func sampleBase(mode string) *Result {
+func sampleBase(mode string) *result.Result {
 	start := time.Date(2025, 3, 14, 9, 30, 0, 0, time.UTC)
-	return &Result{
-		Schema:    SchemaV1,
+	return &result.Result{
+		Schema:    result.SchemaV1,
 		Mode:      mode,
-		Scenario:  ScenarioInfo{Name: "smoke", File: "scenarios/smoke.yaml", SHA256: "5f1c0d5e8a2b7c3d9e4f6a1b2c3d4e5f60718293a4b5c6d7e8f9012345678abc"},
-		Target:    TargetInfo{Kind: "local", EndpointMode: "dns", Workload: "banking", Versions: map[string]string{"postgres": "15.8", "pgx": "v5.12.0", "go": "go1.26.8"}},
+		Scenario:  result.ScenarioInfo{Name: "smoke", File: "scenarios/smoke.yaml", SHA256: "5f1c0d5e8a2b7c3d9e4f6a1b2c3d4e5f60718293a4b5c6d7e8f9012345678abc"},
+		Target:    result.TargetInfo{Kind: "local", EndpointMode: "dns", Workload: "banking", Versions: map[string]string{"postgres": "15.8", "pgx": "v5.12.0", "go": "go1.26.8"}},
 		StartedAt: start,
 		EndedAt:   start.Add(40 * time.Second),
 		DurationS: 40,
@@ -125,24 +127,24 @@ func sampleBase(mode string) *Result {
 
 // sampleTimeline simulates 40 s at 400 actions/s. fail(t, kind) gives the failed
 // fraction of that kind in second t; lat(t) multiplies p50/p99/max.
-func sampleTimeline(res *Result, rng *rand.Rand, steps []Step, fail func(t int, kind string) float64, spike func(t int) (p99, max float64)) {
+func sampleTimeline(res *result.Result, rng *rand.Rand, steps []result.Step, fail func(t int, kind string) float64, spike func(t int) (p99, max float64)) {
 	phaseOf := func(t float64) string {
 		if len(steps) < 6 || t < steps[1].StartS {
-			return PhaseBefore
+			return result.PhaseBefore
 		}
 		if t < steps[5].EndS {
-			return PhaseDuring
+			return result.PhaseDuring
 		}
-		return PhaseAfter
+		return result.PhaseAfter
 	}
 	type acc struct{ count, errors int64 }
 	perOp := map[string]map[string]*acc{}
 	for _, o := range sampleOps {
-		perOp[o.name] = map[string]*acc{PhaseBefore: {}, PhaseDuring: {}, PhaseAfter: {}}
+		perOp[o.name] = map[string]*acc{result.PhaseBefore: {}, result.PhaseDuring: {}, result.PhaseAfter: {}}
 	}
 	var tx, failed int64
 	for t := 0; t < 40; t++ {
-		row := TimelineRow{TS: float64(t), PerOp: map[string]int64{}}
+		row := result.TimelineRow{TS: float64(t), PerOp: map[string]int64{}}
 		var errs int64
 		for _, o := range sampleOps {
 			n := int64(math.Round(400 * o.weight * (0.9 + 0.2*rng.Float64())))
@@ -177,42 +179,42 @@ func sampleTimeline(res *Result, rng *rand.Rand, steps []Step, fail func(t int, 
 		res.Timeline = append(res.Timeline, row)
 	}
 	for i, o := range sampleOps {
-		op := Operation{Name: o.name, Kind: o.kind, Phases: map[string]Phase{}}
+		op := result.Operation{Name: o.name, Kind: o.kind, Phases: map[string]result.Phase{}}
 		worst := 1.0
-		for _, ph := range []string{PhaseBefore, PhaseDuring, PhaseAfter} {
+		for _, ph := range []string{result.PhaseBefore, result.PhaseDuring, result.PhaseAfter} {
 			a := perOp[o.name][ph]
 			if a.count == 0 {
 				continue
 			}
 			m := 1.0
-			if ph == PhaseDuring {
+			if ph == result.PhaseDuring {
 				p99m, _ := spike(16)
 				m = p99m
 			}
 			worst = math.Max(worst, m)
-			l := Latency{P50: r2(o.p50 * (1 + 0.05*float64(i%3))), P90: r2(o.p50 * 2.6), P99: r2(o.p50 * 4.2 * m), P999: r2(o.p50 * 7.5 * m), Max: r2(o.p50 * 11 * m * 1.3)}
-			if ph == PhaseAfter {
+			l := result.Latency{P50: r2(o.p50 * (1 + 0.05*float64(i%3))), P90: r2(o.p50 * 2.6), P99: r2(o.p50 * 4.2 * m), P999: r2(o.p50 * 7.5 * m), Max: r2(o.p50 * 11 * m * 1.3)}
+			if ph == result.PhaseAfter {
 				l.P50, l.P99 = r2(l.P50*1.04), r2(l.P99*1.08)
 			}
-			op.Phases[ph] = Phase{Count: a.count, Errors: a.errors, LatencyMs: l}
+			op.Phases[ph] = result.Phase{Count: a.count, Errors: a.errors, LatencyMs: l}
 			op.Count += a.count
 			op.Errors += a.errors
 		}
-		op.LatencyMs = Latency{P50: r2(o.p50 * 1.02), P90: r2(o.p50 * 2.7), P99: r2(o.p50 * 4.6 * math.Sqrt(worst)), P999: r2(o.p50 * 7.5 * worst), Max: r2(o.p50 * 11 * worst * 1.3)}
-		op.ServiceMs = Service{P50: r2(o.p50 * 0.92), P99: r2(o.p50 * 3.9), Max: r2(o.p50 * 9)}
+		op.LatencyMs = result.Latency{P50: r2(o.p50 * 1.02), P90: r2(o.p50 * 2.7), P99: r2(o.p50 * 4.6 * math.Sqrt(worst)), P999: r2(o.p50 * 7.5 * worst), Max: r2(o.p50 * 11 * worst * 1.3)}
+		op.ServiceMs = result.Service{P50: r2(o.p50 * 0.92), P99: r2(o.p50 * 3.9), Max: r2(o.p50 * 9)}
 		res.Operations = append(res.Operations, op)
 	}
-	res.Totals = Totals{Transactions: tx, Failed: failed, Ambiguous: 0, Succeeded: tx - failed, Retries: 7}
-	res.Load = LoadInfo{Model: "open", Sessions: 2000, TargetRate: 400, AchievedRate: r2(float64(tx) / 40), ScheduleLagP99Ms: 0.84, ScheduleLagMaxMs: 3.9, PoolSize: 32, Workers: 64, Arrivals: tx}
+	res.Totals = result.Totals{Transactions: tx, Failed: failed, Ambiguous: 0, Succeeded: tx - failed, Retries: 7}
+	res.Load = result.LoadInfo{Model: "open", Sessions: 2000, TargetRate: 400, AchievedRate: r2(float64(tx) / 40), ScheduleLagP99Ms: 0.84, ScheduleLagMaxMs: 3.9, PoolSize: 32, Workers: 64, Arrivals: tx}
 }
 
 // sampleWet is a smoke wet run: 40 s, 8 banking operations, the full 9-step
 // cutover with a write outage around the switchover.
-func sampleWet() *Result {
+func sampleWet() *result.Result {
 	res := sampleBase("wet")
 	rng := rand.New(rand.NewPCG(1, 2))
 	bounds := [][2]float64{{5.0, 5.2}, {5.2, 11.8}, {11.8, 14.9}, {14.9, 15.3}, {15.3, 17.4}, {17.4, 19.6}, {19.6, 22.0}, {22.0, 27.5}, {32.5, 34.0}}
-	var steps []Step
+	var steps []result.Step
 	details := map[string]map[string]any{
 		"preflight":      {"writer": "pg-primary", "checksums": true},
 		"create_replica": {"replica": "pg-replica-1", "slot": "rehearse_replica_1"},
@@ -221,9 +223,9 @@ func sampleWet() *Result {
 		"redirect":       {"mode": "dns", "stale_window_ms": 2000},
 	}
 	for i, n := range sampleSteps {
-		steps = append(steps, Step{Name: n, Status: "ok", StartS: bounds[i][0], EndS: bounds[i][1], Detail: details[n]})
+		steps = append(steps, result.Step{Name: n, Status: "ok", StartS: bounds[i][0], EndS: bounds[i][1], Detail: details[n]})
 	}
-	res.Migration = &Migration{Plan: sampleSteps, Outcome: "completed", Steps: steps, WriterBefore: "pg-primary", WriterAfter: "pg-replica-1", LagAtPromotion: LagAtPromotion{Bytes: 0, Ms: 0.4}}
+	res.Migration = &result.Migration{Plan: sampleSteps, Outcome: "completed", Steps: steps, WriterBefore: "pg-primary", WriterAfter: "pg-replica-1", LagAtPromotion: result.LagAtPromotion{Bytes: 0, Ms: 0.4}}
 	fail := func(t int, kind string) float64 {
 		switch {
 		case (t == 16 || t == 17) && kind == "write":
@@ -249,73 +251,73 @@ func sampleWet() *Result {
 		return 1, 1
 	}
 	sampleTimeline(res, rng, steps, fail, spike)
-	res.Errors = []ErrorClass{
-		{Class: "connection_reset", SQLState: "08006", FirstS: 15.31, LastS: 18.92, Example: "FATAL: terminating connection due to administrator command (SQLSTATE 08006): unexpected EOF", Phases: map[string]int64{PhaseDuring: 0}},
-		{Class: "admin_shutdown", SQLState: "57P01", FirstS: 16.02, LastS: 17.38, Example: "FATAL: terminating connection due to administrator command (SQLSTATE 57P01)", Phases: map[string]int64{PhaseDuring: 0}},
+	res.Errors = []result.ErrorClass{
+		{Class: "connection_reset", SQLState: "08006", FirstS: 15.31, LastS: 18.92, Example: "FATAL: terminating connection due to administrator command (SQLSTATE 08006): unexpected EOF", Phases: map[string]int64{result.PhaseDuring: 0}},
+		{Class: "admin_shutdown", SQLState: "57P01", FirstS: 16.02, LastS: 17.38, Example: "FATAL: terminating connection due to administrator command (SQLSTATE 57P01)", Phases: map[string]int64{result.PhaseDuring: 0}},
 	}
 	for _, r := range res.Timeline {
 		for i := range res.Errors {
 			res.Errors[i].Count += r.ErrorsByClass[res.Errors[i].Class]
-			res.Errors[i].Phases[PhaseDuring] += r.ErrorsByClass[res.Errors[i].Class]
+			res.Errors[i].Phases[result.PhaseDuring] += r.ErrorsByClass[res.Errors[i].Class]
 		}
 	}
-	res.Availability = Availability{
+	res.Availability = result.Availability{
 		WriteUnavailableMaxMs: 1412.5,
 		ReadUnavailableMaxMs:  388.2,
-		PerPhase: map[string]PhaseWindows{
-			PhaseBefore: {}, PhaseDuring: {WriteMaxMs: 1412.5, ReadMaxMs: 388.2}, PhaseAfter: {},
+		PerPhase: map[string]result.PhaseWindows{
+			result.PhaseBefore: {}, result.PhaseDuring: {WriteMaxMs: 1412.5, ReadMaxMs: 388.2}, result.PhaseAfter: {},
 		},
-		Windows: []Window{
-			{Kind: "write", StartS: 15.94, EndS: 17.35, Ms: 1412.5, Attempts: 412, Phase: PhaseDuring},
-			{Kind: "read", StartS: 16.21, EndS: 16.6, Ms: 388.2, Attempts: 157, Phase: PhaseDuring},
+		Windows: []result.Window{
+			{Kind: "write", StartS: 15.94, EndS: 17.35, Ms: 1412.5, Attempts: 412, Phase: result.PhaseDuring},
+			{Kind: "read", StartS: 16.21, EndS: 16.6, Ms: 388.2, Attempts: 157, Phase: result.PhaseDuring},
 		},
 	}
-	res.Integrity = Integrity{Checked: true, BalanceConserved: true, Ambiguous: 2, AmbiguousCommitted: 1, AcknowledgedWrites: 6121,
+	res.Integrity = result.Integrity{Checked: true, BalanceConserved: true, Ambiguous: 2, AmbiguousCommitted: 1, AcknowledgedWrites: 6121,
 		Details: []string{"sum of balances 4000000000 = opening 4000000000", "2 ambiguous commits resolved by idempotency key: 1 committed, 1 not"}}
 	res.Totals.Ambiguous = 2
 	res.Totals.Succeeded -= 2
 	res.Notes = []string{"dns endpoint mode: new connections reached the old writer for up to 2 s after the switchover"}
-	res.SLO = Evaluate(res, sampleSLO())
+	res.SLO = slo.Evaluate(res, sampleSLO())
 	return res
 }
 
 // sampleDry is the dry run of the same scenario: the steps only checked and
 // planned, no outage, no errors.
-func sampleDry() *Result {
+func sampleDry() *result.Result {
 	res := sampleBase("dry")
 	rng := rand.New(rand.NewPCG(3, 4))
-	var steps []Step
+	var steps []result.Step
 	at := 5.0
 	for i, n := range sampleSteps {
 		d := 0.05 + 0.03*float64(i%4)
-		steps = append(steps, Step{Name: n, Status: "planned", StartS: r2(at), EndS: r2(at + d), Detail: map[string]any{"would": "run " + n}})
+		steps = append(steps, result.Step{Name: n, Status: "planned", StartS: r2(at), EndS: r2(at + d), Detail: map[string]any{"would": "run " + n}})
 		at += d
 	}
-	res.Migration = &Migration{Plan: sampleSteps, Outcome: "dry", Steps: steps, WriterBefore: "pg-primary", WriterAfter: "pg-primary"}
+	res.Migration = &result.Migration{Plan: sampleSteps, Outcome: "dry", Steps: steps, WriterBefore: "pg-primary", WriterAfter: "pg-primary"}
 	sampleTimeline(res, rng, steps, func(int, string) float64 { return 0 }, func(int) (float64, float64) { return 1, 1 })
-	res.Availability = Availability{PerPhase: map[string]PhaseWindows{PhaseBefore: {}, PhaseDuring: {}, PhaseAfter: {}}}
-	res.Integrity = Integrity{Checked: true, BalanceConserved: true, AcknowledgedWrites: 6210}
-	res.SLO = Evaluate(res, sampleSLO())
+	res.Availability = result.Availability{PerPhase: map[string]result.PhaseWindows{result.PhaseBefore: {}, result.PhaseDuring: {}, result.PhaseAfter: {}}}
+	res.Integrity = result.Integrity{Checked: true, BalanceConserved: true, AcknowledgedWrites: 6210}
+	res.SLO = slo.Evaluate(res, sampleSLO())
 	return res
 }
 
 // hourResult is a 1-hour run at 2,000 actions/s with 10 operations and a cutover
 // in the middle: the scale the renderers must handle in well under 2 s.
-func hourResult() *Result {
+func hourResult() *result.Result {
 	res := sampleBase("wet")
 	res.DurationS = 3600
 	res.EndedAt = res.StartedAt.Add(time.Hour)
 	rng := rand.New(rand.NewPCG(5, 6))
 	names := []string{"login", "balance", "statement", "transfer", "deposit", "logout", "dashboard", "background_job", "search", "update_profile"}
-	var steps []Step
+	var steps []result.Step
 	at := 1800.0
 	for _, n := range sampleSteps {
-		steps = append(steps, Step{Name: n, Status: "ok", StartS: at, EndS: at + 20})
+		steps = append(steps, result.Step{Name: n, Status: "ok", StartS: at, EndS: at + 20})
 		at += 25
 	}
-	res.Migration = &Migration{Plan: sampleSteps, Outcome: "completed", Steps: steps}
+	res.Migration = &result.Migration{Plan: sampleSteps, Outcome: "completed", Steps: steps}
 	for t := 0; t < 3600; t++ {
-		row := TimelineRow{TS: float64(t), PerOp: map[string]int64{}, P50Ms: 2 + rng.Float64(), P99Ms: 12 + 8*rng.Float64(), MaxMs: 30 + 40*rng.Float64()}
+		row := result.TimelineRow{TS: float64(t), PerOp: map[string]int64{}, P50Ms: 2 + rng.Float64(), P99Ms: 12 + 8*rng.Float64(), MaxMs: 30 + 40*rng.Float64()}
 		for _, n := range names {
 			v := int64(200 * (0.9 + 0.2*rng.Float64()))
 			row.PerOp[n] = v
@@ -329,21 +331,21 @@ func hourResult() *Result {
 		res.Timeline = append(res.Timeline, row)
 	}
 	for _, n := range names {
-		l := Latency{P50: 2, P90: 6, P99: 14, P999: 40, Max: 2400}
-		res.Operations = append(res.Operations, Operation{Name: n, Kind: "read", Count: 720000, LatencyMs: l,
-			Phases: map[string]Phase{PhaseBefore: {Count: 360000, LatencyMs: l}, PhaseDuring: {Count: 20000, LatencyMs: l}, PhaseAfter: {Count: 340000, LatencyMs: l}}})
+		l := result.Latency{P50: 2, P90: 6, P99: 14, P999: 40, Max: 2400}
+		res.Operations = append(res.Operations, result.Operation{Name: n, Kind: "read", Count: 720000, LatencyMs: l,
+			Phases: map[string]result.Phase{result.PhaseBefore: {Count: 360000, LatencyMs: l}, result.PhaseDuring: {Count: 20000, LatencyMs: l}, result.PhaseAfter: {Count: 340000, LatencyMs: l}}})
 	}
-	res.Totals = Totals{Transactions: 7200000, Succeeded: 7198740, Failed: 1260}
-	res.Load = LoadInfo{Model: "open", TargetRate: 2000, AchievedRate: 1999.6}
-	res.SLO = Evaluate(res, sampleSLO())
+	res.Totals = result.Totals{Transactions: 7200000, Succeeded: 7198740, Failed: 1260}
+	res.Load = result.LoadInfo{Model: "open", TargetRate: 2000, AchievedRate: 1999.6}
+	res.SLO = slo.Evaluate(res, sampleSLO())
 	return res
 }
 
 func TestSampleFixturesMatchGenerators(t *testing.T) {
-	for name, gen := range map[string]func() *Result{"sample-wet.json": sampleWet, "sample-dry.json": sampleDry} {
+	for name, gen := range map[string]func() *result.Result{"sample-wet.json": sampleWet, "sample-dry.json": sampleDry} {
 		t.Run(name, func(t *testing.T) {
 			var want bytes.Buffer
-			if err := JSON(&want, gen()); err != nil {
+			if err := result.Encode(&want, gen()); err != nil {
 				t.Fatal(err)
 			}
 			sample(t, name) // regenerates under -update

@@ -3,6 +3,8 @@ package report
 import (
 	"slices"
 	"strconv"
+
+	"github.com/rehearse-dev/rehearse/result"
 )
 
 // Verdict is what heads a report: PASS or FAIL and why.
@@ -24,7 +26,7 @@ func (v Verdict) Label() string {
 
 // PageVerdict is the verdict the reports show: the SLO verdict (Reasons), plus a
 // failed cutover and an interrupted run, which no sign-off can ignore.
-func PageVerdict(res *Result) Verdict {
+func PageVerdict(res *result.Result) Verdict {
 	reasons := Reasons(res.SLO)
 	if res.Migration != nil && res.Migration.Outcome == "failed" {
 		reasons = append(reasons, "cutover failed")
@@ -39,12 +41,12 @@ func PageVerdict(res *Result) Verdict {
 type phaseRow struct {
 	Op, Kind, Phase string
 	Count, Errors   int64
-	Lat             Latency
+	Lat             result.Latency
 }
 
 // latencyRows lists every operation's whole-run summary followed by its phases in
 // timeline order; phases without samples are left out.
-func latencyRows(res *Result) []phaseRow {
+func latencyRows(res *result.Result) []phaseRow {
 	var rows []phaseRow
 	for _, o := range res.Operations {
 		rows = append(rows, phaseRow{Op: o.Name, Kind: o.Kind, Phase: phaseAll, Count: o.Count, Errors: o.Errors, Lat: o.LatencyMs})
@@ -62,14 +64,14 @@ func latencyRows(res *Result) []phaseRow {
 // phaseOrder lists the keys of m: before, during, after first, then any others sorted.
 func phaseOrder[V any](m map[string]V) []string {
 	var out []string
-	for _, p := range []string{PhaseBefore, PhaseDuring, PhaseAfter} {
+	for _, p := range []string{result.PhaseBefore, result.PhaseDuring, result.PhaseAfter} {
 		if _, ok := m[p]; ok {
 			out = append(out, p)
 		}
 	}
 	var extra []string
 	for k := range m {
-		if k != PhaseBefore && k != PhaseDuring && k != PhaseAfter {
+		if k != result.PhaseBefore && k != result.PhaseDuring && k != result.PhaseAfter {
 			extra = append(extra, k)
 		}
 	}
@@ -81,7 +83,7 @@ func phaseOrder[V any](m map[string]V) []string {
 type kv struct{ K, V string }
 
 // loadRows is the load achieved versus asked for.
-func loadRows(res *Result) []kv {
+func loadRows(res *result.Result) []kv {
 	l := res.Load
 	ratio := "—"
 	if l.TargetRate > 0 {
@@ -108,7 +110,7 @@ func loadRows(res *Result) []kv {
 }
 
 // envRows describes where and how the run happened.
-func envRows(res *Result) []kv {
+func envRows(res *result.Result) []kv {
 	rows := []kv{
 		{"Mode", orDash(res.Mode)},
 		{"Scenario", orDash(res.Scenario.Name)},
@@ -136,7 +138,7 @@ func envRows(res *Result) []kv {
 }
 
 // integrityRows is the integrity verdict's table.
-func integrityRows(res *Result) []kv {
+func integrityRows(res *result.Result) []kv {
 	in := res.Integrity
 	if !in.Checked {
 		return []kv{{"Checked", "no — integrity was not checked"}}
@@ -152,7 +154,7 @@ func integrityRows(res *Result) []kv {
 }
 
 // integrityVerdict summarises the integrity check in a few words.
-func integrityVerdict(in Integrity) string {
+func integrityVerdict(in result.Integrity) string {
 	switch {
 	case !in.Checked:
 		return "not checked"
@@ -164,7 +166,7 @@ func integrityVerdict(in Integrity) string {
 }
 
 // migrationRows summarises the cutover.
-func migrationRows(m *Migration) []kv {
+func migrationRows(m *result.Migration) []kv {
 	return []kv{
 		{"Outcome", orDash(m.Outcome)},
 		{"Writer before", orDash(m.WriterBefore)},
@@ -174,7 +176,7 @@ func migrationRows(m *Migration) []kv {
 }
 
 // availabilityRows is the longest unavailability overall and per phase.
-func availabilityRows(a Availability) []kv {
+func availabilityRows(a result.Availability) []kv {
 	rows := []kv{
 		{"Longest write unavailability", fmtMs(a.WriteUnavailableMaxMs)},
 		{"Longest read unavailability", fmtMs(a.ReadUnavailableMaxMs)},
@@ -203,7 +205,7 @@ func yesNo(b bool) string {
 }
 
 // checkStatus is a check's state for the tables.
-func checkStatus(c SLOCheck) string {
+func checkStatus(c result.SLOCheck) string {
 	switch {
 	case c.Passed && c.Reason != "":
 		return "n/a"
@@ -215,7 +217,7 @@ func checkStatus(c SLOCheck) string {
 }
 
 // checkValue formats a check's measured value, or its reason when unmeasured.
-func checkValue(c SLOCheck) string {
+func checkValue(c result.SLOCheck) string {
 	if c.Reason != "" && c.Value == 0 {
 		return c.Reason
 	}
@@ -223,8 +225,8 @@ func checkValue(c SLOCheck) string {
 }
 
 // checkLimit formats a check's limit with its direction.
-func checkLimit(c SLOCheck) string {
-	if c.Unit == UnitRatio {
+func checkLimit(c result.SLOCheck) string {
+	if c.Unit == result.UnitRatio {
 		return "≥ " + fmtValue(c.Limit, c.Unit)
 	}
 	return "≤ " + fmtValue(c.Limit, c.Unit)

@@ -10,8 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/rehearse-dev/rehearse/report"
+	"github.com/rehearse-dev/rehearse/result"
 )
 
 // Kind says which endpoint an operation belongs to.
@@ -76,5 +75,5 @@ type Workload interface {
 	// Next chooses the session's next operation (login, actions, logout ...).
 	Next(s *Session, r *rand.Rand) int
 	// Verify checks integrity after the run against the writer.
-	Verify(ctx context.Context, pool *pgxpool.Pool) (report.Integrity, error)
+	Verify(ctx context.Context, pool *pgxpool.Pool) (result.Integrity, error)
 }

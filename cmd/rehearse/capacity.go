@@ -10,6 +10,7 @@ import (
 
 	"github.com/rehearse-dev/rehearse"
 	"github.com/rehearse-dev/rehearse/report"
+	"github.com/rehearse-dev/rehearse/result"
 	"github.com/rehearse-dev/rehearse/scenarios"
 )
 
@@ -128,7 +129,7 @@ failure; 130 interrupted (the steps so far are written).`,
 }
 
 // summarizeCapacity prints the verdict and where the report is.
-func summarizeCapacity(w io.Writer, res *report.CapacityResult, out string) {
+func summarizeCapacity(w io.Writer, res *result.CapacityResult, out string) {
 	k := res.Capacity
 	fmt.Fprintln(w, report.CapacityVerdict(res))
 	if k.KneeRate > 0 {

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rehearse-dev/rehearse/report"
+	"github.com/rehearse-dev/rehearse/result"
 )
 
 func TestCapacityUsageErrors(t *testing.T) {
@@ -61,7 +61,7 @@ func TestCapacityBelowPeakExits3(t *testing.T) {
 	if !strings.Contains(r.err, "step 2/2") {
 		t.Errorf("no per-step progress on stderr: %s", r.err)
 	}
-	res, err := report.ReadCapacityFile(filepath.Join(out, "result.json"))
+	res, err := result.ReadCapacityFile(filepath.Join(out, "result.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestCapacityBelowPeakExits3(t *testing.T) {
 		t.Errorf("report render of a capacity result: exit %d, %s%s", rr.code, rr.out, rr.err)
 	}
 	rc := cli(t, t.Context(), "report", "compare", filepath.Join(out, "result.json"), filepath.Join(out, "result.json"))
-	if rc.code != exitInput || !strings.Contains(rc.err, report.SchemaCapacityV1) {
+	if rc.code != exitInput || !strings.Contains(rc.err, result.SchemaCapacityV1) {
 		t.Errorf("report compare of capacity results: exit %d, %s", rc.code, rc.err)
 	}
 }

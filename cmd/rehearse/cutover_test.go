@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rehearse-dev/rehearse/report"
+	"github.com/rehearse-dev/rehearse/result"
 )
 
 // cutoverScenario is the smoke load shortened for tests: a 3 s warm-up, a 1 s soak
@@ -31,13 +31,13 @@ cutover:
 `+extra)
 }
 
-func runCutover(t *testing.T, args ...string) *report.Result {
+func runCutover(t *testing.T, args ...string) *result.Result {
 	t.Helper()
 	res, _ := runCutoverOut(t, args...)
 	return res
 }
 
-func runCutoverOut(t *testing.T, args ...string) (*report.Result, string) {
+func runCutoverOut(t *testing.T, args ...string) (*result.Result, string) {
 	t.Helper()
 	dir := t.TempDir()
 	// The postgres OS user must reach the work directory (else a fallback under the
@@ -62,7 +62,7 @@ func runCutoverOut(t *testing.T, args ...string) (*report.Result, string) {
 	return res, out
 }
 
-func stepsOK(t *testing.T, m *report.Migration, want string) {
+func stepsOK(t *testing.T, m *result.Migration, want string) {
 	t.Helper()
 	var got []string
 	for _, s := range m.Steps {
@@ -75,13 +75,13 @@ func stepsOK(t *testing.T, m *report.Migration, want string) {
 
 const allOK = "preflight=ok create_replica=ok catch_up=ok forward_writes=ok switchover=ok redirect=ok validate=ok keep_rollback_target=ok decommission=ok"
 
-func checkIntegrity(t *testing.T, res *report.Result) {
+func checkIntegrity(t *testing.T, res *result.Result) {
 	t.Helper()
 	in := res.Integrity
 	if !in.Checked || !in.BalanceConserved || in.LostAcknowledgedWrites != 0 {
 		t.Errorf("integrity = %+v", in)
 	}
-	for _, p := range []string{report.PhaseBefore, report.PhaseDuring, report.PhaseAfter} {
+	for _, p := range []string{result.PhaseBefore, result.PhaseDuring, result.PhaseAfter} {
 		var n int64
 		for _, op := range res.Operations {
 			n += op.Phases[p].Count
@@ -135,7 +135,7 @@ func TestWetCrashFailover(t *testing.T) {
 	if res.Totals.Failed == 0 {
 		t.Error("no operation failed although the writer was killed under load")
 	}
-	var sw report.Step
+	var sw result.Step
 	for _, s := range m.Steps {
 		if s.Name == "keep_rollback_target" {
 			sw = s
@@ -203,7 +203,7 @@ cutover:
   steps: [preflight, create_replica, catch_up, forward_writes]
 `)
 	res := runCutover(t, sc, "--mode", "wet", "--endpoint", "dns")
-	var readOnly *report.ErrorClass
+	var readOnly *result.ErrorClass
 	for i, e := range res.Errors {
 		if e.Class == "read_only" {
 			readOnly = &res.Errors[i]

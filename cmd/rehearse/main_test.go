@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/rehearse-dev/rehearse/migrate/local"
-	"github.com/rehearse-dev/rehearse/report"
+	"github.com/rehearse-dev/rehearse/result"
 )
 
 type run struct {
@@ -27,9 +27,9 @@ func cli(t *testing.T, ctx context.Context, args ...string) run {
 	return run{code, out.String(), errb.String()}
 }
 
-func readResult(t *testing.T, dir string) *report.Result {
+func readResult(t *testing.T, dir string) *result.Result {
 	t.Helper()
-	res, err := report.ReadFile(filepath.Join(dir, "result.json"))
+	res, err := result.ReadFile(filepath.Join(dir, "result.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestRunSmokeEmbedded(t *testing.T) {
 		t.Errorf("summary lacks verdict or report path: %q", r.out)
 	}
 	res := readResult(t, out)
-	if res.Schema != report.SchemaV1 || res.Mode != "dry" || res.Interrupted {
+	if res.Schema != result.SchemaV1 || res.Mode != "dry" || res.Interrupted {
 		t.Errorf("schema/mode/interrupted = %q/%q/%v", res.Schema, res.Mode, res.Interrupted)
 	}
 	active := 0

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rehearse-dev/rehearse/report"
+	"github.com/rehearse-dev/rehearse/result"
 )
 
 func newReportCmd(s streams) *cobra.Command {
@@ -24,14 +25,14 @@ func newReportCmd(s streams) *cobra.Command {
   rehearse report render runs/smoke/result.json --format html -o report.html`,
 		Args: exactArgs(1, "one result.json"),
 		RunE: func(_ *cobra.Command, args []string) error {
-			var fn func(io.Writer, *report.Result) error
+			var fn func(io.Writer, *result.Result) error
 			switch format {
 			case "html":
 				fn = report.HTML
 			case "md":
 				fn = report.Markdown
 			case "json":
-				fn = report.JSON
+				fn = result.Encode
 			default:
 				return usageError{fmt.Errorf("--format %q: use html, md or json", format)}
 			}
@@ -42,7 +43,7 @@ func newReportCmd(s streams) *cobra.Command {
 			if out == "" {
 				return render(s.out)
 			}
-			return report.WriteFileAtomic(out, render)
+			return result.WriteFileAtomic(out, render)
 		},
 	}
 	render.Flags().StringVar(&format, "format", "html", "html | md | json")
@@ -70,11 +71,11 @@ unavailability (100ms). A bare value such as 15% sets latency.`,
 					return err
 				}
 			}
-			base, err := report.ReadFile(args[0])
+			base, err := result.ReadFile(args[0])
 			if err != nil {
 				return err
 			}
-			cand, err := report.ReadFile(args[1])
+			cand, err := result.ReadFile(args[1])
 			if err != nil {
 				return err
 			}
@@ -83,7 +84,7 @@ unavailability (100ms). A bare value such as 15% sets latency.`,
 				return err
 			}
 			if cout != "" {
-				if err := report.WriteFileAtomic(cout, c.HTML); err != nil {
+				if err := result.WriteFileAtomic(cout, c.HTML); err != nil {
 					return err
 				}
 			}
@@ -101,22 +102,22 @@ unavailability (100ms). A bare value such as 15% sets latency.`,
 
 // renderer reads a result file, a run's or a capacity search's, and returns the
 // function that renders it in format.
-func renderer(path, format string, run func(io.Writer, *report.Result) error) (func(io.Writer) error, error) {
+func renderer(path, format string, run func(io.Writer, *result.Result) error) (func(io.Writer) error, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", report.ErrNotResult, err)
+		return nil, fmt.Errorf("%w: %w", result.ErrNotResult, err)
 	}
-	if schema, err := report.SchemaOf(b); err == nil && schema == report.SchemaCapacityV1 {
-		c, err := report.DecodeCapacity(bytes.NewReader(b))
+	if schema, err := result.SchemaOf(b); err == nil && schema == result.SchemaCapacityV1 {
+		c, err := result.DecodeCapacity(bytes.NewReader(b))
 		if err != nil {
 			return nil, err
 		}
-		fns := map[string]func(io.Writer, *report.CapacityResult) error{
-			"html": report.CapacityHTML, "md": report.CapacityMarkdown, "json": report.CapacityJSON,
+		fns := map[string]func(io.Writer, *result.CapacityResult) error{
+			"html": report.CapacityHTML, "md": report.CapacityMarkdown, "json": result.EncodeCapacity,
 		}
 		return func(w io.Writer) error { return fns[format](w, c) }, nil
 	}
-	res, err := report.Decode(bytes.NewReader(b))
+	res, err := result.Decode(bytes.NewReader(b))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

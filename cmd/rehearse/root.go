@@ -10,6 +10,7 @@ import (
 
 	"github.com/rehearse-dev/rehearse"
 	"github.com/rehearse-dev/rehearse/report"
+	"github.com/rehearse-dev/rehearse/result"
 	"github.com/rehearse-dev/rehearse/scenarios"
 )
 
@@ -97,7 +98,7 @@ func exitCode(err error) int {
 	case errors.Is(err, rehearse.ErrSLOBreached):
 		return exitSLO
 	case errors.As(err, &ue), errors.Is(err, rehearse.ErrInvalidInput), errors.Is(err, scenarios.ErrInvalid),
-		errors.Is(err, report.ErrNotResult), errors.Is(err, report.ErrSchema), errors.Is(err, report.ErrTolerance):
+		errors.Is(err, result.ErrNotResult), errors.Is(err, result.ErrSchema), errors.Is(err, report.ErrTolerance):
 		return exitInput
 	}
 	return exitRuntime

@@ -12,6 +12,7 @@ import (
 	"github.com/rehearse-dev/rehearse"
 	"github.com/rehearse-dev/rehearse/migrate/container"
 	"github.com/rehearse-dev/rehearse/report"
+	"github.com/rehearse-dev/rehearse/result"
 	"github.com/rehearse-dev/rehearse/scenarios"
 )
 
@@ -109,7 +110,7 @@ interrupted (exit 130).`,
 }
 
 // summarize prints the verdict and where the report is.
-func summarize(w io.Writer, res *report.Result, out string) {
+func summarize(w io.Writer, res *result.Result, out string) {
 	v := report.PageVerdict(res)
 	rate := fmt.Sprintf("%.1f/s achieved of %.1f/s target", res.Load.AchievedRate, res.Load.TargetRate)
 	if res.Load.Model == "closed" {

@@ -15,7 +15,6 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"github.com/rehearse-dev/rehearse/scenarios"
 	"github.com/rehearse-dev/rehearse/workload"
 )
 
@@ -87,9 +86,36 @@ type Workload struct {
 
 var _ workload.Workload = (*Workload)(nil)
 
-// New builds the banking workload from the scenario's workload section. Zero fields
-// take the package defaults; negative sizes and unknown mix entries are errors.
-func New(cfg scenarios.Workload) (*Workload, error) {
+// Config sizes the banking workload. Zero fields take the package defaults.
+type Config struct {
+	// Customers is the number of customers seeded.
+	Customers int
+	// AccountsPerCustomer is the number of accounts each customer owns.
+	AccountsPerCustomer int
+	// OpeningBalance is each account's opening balance in cents.
+	OpeningBalance int64
+	// ActionsPerLogin is the mean number of actions between login and logout.
+	ActionsPerLogin int
+	// Mix weights the in-session actions by operation name; empty means DefaultMix.
+	Mix map[string]float64
+}
+
+// DefaultMix returns the default weights of the in-session actions (weights, not
+// percentages). The scenario defaults carry the same mix; a test keeps them equal.
+func DefaultMix() map[string]float64 {
+	return map[string]float64{
+		OpBalance:       35,
+		OpStatement:     15,
+		OpTransfer:      20,
+		OpDeposit:       8,
+		OpDashboard:     20,
+		OpBackgroundJob: 0.05,
+	}
+}
+
+// New builds the banking workload. Zero fields take the package defaults; negative
+// sizes and unknown mix entries are errors.
+func New(cfg Config) (*Workload, error) {
 	w := &Workload{
 		customers:      int64(cfg.Customers),
 		perCustomer:    int64(cfg.AccountsPerCustomer),
@@ -137,7 +163,7 @@ func New(cfg scenarios.Workload) (*Workload, error) {
 	}
 	mix := cfg.Mix
 	if len(mix) == 0 {
-		mix = scenarios.DefaultMix()
+		mix = DefaultMix()
 	}
 	weights := make([]float64, numOps)
 	var unknown []string

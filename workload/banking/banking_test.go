@@ -15,7 +15,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/rehearse-dev/rehearse/scenarios"
 	"github.com/rehearse-dev/rehearse/workload"
 	"github.com/rehearse-dev/rehearse/workload/internal/pgtest"
 )
@@ -30,7 +29,7 @@ func newPool(t testing.TB, dsn string) *pgxpool.Pool {
 	return pool
 }
 
-func newWorkload(t testing.TB, cfg scenarios.Workload) *Workload {
+func newWorkload(t testing.TB, cfg Config) *Workload {
 	t.Helper()
 	w, err := New(cfg)
 	if err != nil {
@@ -44,7 +43,7 @@ func setup(t testing.TB, customers int) (*Workload, *pgxpool.Pool, string) {
 	t.Helper()
 	srv := pgtest.Start(t)
 	pool := newPool(t, srv.DSN)
-	w := newWorkload(t, scenarios.Workload{Customers: customers, AccountsPerCustomer: 2, OpeningBalance: 100000})
+	w := newWorkload(t, Config{Customers: customers, AccountsPerCustomer: 2, OpeningBalance: 100000})
 	if err := w.Setup(context.Background(), pool, &testLog{t: t}); err != nil {
 		t.Fatal(err)
 	}
@@ -108,15 +107,15 @@ func verifyClean(t testing.TB, w *Workload, pool *pgxpool.Pool) {
 func TestNewRejectsBadConfig(t *testing.T) {
 	tests := []struct {
 		name string
-		cfg  scenarios.Workload
+		cfg  Config
 		want string
 	}{
-		{"negative customers", scenarios.Workload{Customers: -1}, "customers must be positive"},
-		{"one account", scenarios.Workload{Customers: 1, AccountsPerCustomer: 1}, "at least two accounts"},
-		{"unknown op", scenarios.Workload{Mix: map[string]float64{"withdraw": 1, "balance": 1}}, "unknown mix operations withdraw"},
-		{"login in mix", scenarios.Workload{Mix: map[string]float64{"login": 1}}, "unknown mix operations login"},
-		{"negative weight", scenarios.Workload{Mix: map[string]float64{"balance": -1, "transfer": 1}}, "must not be negative"},
-		{"all zero", scenarios.Workload{Mix: map[string]float64{"balance": 0}}, "no positive weight"},
+		{"negative customers", Config{Customers: -1}, "customers must be positive"},
+		{"one account", Config{Customers: 1, AccountsPerCustomer: 1}, "at least two accounts"},
+		{"unknown op", Config{Mix: map[string]float64{"withdraw": 1, "balance": 1}}, "unknown mix operations withdraw"},
+		{"login in mix", Config{Mix: map[string]float64{"login": 1}}, "unknown mix operations login"},
+		{"negative weight", Config{Mix: map[string]float64{"balance": -1, "transfer": 1}}, "must not be negative"},
+		{"all zero", Config{Mix: map[string]float64{"balance": 0}}, "no positive weight"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -141,10 +140,10 @@ func TestMixSelection(t *testing.T) {
 	const draws = 100000
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			w := newWorkload(t, scenarios.Workload{Mix: tt.mix})
+			w := newWorkload(t, Config{Mix: tt.mix})
 			mix := tt.mix
 			if mix == nil {
-				mix = scenarios.DefaultMix()
+				mix = DefaultMix()
 			}
 			var total float64
 			for _, v := range mix {
@@ -170,7 +169,7 @@ func TestMixSelection(t *testing.T) {
 }
 
 func TestSessionLifecycle(t *testing.T) {
-	w := newWorkload(t, scenarios.Workload{Customers: 100, ActionsPerLogin: 5})
+	w := newWorkload(t, Config{Customers: 100, ActionsPerLogin: 5})
 	r := rand.New(rand.NewPCG(7, 7))
 	s := w.NewSession(3, r)
 	if s.Customer < 1 || s.Customer > 100 || s.Token != 0 {
@@ -197,7 +196,7 @@ func TestSessionLifecycle(t *testing.T) {
 }
 
 func TestNextDoesNotAllocate(t *testing.T) {
-	w := newWorkload(t, scenarios.Workload{})
+	w := newWorkload(t, Config{})
 	r := rand.New(rand.NewPCG(1, 1))
 	s := workload.Session{Customer: 1}
 	allocs := testing.AllocsPerRun(1000, func() {
@@ -211,7 +210,7 @@ func TestNextDoesNotAllocate(t *testing.T) {
 }
 
 func TestKeysAreUUIDv4AndUnique(t *testing.T) {
-	w := newWorkload(t, scenarios.Workload{})
+	w := newWorkload(t, Config{})
 	r := rand.New(rand.NewPCG(1, 1))
 	seen := map[[16]byte]bool{}
 	for range 10000 {
@@ -225,7 +224,7 @@ func TestKeysAreUUIDv4AndUnique(t *testing.T) {
 		seen[k] = true
 	}
 	// Two workloads with the same seed must not produce the same keys (reruns reuse data).
-	w2 := newWorkload(t, scenarios.Workload{})
+	w2 := newWorkload(t, Config{})
 	if w.newKey(rand.New(rand.NewPCG(5, 5))) == w2.newKey(rand.New(rand.NewPCG(5, 5))) {
 		t.Fatal("keys repeat across workload instances")
 	}
@@ -235,7 +234,7 @@ func TestSetupReusesAndReseeds(t *testing.T) {
 	srv := pgtest.Start(t)
 	pool := newPool(t, srv.DSN)
 	ctx := context.Background()
-	cfg := scenarios.Workload{Customers: 500, AccountsPerCustomer: 3, OpeningBalance: 5000}
+	cfg := Config{Customers: 500, AccountsPerCustomer: 3, OpeningBalance: 5000}
 
 	w := newWorkload(t, cfg)
 	log1 := &testLog{t: t}
@@ -290,7 +289,7 @@ func TestSeed100kAccounts(t *testing.T) {
 	}
 	srv := pgtest.Start(t)
 	pool := newPool(t, srv.DSN)
-	w := newWorkload(t, scenarios.Workload{Customers: 50000, AccountsPerCustomer: 2})
+	w := newWorkload(t, Config{Customers: 50000, AccountsPerCustomer: 2})
 	start := time.Now()
 	if err := w.Setup(context.Background(), pool, &testLog{t: t}); err != nil {
 		t.Fatal(err)
@@ -521,7 +520,7 @@ func TestVerifyDetectsBalanceDrift(t *testing.T) {
 }
 
 func BenchmarkNext(b *testing.B) {
-	w := newWorkload(b, scenarios.Workload{})
+	w := newWorkload(b, Config{})
 	r := rand.New(rand.NewPCG(1, 1))
 	s := workload.Session{Customer: 1}
 	b.ReportAllocs()
@@ -563,7 +562,7 @@ func TestVerifyResolvesAmbiguousWrites(t *testing.T) {
 	}
 	// A second client whose commits of two of those deposits were ambiguous, plus one
 	// ambiguous deposit that never reached the database.
-	other := newWorkload(t, scenarios.Workload{Customers: 50, AccountsPerCustomer: 2, OpeningBalance: 100000})
+	other := newWorkload(t, Config{Customers: 50, AccountsPerCustomer: 2, OpeningBalance: 100000})
 	n := 0
 	for _, chunk := range w.log.snapshot() {
 		for _, e := range chunk {
@@ -646,7 +645,7 @@ func TestActiveSessionsStartLoggedIn(t *testing.T) {
 	srv := pgtest.Start(t)
 	pool := newPool(t, srv.DSN)
 	ctx := context.Background()
-	w := newWorkload(t, scenarios.Workload{Customers: 300, AccountsPerCustomer: 2, OpeningBalance: 5000})
+	w := newWorkload(t, Config{Customers: 300, AccountsPerCustomer: 2, OpeningBalance: 5000})
 	w.SetActiveSessions(1000)
 	if err := w.Setup(ctx, pool, &testLog{t: t}); err != nil {
 		t.Fatal(err)

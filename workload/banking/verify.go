@@ -6,8 +6,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/rehearse-dev/rehearse/report"
+	"github.com/rehearse-dev/rehearse/result"
 )
 
 const (
@@ -62,8 +61,8 @@ SELECT count(*) FILTER (WHERE t.id IS NULL),
 //
 // The outcome log is loaded with COPY into a temporary table and joined, so hundreds
 // of thousands of keys verify in about a second.
-func (w *Workload) Verify(ctx context.Context, pool *pgxpool.Pool) (report.Integrity, error) {
-	var res report.Integrity
+func (w *Workload) Verify(ctx context.Context, pool *pgxpool.Pool) (result.Integrity, error) {
+	var res result.Integrity
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return res, fmt.Errorf("banking: verify: %w", err)

@@ -19,8 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/rehearse-dev/rehearse/report"
-	"github.com/rehearse-dev/rehearse/scenarios"
+	"github.com/rehearse-dev/rehearse/result"
 	"github.com/rehearse-dev/rehearse/workload"
 )
 
@@ -86,10 +85,16 @@ type Option func(*Workload)
 // results taken with it do not compare with `pgbench -M prepared`.
 func Pipelined() Option { return func(w *Workload) { w.pipelined = true } }
 
+// Config sizes the workload.
+type Config struct {
+	// Scale is pgbench's scale factor: 100,000 accounts per unit (default 10).
+	Scale int
+}
+
 // New builds the workload at cfg.Scale (default 10). selectOnly gives pgbench -S.
 // By default every statement is prepared and sent in its own round trip, exactly the
 // wire work of `pgbench -M prepared`.
-func New(cfg scenarios.Workload, selectOnly bool, opts ...Option) (*Workload, error) {
+func New(cfg Config, selectOnly bool, opts ...Option) (*Workload, error) {
 	w := &Workload{scale: int64(cfg.Scale), selectOnly: selectOnly}
 	for _, o := range opts {
 		o(w)
@@ -479,8 +484,8 @@ func (a *accountRows) Read(p []byte) (int, error) {
 // Verify checks that the branch, teller and account balances sum to the same total
 // (each transaction adds its delta to one of each) and, for the read-write workload,
 // that every acknowledged transaction left its history row.
-func (w *Workload) Verify(ctx context.Context, pool *pgxpool.Pool) (report.Integrity, error) {
-	res := report.Integrity{Checked: true}
+func (w *Workload) Verify(ctx context.Context, pool *pgxpool.Pool) (result.Integrity, error) {
+	res := result.Integrity{Checked: true}
 	var a, b, t string
 	var equal bool
 	if err := pool.QueryRow(ctx, `SELECT a::text, b::text, t::text, a = b AND b = t FROM

@@ -14,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/rehearse-dev/rehearse/scenarios"
 	"github.com/rehearse-dev/rehearse/workload"
 	"github.com/rehearse-dev/rehearse/workload/internal/pgtest"
 )
@@ -53,7 +52,7 @@ func dial(t testing.TB, dsn string) *pgx.Conn {
 
 func newWorkload(t testing.TB, scale int, selectOnly bool, opts ...Option) *Workload {
 	t.Helper()
-	w, err := New(scenarios.Workload{Scale: scale}, selectOnly, opts...)
+	w, err := New(Config{Scale: scale}, selectOnly, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,10 +289,10 @@ func TestSelectOnly(t *testing.T) {
 }
 
 func TestNewRejectsNegativeScale(t *testing.T) {
-	if _, err := New(scenarios.Workload{Scale: -1}, false); !errors.Is(err, ErrConfig) {
+	if _, err := New(Config{Scale: -1}, false); !errors.Is(err, ErrConfig) {
 		t.Fatalf("New(scale -1) = %v, want ErrConfig", err)
 	}
-	w, err := New(scenarios.Workload{}, false)
+	w, err := New(Config{}, false)
 	if err != nil || w.scale != DefaultScale || w.Name() != "tpcb" {
 		t.Fatalf("New(defaults) = %+v, %v", w, err)
 	}

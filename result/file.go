@@ -1,4 +1,4 @@
-package report
+package result
 
 import (
 	"bufio"
@@ -112,8 +112,8 @@ func WriteFileAtomic(path string, write func(io.Writer) error) (err error) {
 	return nil
 }
 
-// JSON writes res as indented JSON: the result.json format.
-func JSON(w io.Writer, res *Result) error {
+// Encode writes res as indented JSON: the result.json format.
+func Encode(w io.Writer, res *Result) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)

@@ -1,6 +1,8 @@
-// Package report owns the result schema (result.json), SLO evaluation and the
-// renderers. It reads only a Result: any run can be re-rendered and any two compared.
-package report
+// Package result is the schema of what rehearse writes: a run's result.json
+// (rehearse/result/v1), a capacity sign-off's (rehearse/capacity/v1), their JSON
+// encoding and decoding, the latency.hlog interval log, and atomic file writes. It
+// imports no other package of rehearse, so any tool can read results with it alone.
+package result
 
 import "time"
 
@@ -8,7 +10,7 @@ import "time"
 const SchemaV1 = "rehearse/result/v1"
 
 // Result is the whole outcome of one run: the result.json schema. Field names and
-// meanings are a stable contract (DESIGN.md); fields may be added.
+// meanings are a stable contract (ARCHITECTURE.md); fields may be added.
 type Result struct {
 	Schema       string        `json:"schema"`
 	Mode         string        `json:"mode"`
@@ -187,6 +189,14 @@ type SLOVerdict struct {
 	Passed bool       `json:"passed"`
 	Checks []SLOCheck `json:"checks"`
 }
+
+// Units used in SLOCheck.Unit.
+const (
+	UnitMs       = "ms"
+	UnitFraction = "fraction"
+	UnitCount    = "count"
+	UnitRatio    = "ratio"
+)
 
 // SLOCheck is one SLO limit and the value measured against it.
 type SLOCheck struct {

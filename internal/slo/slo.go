@@ -1,0 +1,195 @@
+// Package slo judges a run's result against a scenario's SLOs. It reads only the
+// result and the scenario's slo section, so any result can be re-judged.
+package slo
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/rehearse-dev/rehearse/result"
+	"github.com/rehearse-dev/rehearse/scenarios"
+)
+
+// phaseAll is the LatencySLO phase that means the whole run.
+const phaseAll = "all"
+
+// Evaluate judges res against slo and returns the verdict; the caller stores it in
+// res.SLO. Checks are named for people: "p99 latency transfer during", "error rate",
+// "max write unavailability", "max read unavailability", "lost acknowledged writes",
+// "achieved rate / target".
+//
+// Latency percentiles are read from the summaries a Result carries (p50, p90, p99,
+// p99.9, max). A percentile without its own summary is checked against the next
+// higher one — p95 against p99, p99.99 against max — so a substitute can only be
+// stricter, never more lenient; the check's name says which summary was used.
+//
+// Nothing passes silently: a latency limit for an operation that did not run, or did
+// not run in the phase asked for, fails with a Reason. A limit for a phase that did
+// not occur in the run at all (no cutover, so no "during") passes with a Reason
+// saying it was not applicable. Lost acknowledged writes are always checked; when
+// integrity was not checked that check fails ("integrity not checked").
+func Evaluate(res *result.Result, slo scenarios.SLO) result.SLOVerdict {
+	var checks []result.SLOCheck
+	for _, l := range slo.Latency {
+		checks = append(checks, latencyChecks(res, l)...)
+	}
+	if slo.MaxErrorRate != nil {
+		c := result.SLOCheck{Name: "error rate", Limit: *slo.MaxErrorRate, Unit: result.UnitFraction}
+		if res.Totals.Transactions == 0 {
+			c.Reason = "no transactions ran"
+		} else {
+			c.Value = float64(res.Totals.Failed) / float64(res.Totals.Transactions)
+			c.Passed = c.Value <= c.Limit
+		}
+		checks = append(checks, c)
+	}
+	if d := slo.MaxWriteUnavailable.D(); d > 0 {
+		v := res.Availability.WriteUnavailableMaxMs
+		lim := float64(d.Microseconds()) / 1000
+		checks = append(checks, result.SLOCheck{Name: "max write unavailability", Limit: lim, Value: v, Passed: v <= lim, Unit: result.UnitMs})
+	}
+	if d := slo.MaxReadUnavailable.D(); d > 0 {
+		v := res.Availability.ReadUnavailableMaxMs
+		lim := float64(d.Microseconds()) / 1000
+		checks = append(checks, result.SLOCheck{Name: "max read unavailability", Limit: lim, Value: v, Passed: v <= lim, Unit: result.UnitMs})
+	}
+	lost := result.SLOCheck{Name: "lost acknowledged writes", Limit: float64(slo.MaxLostWrites), Unit: result.UnitCount}
+	if res.Integrity.Checked {
+		lost.Value = float64(res.Integrity.LostAcknowledgedWrites)
+		lost.Passed = res.Integrity.LostAcknowledgedWrites <= slo.MaxLostWrites
+	} else {
+		lost.Reason = "integrity not checked"
+	}
+	checks = append(checks, lost)
+	if slo.MinAchievedRate > 0 {
+		c := result.SLOCheck{Name: "achieved rate / target", Limit: slo.MinAchievedRate, Unit: result.UnitRatio}
+		if res.Load.TargetRate <= 0 {
+			c.Reason = "no target rate (closed load model)"
+		} else {
+			c.Value = res.Load.AchievedRate / res.Load.TargetRate
+			c.Passed = c.Value >= c.Limit
+		}
+		checks = append(checks, c)
+	}
+	v := result.SLOVerdict{Passed: true, Checks: checks}
+	for _, c := range checks {
+		if !c.Passed {
+			v.Passed = false
+		}
+	}
+	return v
+}
+
+// latencyChecks expands one latency limit into a check per operation.
+func latencyChecks(res *result.Result, l scenarios.LatencySLO) []result.SLOCheck {
+	op, phase, pct := l.Op, l.Phase, l.Percentile
+	if op == "" {
+		op = "*"
+	}
+	if phase == "" {
+		phase = phaseAll
+	}
+	if pct == 0 {
+		pct = 99
+	}
+	field, used := percentileField(pct)
+	name := func(opName string) string {
+		n := fmt.Sprintf("p%s latency %s %s", fmtPct(pct), opName, phase)
+		if used != pct {
+			n += " (as " + fieldName(used) + ")"
+		}
+		return n
+	}
+	lim := float64(l.Max.D().Microseconds()) / 1000
+	var ops []result.Operation
+	if op == "*" {
+		// "*" means every operation that ran: a rare operation that happened not to
+		// run (a background job in a short run) is not a breach. A named one is.
+		for _, o := range res.Operations {
+			if o.Count > 0 && (phase == phaseAll || o.Phases[phase].Count > 0) {
+				ops = append(ops, o)
+			}
+		}
+		if len(ops) == 0 {
+			if phase != phaseAll && !phaseOccurred(res, phase) && len(res.Operations) > 0 && res.Totals.Transactions > 0 {
+				return []result.SLOCheck{{Name: name("*"), Limit: lim, Unit: result.UnitMs, Passed: true, Reason: "not applicable: the run had no " + phase + " phase"}}
+			}
+			return []result.SLOCheck{{Name: name("*"), Limit: lim, Unit: result.UnitMs, Reason: "no operations ran"}}
+		}
+	} else {
+		found := false
+		for _, o := range res.Operations {
+			if o.Name == op {
+				ops, found = []result.Operation{o}, true
+				break
+			}
+		}
+		if !found {
+			return []result.SLOCheck{{Name: name(op), Limit: lim, Unit: result.UnitMs, Reason: "operation " + op + " did not run"}}
+		}
+	}
+	out := make([]result.SLOCheck, 0, len(ops))
+	for _, o := range ops {
+		c := result.SLOCheck{Name: name(o.Name), Limit: lim, Unit: result.UnitMs}
+		lat, n := o.LatencyMs, o.Count
+		if phase != phaseAll {
+			p := o.Phases[phase]
+			lat, n = p.LatencyMs, p.Count
+		}
+		switch {
+		case n > 0:
+			c.Value = field(lat)
+			c.Passed = c.Value <= lim
+		case o.Count == 0:
+			c.Reason = "operation " + o.Name + " did not run"
+		case phase != phaseAll && !phaseOccurred(res, phase):
+			c.Passed = true
+			c.Reason = "not applicable: the run had no " + phase + " phase"
+		default:
+			c.Reason = "operation " + o.Name + " did not run in phase " + phase
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// phaseOccurred reports whether any operation ran in phase.
+func phaseOccurred(res *result.Result, phase string) bool {
+	for _, o := range res.Operations {
+		if o.Phases[phase].Count > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// summaryPcts are the percentiles a Latency summary carries below Max.
+var summaryPcts = [...]float64{50, 90, 99, 99.9}
+
+// percentileField returns the accessor for the smallest summary at or above pct,
+// and the percentile it stands for (100 for max).
+func percentileField(pct float64) (func(result.Latency) float64, float64) {
+	switch {
+	case pct <= summaryPcts[0]:
+		return func(l result.Latency) float64 { return l.P50 }, 50
+	case pct <= summaryPcts[1]:
+		return func(l result.Latency) float64 { return l.P90 }, 90
+	case pct <= summaryPcts[2]:
+		return func(l result.Latency) float64 { return l.P99 }, 99
+	case pct <= summaryPcts[3]:
+		return func(l result.Latency) float64 { return l.P999 }, 99.9
+	default:
+		return func(l result.Latency) float64 { return l.Max }, 100
+	}
+}
+
+// fieldName names a summary percentile as the reports print it.
+func fieldName(p float64) string {
+	if p >= 100 {
+		return "max"
+	}
+	return "p" + fmtPct(p)
+}
+
+// fmtPct formats a percentile without trailing zeros: 99, 99.9.
+func fmtPct(p float64) string { return strconv.FormatFloat(p, 'f', -1, 64) }

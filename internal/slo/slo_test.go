@@ -1,0 +1,138 @@
+package slo
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rehearse-dev/rehearse/result"
+	"github.com/rehearse-dev/rehearse/scenarios"
+)
+
+// sample is the wet run the report package's renderers are tested with.
+func sample(t *testing.T) *result.Result {
+	t.Helper()
+	res, err := result.ReadFile("../../report/testdata/sample-wet.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// sampleSLO is the SLO section the sample runs are judged by (as in the report
+// package's fixtures).
+func sampleSLO() scenarios.SLO {
+	errRate := 0.05
+	ms := func(n int) scenarios.Duration { return scenarios.Duration(time.Duration(n) * time.Millisecond) }
+	return scenarios.SLO{
+		Latency: []scenarios.LatencySLO{
+			{Op: "*", Phase: result.PhaseBefore, Percentile: 99, Max: ms(100)},
+			{Op: "*", Phase: result.PhaseAfter, Percentile: 99, Max: ms(150)},
+			{Op: "transfer", Phase: result.PhaseDuring, Percentile: 99, Max: ms(2500)},
+			{Op: "balance", Phase: "all", Percentile: 99.9, Max: ms(2500)},
+		},
+		MaxErrorRate:        &errRate,
+		MaxWriteUnavailable: ms(3000),
+		MaxReadUnavailable:  ms(2000),
+		MinAchievedRate:     0.95,
+	}
+}
+
+func status(c result.SLOCheck) string {
+	if c.Passed {
+		return "pass"
+	}
+	return "FAIL"
+}
+
+// failed names the failed checks.
+func failed(v result.SLOVerdict) []string {
+	var out []string
+	for _, c := range v.Checks {
+		if !c.Passed {
+			out = append(out, c.Name)
+		}
+	}
+	return out
+}
+
+func TestEvaluate(t *testing.T) {
+	ms := func(n int) scenarios.Duration { return scenarios.Duration(time.Duration(n) * time.Millisecond) }
+	frac := func(f float64) *float64 { return &f }
+	wet := sample(t)
+	noIntegrity := sample(t)
+	noIntegrity.Integrity = result.Integrity{}
+	lost := sample(t)
+	lost.Integrity.LostAcknowledgedWrites = 3
+	rareOp := sample(t)
+	rareOp.Operations = append(rareOp.Operations, result.Operation{Name: "rare", Kind: "write", Phases: map[string]result.Phase{}})
+	noCut := sample(t)
+	for i := range noCut.Operations {
+		delete(noCut.Operations[i].Phases, result.PhaseDuring)
+	}
+	tests := []struct {
+		name   string
+		res    *result.Result
+		slo    scenarios.SLO
+		passed bool
+		want   map[string]string // check name → "pass", "FAIL", or a reason substring
+	}{
+		{"sample passes", wet, sampleSLO(), true, map[string]string{"p99 latency transfer during": "pass", "lost acknowledged writes": "pass", "error rate": "pass"}},
+		{"impossible latency", wet, scenarios.SLO{Latency: []scenarios.LatencySLO{{Op: "transfer", Phase: result.PhaseDuring, Percentile: 99, Max: ms(1)}}}, false,
+			map[string]string{"p99 latency transfer during": "FAIL"}},
+		{"op did not run", wet, scenarios.SLO{Latency: []scenarios.LatencySLO{{Op: "wire", Max: ms(100)}}}, false,
+			map[string]string{"p99 latency wire all": "operation wire did not run"}},
+		{"star skips an op that did not run", rareOp, scenarios.SLO{Latency: []scenarios.LatencySLO{{Op: "*", Max: ms(100000)}}}, true,
+			map[string]string{"p99 latency login all": "pass"}},
+		{"named op that did not run", rareOp, scenarios.SLO{Latency: []scenarios.LatencySLO{{Op: "rare", Max: ms(100000)}}}, false,
+			map[string]string{"p99 latency rare all": "operation rare did not run"}},
+		{"phase did not occur", noCut, scenarios.SLO{Latency: []scenarios.LatencySLO{{Op: "balance", Phase: result.PhaseDuring, Max: ms(1)}}}, true,
+			map[string]string{"p99 latency balance during": "not applicable"}},
+		{"p95 uses p99", wet, scenarios.SLO{Latency: []scenarios.LatencySLO{{Op: "balance", Phase: result.PhaseBefore, Percentile: 95, Max: ms(1000)}}}, true,
+			map[string]string{"p95 latency balance before (as p99)": "pass"}},
+		{"p99.99 uses max", wet, scenarios.SLO{Latency: []scenarios.LatencySLO{{Op: "balance", Percentile: 99.99, Max: ms(1)}}}, false,
+			map[string]string{"p99.99 latency balance all (as max)": "FAIL"}},
+		{"error rate", wet, scenarios.SLO{MaxErrorRate: frac(0.001)}, false, map[string]string{"error rate": "FAIL"}},
+		{"write unavailability", wet, scenarios.SLO{MaxWriteUnavailable: ms(500)}, false, map[string]string{"max write unavailability": "FAIL"}},
+		{"read unavailability", wet, scenarios.SLO{MaxReadUnavailable: ms(500)}, true, map[string]string{"max read unavailability": "pass"}},
+		{"integrity not checked", noIntegrity, scenarios.SLO{}, false, map[string]string{"lost acknowledged writes": "integrity not checked"}},
+		{"lost writes", lost, scenarios.SLO{}, false, map[string]string{"lost acknowledged writes": "FAIL"}},
+		{"lost writes tolerated", lost, scenarios.SLO{MaxLostWrites: 3}, true, map[string]string{"lost acknowledged writes": "pass"}},
+		{"achieved rate", wet, scenarios.SLO{MinAchievedRate: 1.5}, false, map[string]string{"achieved rate / target": "FAIL"}},
+		{"no operations", &result.Result{Integrity: result.Integrity{Checked: true}}, scenarios.SLO{Latency: []scenarios.LatencySLO{{Max: ms(5)}}}, false,
+			map[string]string{"p99 latency * all": "no operations ran"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := Evaluate(tt.res, tt.slo)
+			if v.Passed != tt.passed {
+				t.Errorf("passed = %v, want %v; reasons %q", v.Passed, tt.passed, failed(v))
+			}
+			for name, want := range tt.want {
+				var found *result.SLOCheck
+				for i := range v.Checks {
+					if v.Checks[i].Name == name {
+						found = &v.Checks[i]
+					}
+				}
+				if found == nil {
+					t.Errorf("no check named %q in %+v", name, v.Checks)
+					continue
+				}
+				switch want {
+				case "pass", "FAIL":
+					if got := status(*found); got != want {
+						t.Errorf("%s: %s, want %s (%+v)", name, got, want, *found)
+					}
+				default:
+					if !strings.Contains(found.Reason, want) {
+						t.Errorf("%s: reason %q, want it to contain %q", name, found.Reason, want)
+					}
+				}
+			}
+			if !v.Passed && len(failed(v)) == 0 {
+				t.Error("failed verdict without reasons")
+			}
+		})
+	}
+}
