@@ -51,25 +51,43 @@ func BenchmarkRecord(b *testing.B) {
 // worker handles into per-operation interval, run, phase and service histograms,
 // reported per operation.
 func BenchmarkFlush(b *testing.B) {
-	rec := NewRecorder(benchOps(), nil)
-	handles := make([]*Handle, 8)
-	for i := range handles {
-		handles[i] = rec.NewHandle()
+	for _, bc := range []struct {
+		name string
+		opts []RecorderOption
+	}{{"plain", nil}, {"retained", []RecorderOption{Retain(RetainAll)}}} {
+		b.Run(bc.name, func(b *testing.B) {
+			rec := NewRecorder(benchOps(), nil, bc.opts...)
+			handles := make([]*Handle, 8)
+			for i := range handles {
+				handles[i] = rec.NewHandle()
+			}
+			r := rand.New(rand.NewPCG(1, 2))
+			const perSecond = 2000
+			b.ReportAllocs()
+			sec := time.Duration(0)
+			for b.Loop() {
+				base := int64(sec)
+				for i := range perSecond {
+					at := base + int64(i)*int64(time.Second)/perSecond
+					handles[i%len(handles)].record(sample{intended: at, start: at, sent: at, end: at + 100_000 + r.Int64N(2_000_000), op: uint16(i & 1)}, nil)
+				}
+				sec += time.Second
+				rec.Flush(sec)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/perSecond, "ns/recorded-op")
+			if len(rec.intervals) > 0 {
+				var bytes int
+				for _, iv := range rec.intervals {
+					for _, p := range iv.ops {
+						if p != nil {
+							bytes += p.GetMemorySize()
+						}
+					}
+				}
+				b.ReportMetric(float64(bytes)/float64(len(rec.intervals)), "retained-B/s")
+			}
+		})
 	}
-	r := rand.New(rand.NewPCG(1, 2))
-	const perSecond = 2000
-	b.ReportAllocs()
-	sec := time.Duration(0)
-	for b.Loop() {
-		base := int64(sec)
-		for i := range perSecond {
-			at := base + int64(i)*int64(time.Second)/perSecond
-			handles[i%len(handles)].record(sample{intended: at, start: at, sent: at, end: at + 100_000 + r.Int64N(2_000_000), op: uint16(i & 1)}, nil)
-		}
-		sec += time.Second
-		rec.Flush(sec)
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/perSecond, "ns/recorded-op")
 }
 
 // BenchmarkPacer is one arrival's due time from each pacer.

@@ -25,8 +25,9 @@ type Stage struct {
 	Rate     float64
 }
 
-// Profile is a piecewise-linear target rate over a bounded duration. A profile with no
-// stages holds Start for the whole duration; after the last stage the last rate holds.
+// Profile is a piecewise-linear target rate, over a bounded duration or (duration 0)
+// without end. A profile with no stages holds Start for the whole duration; after the
+// last stage the last rate holds.
 type Profile struct {
 	start    float64
 	stages   []Stage
@@ -38,7 +39,7 @@ type Profile struct {
 }
 
 // NewProfile returns a rate profile starting at rate start (arrivals/s) that follows
-// stages and ends at duration.
+// stages and ends at duration (0: never; the last rate holds).
 func NewProfile(start float64, stages []Stage, duration time.Duration) *Profile {
 	p := &Profile{start: start, stages: stages, duration: duration}
 	var c, t float64
@@ -175,7 +176,7 @@ func dueAt(p *Profile, u float64) (time.Duration, bool) {
 		return 0, false
 	}
 	d := time.Duration(t * float64(time.Second))
-	if d >= p.duration {
+	if p.duration > 0 && d >= p.duration {
 		return 0, false
 	}
 	return d, true

@@ -140,11 +140,20 @@ type Recorder struct {
 	ivAll   *hdr.Histogram
 	errSeen int64
 	ivErrs  [numClasses]int64
+
+	// retained intervals (see Retain and Window)
+	retain       time.Duration
+	intervals    []interval
+	droppedUntil int64
+	spare        []*hdr.PackedHistogram
 }
 
 // NewRecorder returns a recorder for ops. sink may be nil.
-func NewRecorder(ops []workload.Op, sink IntervalSink) *Recorder {
+func NewRecorder(ops []workload.Op, sink IntervalSink, opts ...RecorderOption) *Recorder {
 	r := &Recorder{errs: map[errKey]*errStat{}, lag: newHist(), ivAll: newHist(), sink: sink}
+	for _, o := range opts {
+		o(r)
+	}
 	r.phaseSet[0] = true
 	for _, op := range ops {
 		s := opStats{name: op.Name, kind: op.Kind, interval: newHist(), all: newHist(), service: newHist()}
@@ -217,6 +226,9 @@ func (r *Recorder) flushLocked(now time.Duration, final bool) result.TimelineRow
 			r.addErr(e)
 		}
 		r.scratch = buf
+	}
+	if r.retain > 0 {
+		r.keepInterval(r.lastFlush, int64(now))
 	}
 	for i := range r.ops {
 		s := &r.ops[i]

@@ -28,7 +28,9 @@ type Config struct {
 	Writer, Reader Pool
 	// Pacer schedules arrivals (open loop). Nil selects the closed loop.
 	Pacer Pacer
-	// Duration bounds the run.
+	// Duration is how long arrivals run. 0 means until Prepared.Stop is called (or
+	// ctx is cancelled): a caller that must outlast something it watches, such as a
+	// cutover, stops the run itself.
 	Duration time.Duration
 	// Sessions is the number of simulated sessions (open loop).
 	Sessions int
@@ -63,15 +65,17 @@ type Stats struct {
 	Elapsed time.Duration
 	// Arrivals is the number of arrivals dispatched.
 	Arrivals int64
-	// Interrupted is true when ctx was cancelled before the duration ended.
+	// Interrupted is true when ctx was cancelled before the run ended by its
+	// duration or by Stop.
 	Interrupted bool
 }
 
 // ErrNoSessions is returned when an open-loop run has no sessions to dispatch to.
 var ErrNoSessions = errors.New("no sessions")
 
-// Run generates load until cfg.Duration has passed or ctx is cancelled, then waits up
-// to cfg.Grace for in-flight operations. Every finished operation is in cfg.Recorder,
+// Run generates load until cfg.Duration has passed (or, with no duration, until
+// Prepared.Stop) or ctx is cancelled, then waits up to cfg.Grace for in-flight
+// operations. Every finished operation is in cfg.Recorder,
 // including those of an interrupted run. The clock starts at start. It is Prepare
 // followed by Prepared.Run.
 func Run(ctx context.Context, cfg Config, start time.Time) (Stats, error) {
@@ -88,6 +92,11 @@ type Prepared struct {
 	r *runner
 }
 
+// Stop ends arrivals now, as the duration would: in-flight operations get the grace
+// period and the run is not marked interrupted. It may be called at any time, more
+// than once, and from any goroutine; before Run it makes Run end at once.
+func (p *Prepared) Stop() { p.r.stopOnce.Do(func() { close(p.r.stop) }) }
+
 // Prepare checks cfg and builds the sessions.
 func Prepare(cfg Config) (*Prepared, error) {
 	if cfg.Recorder == nil || cfg.Workload == nil || cfg.Writer == nil || cfg.Reader == nil {
@@ -99,7 +108,10 @@ func Prepare(cfg Config) (*Prepared, error) {
 	if cfg.Pacer != nil && cfg.Sessions <= 0 {
 		return nil, ErrNoSessions
 	}
-	r := &runner{cfg: cfg, ops: cfg.Workload.Ops()}
+	if cfg.Duration < 0 {
+		return nil, errors.New("loadgen: Duration must not be negative")
+	}
+	r := &runner{cfg: cfg, ops: cfg.Workload.Ops(), stop: make(chan struct{})}
 	if cfg.Pacer != nil {
 		r.buildSessions()
 	}
@@ -138,9 +150,20 @@ type runner struct {
 	ops      []workload.Op
 	t0       time.Time
 	busy     atomic.Int64
+	stop     chan struct{}
+	stopOnce sync.Once
 }
 
 func (r *runner) since() int64 { return int64(time.Since(r.t0)) }
+
+func (r *runner) stopped() bool {
+	select {
+	case <-r.stop:
+		return true
+	default:
+		return false
+	}
+}
 
 // tick flushes the recorder once a second on the run's timeline.
 func (r *runner) tick(stop <-chan struct{}, done chan<- struct{}) {
@@ -227,8 +250,19 @@ func (w *worker) exec(ctx context.Context, s *workload.Session, intended int64) 
 // closed runs cfg.Workers connections, each looping as fast as it can (pgbench style).
 // Each operation's intended start is when its worker was free to send it.
 func (r *runner) closed(ctx, opCtx context.Context, cancelOps context.CancelFunc) Stats {
-	runCtx, cancel := context.WithTimeout(ctx, r.cfg.Duration)
+	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if r.cfg.Duration > 0 {
+		t := time.AfterFunc(time.Until(r.t0.Add(r.cfg.Duration)), cancel)
+		defer t.Stop()
+	}
+	go func() {
+		select {
+		case <-r.stop:
+			cancel()
+		case <-runCtx.Done():
+		}
+	}()
 	var wg sync.WaitGroup
 	var arrivals atomic.Int64
 	for i := range r.cfg.Workers {
@@ -243,9 +277,19 @@ func (r *runner) closed(ctx, opCtx context.Context, cancelOps context.CancelFunc
 	}
 	r.busy.Store(int64(r.cfg.Workers))
 	<-runCtx.Done()
-	elapsed := time.Since(r.t0)
+	elapsed := r.elapsed()
 	r.waitGrace(&wg, cancelOps)
-	return Stats{Elapsed: min(elapsed, r.cfg.Duration), Arrivals: arrivals.Load(), Interrupted: ctx.Err() != nil}
+	return Stats{Elapsed: elapsed, Arrivals: arrivals.Load(), Interrupted: ctx.Err() != nil}
+}
+
+// elapsed is how long the run has lasted, capped at its duration (a run stopped by
+// its duration ends exactly there, however late the scheduler noticed).
+func (r *runner) elapsed() time.Duration {
+	e := time.Since(r.t0)
+	if r.cfg.Duration > 0 {
+		e = min(e, r.cfg.Duration)
+	}
+	return e
 }
 
 // waitGrace waits for in-flight work, cancelling it after the grace period.
@@ -383,30 +427,42 @@ func (r *runner) open(ctx, opCtx context.Context, cancelOps context.CancelFunc) 
 	}
 
 	var arrivals int64
-	interrupted := false
 	prev := time.Duration(-1)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	// waitUntil waits until offset d of the run (forever when d < 0) and reports
+	// whether arrivals go on: false once the run is stopped or ctx is cancelled.
 	waitUntil := func(d time.Duration) bool {
-		wait := time.Until(r.t0.Add(d))
-		if wait <= 0 {
-			return ctx.Err() == nil
+		var tc <-chan time.Time
+		if d >= 0 {
+			wait := time.Until(r.t0.Add(d))
+			if wait <= 0 {
+				return ctx.Err() == nil && !r.stopped()
+			}
+			timer.Reset(wait)
+			tc = timer.C
 		}
-		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return false
-		case <-timer.C:
+		case <-r.stop:
+			return false
+		case <-tc:
 			return true
 		}
+	}
+	end := cfg.Duration
+	if end == 0 {
+		end = -1 // until stopped
 	}
 loop:
 	for {
 		due, ok := cfg.Pacer.Next(prev)
-		if !ok {
-			// The schedule has ended: hold until the run's duration is over.
-			waitUntil(cfg.Duration)
+		if !ok || (end >= 0 && due >= end) {
+			// The schedule has ended, or the run does before the next arrival: hold
+			// until the run's end.
+			waitUntil(end)
 			break
 		}
 		prev = due
@@ -418,6 +474,8 @@ loop:
 			// Every session is busy: this arrival waits, and its latency keeps counting.
 			select {
 			case <-ctx.Done():
+				break loop
+			case <-r.stop:
 				break loop
 			case d := <-returned:
 				idle.push(d)
@@ -432,8 +490,8 @@ loop:
 			break loop
 		}
 	}
-	interrupted = ctx.Err() != nil
-	elapsed := min(time.Since(r.t0), cfg.Duration)
+	interrupted := ctx.Err() != nil
+	elapsed := r.elapsed()
 	close(jobs)
 	r.waitGrace(&wg, cancelOps)
 	return Stats{Elapsed: elapsed, Arrivals: arrivals, Interrupted: interrupted}
