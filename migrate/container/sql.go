@@ -1,0 +1,106 @@
+package container
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/rehearse-dev/rehearse/migrate/pgsql"
+)
+
+// connect opens a connection to db on node n.
+func (c *Cluster) connect(ctx context.Context, n *node, db string) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(c.DSN(n.addr(), db))
+	if err != nil {
+		return nil, err
+	}
+	cfg.ConnectTimeout = 3 * time.Second
+	return pgx.ConnectConfig(ctx, cfg)
+}
+
+// queryRow runs one query on node n's postgres database and scans its row.
+func (c *Cluster) queryRow(ctx context.Context, n *node, sql string, args []any, dest ...any) error {
+	conn, err := c.connect(ctx, n, "postgres")
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return conn.QueryRow(ctx, sql, args...).Scan(dest...)
+}
+
+// on binds queryRow to node n, for the shared pgsql helpers.
+func (c *Cluster) on(n *node) pgsql.QueryRow {
+	return func(ctx context.Context, sql string, args []any, dest ...any) error {
+		return c.queryRow(ctx, n, sql, args, dest...)
+	}
+}
+
+func (c *Cluster) exec(ctx context.Context, n *node, sql string) error {
+	conn, err := c.connect(ctx, n, "postgres")
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	_, err = conn.Exec(ctx, sql)
+	return err
+}
+
+func (c *Cluster) dropSlot(ctx context.Context, w *node, slot string) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	conn, err := c.connect(dctx, w, "postgres")
+	if err != nil {
+		return
+	}
+	defer conn.Close(dctx)
+	_, _ = conn.Exec(dctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active", slot)
+}
+
+// waitStreaming polls the writer until standby name streams from it.
+func (c *Cluster) waitStreaming(ctx context.Context, w *node, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.StartTimeout)
+	defer cancel()
+	if err := pgsql.WaitStreaming(ctx, c.on(w), name, c.cfg.PollInterval); err != nil {
+		n, _ := c.node(name)
+		tail := ""
+		if n != nil {
+			tail = "\n" + c.logTail(n, 20)
+		}
+		return fmt.Errorf("%w: from %s: %w%s", ErrNode, w.id, err, tail)
+	}
+	return nil
+}
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// waitReplayed polls until n has replayed past lsn.
+func (c *Cluster) waitReplayed(ctx context.Context, n *node, lsn string) error {
+	conn, err := c.connect(ctx, n, "postgres")
+	if err != nil {
+		return fmt.Errorf("container: %s: %w", n.id, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	q := func(ctx context.Context, sql string, args []any, dest ...any) error {
+		return conn.QueryRow(ctx, sql, args...).Scan(dest...)
+	}
+	if err := pgsql.WaitReplayed(ctx, q, lsn, 5*time.Millisecond); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrNode, n.id, err)
+	}
+	return nil
+}
+
+// promote promotes n with pg_promote (waiting for it) and returns how long it took.
+func (c *Cluster) promote(ctx context.Context, n *node) (time.Duration, error) {
+	start := time.Now()
+	var ok bool
+	if err := c.queryRow(ctx, n, "SELECT pg_promote(true, 60)", nil, &ok); err != nil {
+		return time.Since(start), fmt.Errorf("container: promote %s: %w", n.id, err)
+	}
+	if !ok {
+		return time.Since(start), fmt.Errorf("%w: %s did not finish promotion within 60 s", ErrNode, n.id)
+	}
+	return time.Since(start), nil
+}
