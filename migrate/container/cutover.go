@@ -3,6 +3,7 @@ package container
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/rehearse-dev/rehearse/migrate"
+	"github.com/rehearse-dev/rehearse/migrate/pgsql"
 )
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -60,8 +62,7 @@ func (c *Cluster) Switchover(ctx context.Context, target string) (migrate.Promot
 	if p.Promote, err = c.promote(ctx, t); err != nil {
 		return p, err
 	}
-	var lsn string
-	if err := c.queryRow(ctx, t, "SELECT pg_current_wal_lsn()::text", nil, &lsn); err == nil {
+	if lsn, err := pgsql.CurrentLSN(ctx, c.on(t)); err == nil {
 		p.PromotedLSN = lsn
 	}
 	c.mu.Lock()
@@ -213,12 +214,7 @@ func (c *Cluster) Remove(ctx context.Context, id string) error {
 	}
 	c.mu.Lock()
 	delete(c.nodes, id)
-	for i, x := range c.order {
-		if x == id {
-			c.order = append(c.order[:i], c.order[i+1:]...)
-			break
-		}
-	}
+	c.order = slices.DeleteFunc(c.order, func(x string) bool { return x == id })
 	c.mu.Unlock()
 	if err := c.eps.SetReaders(ctx, c.readers()); err != nil {
 		return err

@@ -39,22 +39,14 @@ func (c *Cluster) Failover(ctx context.Context, target string) (migrate.Promotio
 	if err != nil {
 		return migrate.Promotion{}, err
 	}
-	p := migrate.Promotion{From: c.writerID(), To: target, Detail: map[string]any{}}
-	if bytes, lsn, err := pgsql.StandbyLag(ctx, c.on(t)); err == nil {
-		p.LagBytes, p.FinalLSN = bytes, lsn
-	}
-	start := time.Now()
-	if p.Promote, err = c.promote(ctx, t); err != nil {
+	promote := func(ctx context.Context) (time.Duration, error) { return c.promote(ctx, t) }
+	p, err := pgsql.Failover(ctx, c.on(t), c.writerID(), target, promote)
+	if err != nil {
 		return p, err
-	}
-	var lsn string
-	if err := c.queryRow(ctx, t, "SELECT pg_current_wal_lsn()::text", nil, &lsn); err == nil {
-		p.PromotedLSN = lsn
 	}
 	c.mu.Lock()
 	c.writer = target
 	c.mu.Unlock()
-	p.Stall = time.Since(start)
 	return p, nil
 }
 

@@ -13,18 +13,18 @@ import (
 // Kind implements migrate.Provider.
 func (c *Cluster) Kind() string { return "container" }
 
+// members is the cluster's nodes for the shared bookkeeping; c.mu must be held.
+func (c *Cluster) members() pgsql.Members[*node] {
+	return pgsql.Members[*node]{Nodes: c.nodes, Order: c.order, Writer: c.writer}
+}
+
 // Describe implements migrate.Provider.
 func (c *Cluster) Describe(ctx context.Context) (migrate.Topology, error) {
 	c.mu.Lock()
-	t := migrate.Topology{Writer: c.writer, Forwarding: c.fwd}
-	for _, id := range c.order {
-		n := c.nodes[id]
-		role := "reader"
-		if id == c.writer {
-			role = "writer"
-		}
-		t.Nodes = append(t.Nodes, migrate.Node{ID: id, Role: role, Addr: n.addr(), Version: "", Class: c.cfg.Image})
-	}
+	t := c.members().Topology(func(n *node) migrate.Node {
+		return migrate.Node{Addr: n.addr(), Class: c.cfg.Image}
+	})
+	t.Forwarding = c.fwd
 	if c.eps != nil {
 		t.WriterEndpoint, t.ReaderEndpoint = c.eps.WriterAddr(), c.eps.ReaderAddr()
 	}
@@ -45,13 +45,7 @@ func (c *Cluster) Describe(ctx context.Context) (migrate.Topology, error) {
 func (c *Cluster) readers() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []string
-	for _, id := range c.order {
-		if n := c.nodes[id]; id != c.writer && !n.down && !n.cut {
-			out = append(out, n.addr())
-		}
-	}
-	return out
+	return c.members().Readers(func(n *node) bool { return !n.down && !n.cut }, (*node).addr)
 }
 
 // Preflight implements migrate.Provider: the writer is a primary, WAL can be rewound
@@ -131,10 +125,11 @@ func (c *Cluster) Lag(ctx context.Context, replica string) (migrate.Lag, error) 
 // write.
 func (c *Cluster) SetSynchronous(ctx context.Context, replica string) error {
 	w := c.writerNode()
-	if err := c.exec(ctx, w, "ALTER SYSTEM SET synchronous_standby_names = "+quoteLiteral(replica)); err != nil {
+	exec := func(ctx context.Context, sql string) error { return c.exec(ctx, w, sql) }
+	if err := pgsql.SetSynchronous(ctx, exec, replica); err != nil {
 		return fmt.Errorf("container: synchronous standby on %s: %w", w.id, err)
 	}
-	return c.exec(ctx, w, "SELECT pg_reload_conf()")
+	return nil
 }
 
 // SetForwarding implements migrate.Provider by emulation at the endpoints: while

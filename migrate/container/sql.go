@@ -48,15 +48,12 @@ func (c *Cluster) exec(ctx context.Context, n *node, sql string) error {
 	return err
 }
 
+// dropSlot drops slot on w if it exists and is not in use, bounded even when ctx is
+// done; it is cleanup, so errors are ignored.
 func (c *Cluster) dropSlot(ctx context.Context, w *node, slot string) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	conn, err := c.connect(dctx, w, "postgres")
-	if err != nil {
-		return
-	}
-	defer conn.Close(dctx)
-	_, _ = conn.Exec(dctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active", slot)
+	_ = pgsql.DropSlot(dctx, c.on(w), slot)
 }
 
 // waitStreaming polls the writer until standby name streams from it.

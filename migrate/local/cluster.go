@@ -158,46 +158,28 @@ func (c *Cluster) ReaderEndpoint() string {
 // Kind implements migrate.Provider.
 func (c *Cluster) Kind() string { return "local" }
 
+// members is the cluster's nodes for the shared bookkeeping; c.mu must be held.
+func (c *Cluster) members() pgsql.Members[*Node] {
+	return pgsql.Members[*Node]{Nodes: c.nodes, Order: c.order, Writer: c.writer}
+}
+
 // Describe implements migrate.Provider.
 func (c *Cluster) Describe(ctx context.Context) (migrate.Topology, error) {
 	c.mu.Lock()
-	t := migrate.Topology{Writer: c.writer, Forwarding: c.fwd}
-	for _, id := range c.order {
-		n := c.nodes[id]
-		role := "reader"
-		if id == c.writer {
-			role = "writer"
-		}
-		t.Nodes = append(t.Nodes, migrate.Node{ID: id, Role: role, Addr: addr(n), Version: n.Version()})
-	}
+	t := c.members().Topology(func(n *Node) migrate.Node {
+		return migrate.Node{Addr: addr(n), Version: n.Version()}
+	})
+	t.Forwarding = c.fwd
 	c.mu.Unlock()
 	t.WriterEndpoint, t.ReaderEndpoint = c.WriterEndpoint(), c.ReaderEndpoint()
 	return t, nil
 }
 
 // readers lists the running standbys other than the writer.
-func (c *Cluster) readers(except ...string) []string {
+func (c *Cluster) readers() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []string
-	for _, id := range c.order {
-		if id == c.writer || contains(except, id) {
-			continue
-		}
-		if n := c.nodes[id]; n.Running() {
-			out = append(out, addr(n))
-		}
-	}
-	return out
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
+	return c.members().Readers((*Node).Running, addr)
 }
 
 // Preflight implements migrate.Provider: the writer is a primary, WAL can be rewound
@@ -268,20 +250,8 @@ func (c *Cluster) Lag(ctx context.Context, replica string) (migrate.Lag, error) 
 
 // SetSynchronous makes replica the writer's synchronous standby ("" turns it off).
 func (c *Cluster) SetSynchronous(ctx context.Context, replica string) error {
-	w := c.Writer()
-	conn, err := w.Connect(ctx, "postgres")
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "ALTER SYSTEM SET synchronous_standby_names = "+quote(replica)); err != nil {
-		return err
-	}
-	_, err = conn.Exec(ctx, "SELECT pg_reload_conf()")
-	return err
+	return pgsql.SetSynchronous(ctx, c.Writer().exec, replica)
 }
-
-func quote(s string) string { return "'" + s + "'" }
 
 // SetForwarding implements migrate.Provider by emulation at the endpoint: while on,
 // reader-endpoint connections are served by the writer.

@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -171,12 +172,7 @@ func (c *Cluster) Remove(ctx context.Context, node string) error {
 	}
 	c.mu.Lock()
 	delete(c.nodes, node)
-	for i, id := range c.order {
-		if id == node {
-			c.order = append(c.order[:i], c.order[i+1:]...)
-			break
-		}
-	}
+	c.order = slices.DeleteFunc(c.order, func(id string) bool { return id == node })
 	c.mu.Unlock()
 	if c.eps != nil {
 		if err := c.eps.SetReaders(ctx, c.readers()); err != nil {

@@ -2,7 +2,6 @@ package local
 
 import (
 	"context"
-	"time"
 
 	"github.com/rehearse-dev/rehearse/migrate"
 	"github.com/rehearse-dev/rehearse/migrate/pgsql"
@@ -35,20 +34,12 @@ func (c *Cluster) Failover(ctx context.Context, target string) (migrate.Promotio
 	if err != nil {
 		return migrate.Promotion{}, err
 	}
-	p := migrate.Promotion{From: c.writerID(), To: target, Detail: map[string]any{}}
-	if bytes, lsn, err := pgsql.StandbyLag(ctx, t.queryRow); err == nil {
-		p.LagBytes, p.FinalLSN = bytes, lsn
-	}
-	start := time.Now()
-	if p.Promote, err = t.Promote(ctx); err != nil {
+	p, err := pgsql.Failover(ctx, t.queryRow, c.writerID(), target, t.Promote)
+	if err != nil {
 		return p, err
-	}
-	if lsn, err := t.CurrentLSN(ctx); err == nil {
-		p.PromotedLSN = lsn
 	}
 	c.mu.Lock()
 	c.writer = target
 	c.mu.Unlock()
-	p.Stall = time.Since(start)
 	return p, nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/rehearse-dev/rehearse/migrate/pgsql"
 )
 
 // basebackupTimeout bounds pg_basebackup when ctx has no earlier deadline.
@@ -146,9 +147,7 @@ func (n *Node) ReplayLSN(ctx context.Context) (string, error) {
 
 // CurrentLSN returns a primary's current WAL write position.
 func (n *Node) CurrentLSN(ctx context.Context) (string, error) {
-	var s string
-	err := n.queryRow(ctx, "SELECT pg_current_wal_lsn()::text", nil, &s)
-	return s, err
+	return pgsql.CurrentLSN(ctx, n.queryRow)
 }
 
 // Promote promotes a standby with pg_promote(wait => true) and returns how long the
@@ -200,13 +199,7 @@ WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, []a
 
 // DropSlot drops a replication slot if it exists and is not in use.
 func (n *Node) DropSlot(ctx context.Context, slot string) error {
-	var x any
-	err := n.queryRow(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
-WHERE slot_name = $1 AND NOT active`, []any{slot}, &x)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil
-	}
-	return err
+	return pgsql.DropSlot(ctx, n.queryRow, slot)
 }
 
 // Follow turns this former primary into a standby of primary: the standby settings

@@ -1,8 +1,11 @@
-// Package pgsql holds the PostgreSQL-side checks and measurements that the cluster
-// providers running real PostgreSQL (migrate/local, migrate/container) share:
-// preflight settings, replication lag from the writer, and waiting for a replica to
-// stream or to replay up to an LSN. Providers differ in how they reach a node, so
-// every function takes a QueryRow that runs one query on the node in question.
+// Package pgsql holds what the cluster providers running real PostgreSQL
+// (migrate/local, migrate/container) share: the PostgreSQL-side checks and
+// measurements (preflight settings, replication lag from the writer, waiting for a
+// replica to stream or to replay up to an LSN), the steps they take the same way
+// (promotion after a crash, synchronous replication, dropping a slot), and the
+// bookkeeping of their nodes (Members: the topology and the reader endpoint's
+// members). Providers differ in how they reach a node, so every function takes a
+// QueryRow or an Exec that runs on the node in question.
 package pgsql
 
 import (
@@ -10,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,6 +24,9 @@ import (
 // QueryRow runs sql with args on one node and scans its single row into dest; it
 // returns pgx.ErrNoRows when there is none.
 type QueryRow func(ctx context.Context, sql string, args []any, dest ...any) error
+
+// Exec runs one statement on one node.
+type Exec func(ctx context.Context, sql string) error
 
 // ErrNotStreaming means the writer's pg_stat_replication has no row for the replica.
 var ErrNotStreaming = errors.New("replica is not connected to the writer")
@@ -137,3 +144,54 @@ func StandbyLag(ctx context.Context, q QueryRow) (bytes int64, replayLSN string,
 	}
 	return bytes, replayLSN, nil
 }
+
+// CurrentLSN returns a primary's current WAL write position (q runs on it).
+func CurrentLSN(ctx context.Context, q QueryRow) (string, error) {
+	var lsn string
+	err := q(ctx, "SELECT pg_current_wal_lsn()::text", nil, &lsn)
+	return lsn, err
+}
+
+// Failover promotes a standby after its writer died, with whatever it has replayed:
+// it reads what the standby received but did not replay (StandbyLag), promotes it
+// with promote, and reads the new writer's WAL position. q runs on the standby; from
+// and to are the old and new writers' IDs. Stall counts from the promotion's start.
+func Failover(ctx context.Context, q QueryRow, from, to string, promote func(context.Context) (time.Duration, error)) (migrate.Promotion, error) {
+	p := migrate.Promotion{From: from, To: to, Detail: map[string]any{}}
+	if bytes, lsn, err := StandbyLag(ctx, q); err == nil {
+		p.LagBytes, p.FinalLSN = bytes, lsn
+	}
+	start := time.Now()
+	var err error
+	if p.Promote, err = promote(ctx); err != nil {
+		return p, err
+	}
+	if lsn, err := CurrentLSN(ctx, q); err == nil {
+		p.PromotedLSN = lsn
+	}
+	p.Stall = time.Since(start)
+	return p, nil
+}
+
+// SetSynchronous makes replica the synchronous standby of the writer exec runs on
+// ("" turns synchronous replication off) and reloads the writer's configuration.
+func SetSynchronous(ctx context.Context, exec Exec, replica string) error {
+	if err := exec(ctx, "ALTER SYSTEM SET synchronous_standby_names = "+quoteLiteral(replica)); err != nil {
+		return err
+	}
+	return exec(ctx, "SELECT pg_reload_conf()")
+}
+
+// DropSlot drops a replication slot on the node q runs on, if it exists and is not
+// in use.
+func DropSlot(ctx context.Context, q QueryRow, slot string) error {
+	var x any
+	err := q(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+WHERE slot_name = $1 AND NOT active`, []any{slot}, &x)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	return err
+}
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
