@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/rehearse-dev/rehearse/internal/testutil"
 )
 
 func TestParseVersion(t *testing.T) {
@@ -39,6 +41,7 @@ func TestBinariesMajor(t *testing.T) {
 }
 
 func TestFindBinaries(t *testing.T) {
+	testutil.RequireTool(t, "initdb", "the PostgreSQL server, Debian package postgresql")
 	b, err := FindBinaries(t.Context(), "")
 	if err != nil {
 		t.Fatalf("FindBinaries: %v", err)

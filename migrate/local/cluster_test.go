@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/rehearse-dev/rehearse/internal/testutil"
 	"github.com/rehearse-dev/rehearse/migrate"
 )
 
@@ -30,12 +31,13 @@ func startCluster(t *testing.T, sync bool) *Cluster {
 // writer inserts rows into the current writer in a loop and remembers which commits
 // were acknowledged.
 type writer struct {
-	c      *Cluster
-	mu     sync.Mutex
-	acked  []int64
-	errors int
-	stop   chan struct{}
-	done   chan struct{}
+	c       *Cluster
+	mu      sync.Mutex
+	acked   []int64
+	errors  int
+	lastErr error
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 func startWriter(t *testing.T, c *Cluster) *writer {
@@ -74,6 +76,7 @@ func (w *writer) run() {
 				cancel()
 				w.mu.Lock()
 				w.errors++
+				w.lastErr = err
 				w.mu.Unlock()
 				continue
 			}
@@ -85,6 +88,7 @@ func (w *writer) run() {
 			w.acked = append(w.acked, id)
 		} else {
 			w.errors++
+			w.lastErr = err
 			conn.Close(context.Background())
 			conn = nil
 		}
@@ -107,19 +111,24 @@ func (w *writer) count() int {
 	return len(w.acked)
 }
 
-// waitAcked waits until n more commits were acknowledged (progress, not time).
+// ackTimeout bounds how long a writer may go without the commits a test waits for.
+const ackTimeout = 30 * time.Second
+
+// waitAcked waits until n more commits were acknowledged (progress, not time), and
+// fails the test when they take longer than ackTimeout: a stalled writer fails
+// within that, instead of hanging the test binary.
 func (w *writer) waitAcked(t *testing.T, n int) {
 	t.Helper()
 	target := w.count() + n
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for w.count() < target {
-		select {
-		case <-t.Context().Done():
-			t.Fatal("writer made no progress")
-		case <-tick.C:
+	defer func() {
+		if w.count() < target { // Eventually failed the test
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			t.Logf("the writer: %d writes acknowledged, %d attempts failed (last error: %v)", len(w.acked), w.errors, w.lastErr)
 		}
-	}
+	}()
+	testutil.Eventually(t, ackTimeout, fmt.Sprintf("the writer to have %d acknowledged writes (%d more)", target, n),
+		func() bool { return w.count() >= target })
 }
 
 // missing returns the acknowledged ids absent from the current writer.

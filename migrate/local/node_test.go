@@ -1,7 +1,6 @@
 package local
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -9,45 +8,37 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/rehearse-dev/rehearse/internal/testutil"
 )
 
-// syncBuffer is a Log writer safe to read while a node writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+// requireBinaries returns the PostgreSQL server programs: the test is skipped on a
+// machine without them (and fails under CI).
+func requireBinaries(t *testing.T) Binaries {
+	t.Helper()
+	testutil.RequireTool(t, "initdb", "the PostgreSQL server, Debian package postgresql")
+	bin, err := FindBinaries(t.Context(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
 }
 
 // testConfig returns a fast config in a fresh work directory the postgres OS user can
 // reach: t.TempDir's per-test parent is 0700, so open it to traversal.
 func testConfig(t *testing.T) Config {
 	t.Helper()
-	bin, err := FindBinaries(t.Context(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := requireBinaries(t)
 	dir := t.TempDir()
 	if err := os.Chmod(filepath.Dir(dir), 0o711); err != nil {
 		t.Fatal(err)
 	}
-	return Config{Dir: dir, Bin: bin, MaxConnections: 20, SharedBuffers: "16MB", Log: &syncBuffer{}}
+	return Config{Dir: dir, Bin: bin, MaxConnections: 20, SharedBuffers: "16MB", Log: &testutil.SyncBuffer{}}
 }
 
 // startPrimary starts a primary and registers its cleanup (which runs even when the
@@ -107,7 +98,7 @@ func TestPrimary(t *testing.T) {
 	}
 
 	n := startPrimary(t, cfg)
-	log := cfg.Log.(*syncBuffer)
+	log := cfg.Log.(*testutil.SyncBuffer)
 	if n.Port() == busyPort || picks != 2 {
 		t.Fatalf("port %d after %d picks; want a retry away from busy port %d", n.Port(), picks, busyPort)
 	}
