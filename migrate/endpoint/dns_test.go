@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/rehearse-dev/rehearse/internal/testutil"
 	"github.com/rehearse-dev/rehearse/migrate/local"
 )
 
@@ -72,7 +73,7 @@ func TestExecMode(t *testing.T) {
 // block on real sockets, which a bubble's fake clock cannot wait for.
 func newTestDNS(t *testing.T, stale time.Duration, opts ...DNSOption) *DNS {
 	t.Helper()
-	d, err := NewDNS("127.0.0.1:1001", []string{"127.0.0.1:1002"}, stale, &syncBuffer{}, opts...)
+	d, err := NewDNS("127.0.0.1:1001", []string{"127.0.0.1:1002"}, stale, &testutil.SyncBuffer{}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +163,7 @@ func TestDNSPostgres(t *testing.T) {
 	a1, a2 := nodeAddr(n1), nodeAddr(n2)
 	entered := make(chan time.Duration, 1)
 	windowEnd := make(chan time.Time)
-	log := &syncBuffer{}
+	log := &testutil.SyncBuffer{}
 	d, err := NewDNS(a1, []string{a2}, 5*time.Second, log, WithAfter(func(stale time.Duration) <-chan time.Time {
 		entered <- stale
 		return windowEnd
@@ -204,6 +205,8 @@ func TestDNSPostgres(t *testing.T) {
 	case <-entered:
 	case err := <-failed:
 		t.Fatalf("Failover returned before its stale window: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("Failover did not reach its stale window within 30s")
 	}
 	// Inside the window: the old writer's connections are gone, on both endpoints...
 	if _, err := serverPort(t.Context(), onWriter); err == nil {
@@ -230,9 +233,20 @@ func TestDNSPostgres(t *testing.T) {
 		t.Logf("inside the stale window, old writer down: %v", err)
 	}
 
-	windowEnd <- time.Now()
-	if err := <-failed; err != nil {
-		t.Fatalf("Failover: %v", err)
+	select {
+	case windowEnd <- time.Now():
+	case err := <-failed:
+		t.Fatalf("Failover returned before its stale window ended: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("within 30s Failover neither took the end of its stale window nor returned")
+	}
+	select {
+	case err := <-failed:
+		if err != nil {
+			t.Fatalf("Failover: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Failover did not return within 30s of its stale window's end")
 	}
 	if got := portVia(t, d.WriterAddr(), mode); got != n2.Port() {
 		t.Errorf("after the window the writer endpoint reached %d, want node2 %d", got, n2.Port())

@@ -1,39 +1,19 @@
 package endpoint
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/rehearse-dev/rehearse/internal/testutil"
 	"github.com/rehearse-dev/rehearse/migrate/local"
 )
-
-// syncBuffer is a log writer safe to read while others write to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // workDir returns a fresh directory the postgres OS user can reach: t.TempDir's
 // per-test parent is 0700, so open it to traversal.
@@ -53,11 +33,12 @@ func startNode(t *testing.T, name string) *local.Node {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL")
 	}
+	testutil.RequireTool(t, "initdb", "the PostgreSQL server, Debian package postgresql")
 	bin, err := local.FindBinaries(t.Context(), "")
 	if err != nil {
-		t.Skipf("no PostgreSQL binaries: %v", err)
+		t.Fatal(err)
 	}
-	log := &syncBuffer{}
+	log := &testutil.SyncBuffer{}
 	n, err := local.InitPrimary(t.Context(), local.Config{
 		Dir: workDir(t), Name: name, Bin: bin, MaxConnections: 30, SharedBuffers: "16MB", Log: log,
 	})
@@ -127,21 +108,4 @@ func portVia(t *testing.T, addr string, mode pgx.QueryExecMode) int {
 	}
 	defer conn.Close(context.Background())
 	return mustServerPort(t, conn)
-}
-
-// eventually polls cond every few milliseconds until it holds, failing the test when
-// d passes first.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		case <-tick.C:
-		}
-	}
 }

@@ -15,17 +15,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rehearse-dev/rehearse/internal/testutil"
 	"github.com/rehearse-dev/rehearse/migrate/local"
 )
 
-// needPgBouncer skips the test when pgbouncer is not installed (.ci/run installs it).
+// needPgBouncer skips the test under -short, or when pgbouncer is not installed
+// (a failure under CI instead).
 func needPgBouncer(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts PgBouncer")
 	}
+	testutil.RequireTool(t, "pgbouncer", "Debian package pgbouncer")
 	if _, err := FindPgBouncer(""); err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 }
 
@@ -34,7 +37,7 @@ func startBouncer(t *testing.T, cfg PgBouncerConfig) *PgBouncer {
 	if cfg.Dir == "" {
 		cfg.Dir = workDir(t)
 	}
-	log := &syncBuffer{}
+	log := &testutil.SyncBuffer{}
 	cfg.Log = log
 	b, err := StartPgBouncer(t.Context(), cfg)
 	if err != nil {
@@ -218,7 +221,7 @@ func TestPgBouncerPauseRepointResume(t *testing.T) {
 			iterations.Add(1)
 		}
 	}()
-	eventually(t, 10*time.Second, "the client loop to run on node1", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the client loop to run on node1", func() bool {
 		return iterations.Load() > 10 && lastPort.Load() == int64(n1.Port())
 	})
 
@@ -228,7 +231,7 @@ func TestPgBouncerPauseRepointResume(t *testing.T) {
 	}
 	paused := time.Since(t0)
 	// The client's next transaction is held: PgBouncer reports it waiting.
-	eventually(t, 10*time.Second, "the client to wait in the paused pool", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the client to wait in the paused pool", func() bool {
 		return waitingClients(t, b) > 0
 	})
 	held := iterations.Load()
@@ -246,13 +249,18 @@ func TestPgBouncerPauseRepointResume(t *testing.T) {
 	if got := iterations.Load(); got != held {
 		t.Errorf("%d transactions completed while paused", got-held)
 	}
-	eventually(t, 10*time.Second, "the same client connection to continue on node2", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the same client connection to continue on node2", func() bool {
 		return lastPort.Load() == int64(n2.Port()) && iterations.Load() > held+10
 	})
 	heldFor := time.Since(t0)
 	close(stop)
-	if err := <-loopErr; err != nil {
-		t.Fatalf("the client saw an error across PAUSE/repoint/RESUME: %v", err)
+	select {
+	case err := <-loopErr:
+		if err != nil {
+			t.Fatalf("the client saw an error across PAUSE/repoint/RESUME: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client loop did not stop within 10s: a transaction is stuck")
 	}
 	t.Logf("PAUSE took %v; repoint+RESUME took %v; client held about %v (node1 stop included); %d transactions, 0 errors",
 		paused, repointResume, heldFor, iterations.Load())
@@ -330,7 +338,7 @@ func TestPgBouncerPairSwitchover(t *testing.T) {
 	needPgBouncer(t)
 	n1, n2 := startNode(t, "node1"), startNode(t, "node2")
 	a1, a2 := nodeAddr(n1), nodeAddr(n2)
-	log := &syncBuffer{}
+	log := &testutil.SyncBuffer{}
 	m, err := New(t.Context(), Config{Mode: ModeProxy, Writer: a1, Readers: []string{a2}, Dir: workDir(t), PoolSize: 3, Log: log})
 	if err != nil {
 		t.Fatalf("New: %v\n%s", err, log)
@@ -400,9 +408,14 @@ func TestPgBouncerDiesWithItsParent(t *testing.T) {
 		t.Skip("parent-death signal is Linux only")
 	}
 	dir := workDir(t)
-	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestPgBouncerDiesWithItsParent$", "-test.count=1")
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestPgBouncerDiesWithItsParent$", "-test.count=1")
 	cmd.Env = append(os.Environ(), orphanEnv+"="+dir)
 	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("the helper process did not exit within a minute:\n%s", out)
+	}
 	if err != nil {
 		t.Fatalf("helper: %v\n%s", err, out)
 	}
@@ -416,7 +429,7 @@ func TestPgBouncerDiesWithItsParent(t *testing.T) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	})
-	eventually(t, 10*time.Second, "the orphaned pgbouncer to exit", func() bool { return !procAlive(pid) })
+	testutil.Eventually(t, 10*time.Second, "the orphaned pgbouncer to exit", func() bool { return !procAlive(pid) })
 }
 
 const orphanEnv = "REHEARSE_ENDPOINT_ORPHAN_DIR"

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/rehearse-dev/rehearse/internal/testutil"
 )
 
 // echoServer is a TCP server on 127.0.0.1 that greets each connection with its name
@@ -104,7 +106,7 @@ func (c *client) echo(msg string) (string, error) {
 
 func newProxy(t *testing.T, name string, backends []string) *Proxy {
 	t.Helper()
-	p, err := NewProxy(name, backends, &syncBuffer{})
+	p, err := NewProxy(name, backends, &testutil.SyncBuffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,16 +177,11 @@ func TestProxyDrop(t *testing.T) {
 	if n := p.Drop(a.Addr()); n != 0 {
 		t.Errorf("second Drop(a) = %d, want 0", n)
 	}
-	eventually(t, 5*time.Second, "the dropped connections to be forgotten", func() bool { return p.Conns() == 1 })
+	testutil.Eventually(t, 5*time.Second, "the dropped connections to be forgotten", func() bool { return p.Conns() == 1 })
 }
 
 func TestProxyUnreachableBackendResets(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close() // nothing listens there now
+	dead := testutil.FreeAddr(t, "127.0.0.1") // nothing listens there
 
 	for _, backends := range [][]string{{dead}, nil} {
 		p := newProxy(t, "test", backends)
@@ -233,7 +230,7 @@ func TestProxyCloseEndsEverything(t *testing.T) {
 	}
 	a.Close()
 	// Close waited for the proxy's goroutines; they may still be unwinding.
-	eventually(t, 5*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
+	testutil.Eventually(t, 5*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
 }
 
 func TestProxyPostgres(t *testing.T) {
