@@ -16,23 +16,26 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"github.com/rehearse-dev/rehearse/internal/testutil"
 	"github.com/rehearse-dev/rehearse/result"
 )
 
 var screenshotDir = flag.String("screenshot", "", "also write the browser test's screenshots to this directory")
 
-// findChromium returns the browser the browser test drives. The PATH names come
-// first; /usr/bin/chromium is the documented fallback of the Debian package.
-func findChromium() string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
+// requireChromium returns the browser the browser test drives: chromium, or
+// another Chromium build on PATH when there is no chromium. Without any, the test
+// is skipped (and fails under CI).
+func requireChromium(t *testing.T) string {
+	t.Helper()
+	if _, err := exec.LookPath("chromium"); err != nil {
+		for _, name := range []string{"chromium-browser", "google-chrome", "google-chrome-stable"} {
+			if p, err := exec.LookPath(name); err == nil {
+				return p
+			}
 		}
 	}
-	if _, err := os.Stat("/usr/bin/chromium"); err == nil {
-		return "/usr/bin/chromium"
-	}
-	return ""
+	return testutil.RequireTool(t, "chromium", "Debian package chromium; the browser test renders the report in it")
 }
 
 // chartProbe is what the page reports about itself after it loaded.
@@ -68,14 +71,7 @@ func TestBrowserRendersReport(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser test skipped in -short mode")
 	}
-	bin := findChromium()
-	if bin == "" {
-		msg := "chromium not found: install it with `apt-get install -y chromium` (Debian) to run the browser test"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	bin := requireChromium(t)
 	cases := map[string]*result.Result{"wet": sample(t, "sample-wet.json"), "dry": sample(t, "sample-dry.json")}
 	for name, res := range cases {
 		t.Run(name, func(t *testing.T) {

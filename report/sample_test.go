@@ -2,7 +2,6 @@ package report
 
 import (
 	"bytes"
-	"flag"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -12,39 +11,15 @@ import (
 	"time"
 
 	"github.com/rehearse-dev/rehearse/internal/slo"
+	"github.com/rehearse-dev/rehearse/internal/testutil"
 	"github.com/rehearse-dev/rehearse/result"
 	"github.com/rehearse-dev/rehearse/scenarios"
 )
 
-var update = flag.Bool("update", false, "rewrite golden files and sample fixtures in testdata/")
-
-// golden compares got with testdata/name, rewriting the file under -update.
+// golden compares got with testdata/name (go test ./report -update rewrites it).
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./report -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file; run go test ./report -update and review the diff\n--- got (first 2000 bytes) ---\n%s", path, clip(got, 2000))
-	}
-}
-
-func clip(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[:n]
-	}
-	return b
+	testutil.Golden(t, filepath.Join("testdata", name), got)
 }
 
 // sample reads a fixture from testdata; under -update it first regenerates the
@@ -52,7 +27,7 @@ func clip(b []byte, n int) []byte {
 func sample(t testing.TB, name string) *result.Result {
 	t.Helper()
 	path := filepath.Join("testdata", name)
-	if *update {
+	if testutil.Updating() {
 		gen := map[string]func() *result.Result{"sample-wet.json": sampleWet, "sample-dry.json": sampleDry}[name]
 		if gen == nil {
 			t.Fatalf("no generator for %s", name)
