@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/rehearse-dev/rehearse/internal/testutil"
 	"github.com/rehearse-dev/rehearse/migrate"
 	"github.com/rehearse-dev/rehearse/migrate/aurora/emulator"
 	"github.com/rehearse-dev/rehearse/migrate/local"
@@ -21,8 +22,9 @@ import (
 
 // realEmulator starts the emulator over a real local cluster (dns endpoints with a
 // short stale window) and returns a provider pointed at it.
-func realEmulator(t *testing.T) (*Provider, *emulator.Server, *emulator.LocalBackend, *syncBuffer) {
+func realEmulator(t *testing.T) (*Provider, *emulator.Server, *emulator.LocalBackend, *testutil.SyncBuffer) {
 	t.Helper()
+	testutil.RequireTool(t, "initdb", "the PostgreSQL server, Debian package postgresql")
 	bin, err := local.FindBinaries(t.Context(), "")
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +33,7 @@ func realEmulator(t *testing.T) (*Provider, *emulator.Server, *emulator.LocalBac
 	if err := os.Chmod(filepath.Dir(dir), 0o711); err != nil {
 		t.Fatal(err)
 	}
-	log := &syncBuffer{}
+	log := &testutil.SyncBuffer{}
 	b, err := emulator.StartLocal(t.Context(), emulator.LocalConfig{
 		Node:  local.Config{Dir: dir, Bin: bin, MaxConnections: 40, SharedBuffers: "16MB", Log: log},
 		Stale: 300 * time.Millisecond,

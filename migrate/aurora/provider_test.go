@@ -1,7 +1,6 @@
 package aurora
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net/http/httptest"
@@ -10,27 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rehearse-dev/rehearse/internal/testutil"
 	"github.com/rehearse-dev/rehearse/migrate"
 	"github.com/rehearse-dev/rehearse/migrate/aurora/emulator"
 )
-
-// syncBuffer is a goroutine-safe log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // fastConfig is a provider config with test-sized waits against url.
 func fastConfig(url string) Config {
@@ -381,7 +363,7 @@ func TestForwardingAndRemove(t *testing.T) {
 }
 
 func TestNoCredentialsInLogs(t *testing.T) {
-	log := &syncBuffer{}
+	log := &testutil.SyncBuffer{}
 	p, s := memProvider(t, emulator.Options{Faults: emulator.Faults{Deny: []string{"CreateDBInstance"}}}, func(c *Config) {
 		c.Log = log
 		c.DSN = "postgres://app:hunter2-secret@prod.cluster-x.us-east-1.rds.amazonaws.com/app"

@@ -13,6 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/rds"
 	"github.com/aws/aws-sdk-go-v2/service/rds/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/rehearse-dev/rehearse/internal/testutil"
 )
 
 // client is the unmodified SDK client pointed at an emulator over a MemoryBackend.
@@ -28,22 +30,6 @@ func client(t *testing.T, opts Options) (*rds.Client, *Server) {
 		Retryer:      retry.NewStandard(func(o *retry.StandardOptions) { o.MaxBackoff = 10 * time.Millisecond }),
 	})
 	return c, s
-}
-
-// eventually polls cond (state changes run in the emulator's background).
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
-	}
 }
 
 func TestDescribeDBClustersShape(t *testing.T) {
@@ -118,12 +104,12 @@ func TestLifecycle(t *testing.T) {
 	if _, err := c.FailoverDBCluster(ctx, &rds.FailoverDBClusterInput{DBClusterIdentifier: id, TargetDBInstanceIdentifier: aws.String("sv2")}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "sv2 to be the writer", func() bool { return s.WriterInstance() == "sv2" })
+	testutil.Eventually(t, 10*time.Second, "sv2 to be the writer", func() bool { return s.WriterInstance() == "sv2" })
 	_, err = c.DeleteDBInstance(ctx, &rds.DeleteDBInstanceInput{DBInstanceIdentifier: aws.String("sv2")})
 	if !errors.As(err, &ae) || ae.ErrorCode() != "InvalidDBClusterStateFault" {
 		t.Errorf("deleting the writer: %v", err)
 	}
-	eventually(t, "the cluster to be available", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the cluster to be available", func() bool {
 		o, err := c.DescribeDBClusters(ctx, &rds.DescribeDBClustersInput{DBClusterIdentifier: id})
 		return err == nil && aws.ToString(o.DBClusters[0].Status) == "available"
 	})
