@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -16,10 +15,9 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/rehearse-dev/rehearse/internal/testutil"
 	"github.com/rehearse-dev/rehearse/scenarios"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files in testdata/")
 
 // parseErrs parses src and returns its problems, failing the test if it parses.
 func parseErrs(t *testing.T, src string) *scenarios.Errors {
@@ -229,20 +227,7 @@ func TestGolden(t *testing.T) {
 	if err == nil {
 		t.Fatal("LoadFile(testdata/bad.yaml) succeeded")
 	}
-	got := err.Error() + "\n"
-	golden := filepath.Join("testdata", "bad.golden")
-	if *update {
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("error output differs from %s (go test -update to refresh):\ngot:\n%s\nwant:\n%s", golden, got, want)
-	}
+	testutil.Golden(t, filepath.Join("testdata", "bad.golden"), []byte(err.Error()+"\n"))
 }
 
 func TestLoadFileMissing(t *testing.T) {
