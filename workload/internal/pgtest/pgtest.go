@@ -12,7 +12,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -26,6 +25,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/rehearse-dev/rehearse/internal/testutil"
 )
 
 // ErrNoPostgres is returned when no PostgreSQL server binaries can be found.
@@ -74,12 +75,14 @@ type Server struct {
 }
 
 // Start initialises and starts a server and registers its teardown with t.Cleanup.
-// It skips the test when no PostgreSQL binaries are installed.
+// It skips the test when no PostgreSQL binaries are installed, or fails it when the
+// environment variable CI is set (see testutil.RequireTool).
 func Start(t testing.TB) *Server {
 	t.Helper()
 	bin, err := BinDir()
 	if err != nil {
-		t.Skip(err)
+		testutil.RequireTool(t, "initdb", "the PostgreSQL server, Debian package postgresql")
+		t.Fatalf("pgtest: %v", err) // initdb is there, but not where BinDir looks
 	}
 	cred, uid, gid, err := credential()
 	if err != nil {
@@ -119,10 +122,7 @@ func Start(t testing.TB) *Server {
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		port, err := freePort()
-		if err != nil {
-			t.Fatalf("pgtest: %v", err)
-		}
+		port := testutil.FreePort(t)
 		opts := fmt.Sprintf("-c port=%d -c listen_addresses=127.0.0.1 -c unix_socket_directories=%s -c fsync=off -c full_page_writes=off -c max_connections=200 -c shared_buffers=128MB", port, root)
 		out, err := run(cred, filepath.Join(bin, "pg_ctl"), "start", "-D", data, "-l", logFile, "-w", "-t", "60", "-o", opts)
 		if err == nil {
@@ -174,15 +174,6 @@ func run(cred *syscall.Credential, name string, args ...string) ([]byte, error) 
 	return buf.Bytes(), err
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // CommitCutOff runs op on a connection of its own while the server's COMMIT waits
 // for a synchronous standby that does not exist, then terminates that backend: the
 // server has committed locally, but the client only sees its connection close. It
@@ -209,11 +200,13 @@ func CommitCutOff(t testing.TB, pool *pgxpool.Pool, dsn string, op func(ctx cont
 	setSync("nobody")
 	defer setSync("")
 	// pg_reload_conf only signals: poll until this backend has the new setting.
-	for setting := ""; setting != "nobody"; {
+	testutil.Eventually(t, 30*time.Second, "the backend to see synchronous_standby_names = nobody", func() bool {
+		var setting string
 		if err := conn.QueryRow(ctx, `SHOW synchronous_standby_names`).Scan(&setting); err != nil {
 			t.Fatal(err)
 		}
-	}
+		return setting == "nobody"
+	})
 	// The checkpointer, not this backend, tells commits that a synchronous standby is
 	// configured, so the first commits after the reload may not wait yet: retry until
 	// one does. The server offers no event to block on, so poll pg_stat_activity.
@@ -243,5 +236,11 @@ func CommitCutOff(t testing.TB, pool *pgxpool.Pool, dsn string, op func(ctx cont
 	if _, err := pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
 		t.Fatal(err)
 	}
-	return <-done
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatal("the operation did not return within 30s of its backend's termination")
+		return nil
+	}
 }
