@@ -1,7 +1,6 @@
 package container_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,35 +10,18 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/rehearse-dev/rehearse/internal/testutil"
 	"github.com/rehearse-dev/rehearse/migrate"
 	"github.com/rehearse-dev/rehearse/migrate/container"
 	"github.com/rehearse-dev/rehearse/migrate/endpoint"
 )
 
-// syncBuffer is a log sink safe for the provider's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startCluster starts a one-writer cluster and registers its removal and the check
 // that nothing with its run label remains.
-func startCluster(t *testing.T, ctx context.Context, cfg container.Config) *container.Cluster {
+func startCluster(t *testing.T, ctx context.Context, image string, cfg container.Config) *container.Cluster {
 	t.Helper()
-	log := &syncBuffer{}
-	cfg.Image = testImage
+	log := &testutil.SyncBuffer{}
+	cfg.Image = image
 	cfg.Log = log
 	c, err := container.Start(ctx, cfg)
 	if err != nil {
@@ -63,20 +45,6 @@ func startCluster(t *testing.T, ctx context.Context, cfg container.Config) *cont
 		}
 	})
 	return c
-}
-
-// poll calls f every interval until it returns true or ctx ends.
-func poll(ctx context.Context, interval time.Duration, f func() bool) error {
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for !f() {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
-	}
-	return nil
 }
 
 func connect(t *testing.T, ctx context.Context, c *container.Cluster, addr string, mode pgx.QueryExecMode) *pgx.Conn {
@@ -116,12 +84,16 @@ func waitCaughtUp(t *testing.T, ctx context.Context, c *container.Cluster, repli
 	t.Helper()
 	var lag migrate.Lag
 	var lerr error
-	if err := poll(ctx, 50*time.Millisecond, func() bool {
+	caughtUp := func() bool {
 		lag, lerr = c.Lag(ctx, replica)
 		return lerr == nil && lag.Bytes == 0 && lag.ReplayLSN != ""
-	}); err != nil {
-		t.Fatalf("%s did not catch up: lag %+v, last error %v", replica, lag, lerr)
 	}
+	defer func() {
+		if !caughtUp() { // Eventually failed the test
+			t.Logf("%s: last lag %+v, last error %v", replica, lag, lerr)
+		}
+	}()
+	testutil.Eventually(t, time.Minute, replica+" to replay everything the writer has", caughtUp)
 	return lag
 }
 
@@ -216,10 +188,10 @@ func missing(t *testing.T, ctx context.Context, conn *pgx.Conn, acked []int) []i
 // acknowledged write lost, a rejoin, a crash failover, a rejoin after the crash, a
 // network cut and restore, and removal.
 func TestClusterLifecycle(t *testing.T) {
-	requireDocker(t)
+	image := requireDocker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	c := startCluster(t, ctx, container.Config{Endpoint: endpoint.Config{Mode: endpoint.ModeDNS, Stale: 300 * time.Millisecond}})
+	c := startCluster(t, ctx, image, container.Config{Endpoint: endpoint.Config{Mode: endpoint.ModeDNS, Stale: 300 * time.Millisecond}})
 	mode := endpoint.ExecMode(endpoint.ModeDNS)
 
 	checks, err := c.Preflight(ctx)
@@ -261,9 +233,8 @@ func TestClusterLifecycle(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); w.run(lctx, c, mode) }()
-	if err := poll(ctx, 10*time.Millisecond, func() bool { return len(w.ackedIDs()) >= 50 }); err != nil {
-		t.Fatal("the writing client made no progress before the switchover")
-	}
+	testutil.Eventually(t, time.Minute, "50 writes of the client acknowledged before the switchover",
+		func() bool { return len(w.ackedIDs()) >= 50 })
 	p, err := c.Switchover(ctx, "node2")
 	if err != nil {
 		t.Fatalf("Switchover: %v", err)
@@ -275,9 +246,8 @@ func TestClusterLifecycle(t *testing.T) {
 		t.Fatalf("Redirect: %v", err)
 	}
 	before := len(w.ackedIDs())
-	if err := poll(ctx, 10*time.Millisecond, func() bool { return len(w.ackedIDs()) >= before+50 }); err != nil {
-		t.Fatal("the writing client made no progress after the redirect")
-	}
+	testutil.Eventually(t, time.Minute, "50 more writes of the client acknowledged after the redirect",
+		func() bool { return len(w.ackedIDs()) >= before+50 })
 	stopLoad()
 	wg.Wait()
 	if got, err := writerName(ctx, c, mode); err != nil || got != "node2" {
@@ -339,9 +309,8 @@ func TestClusterLifecycle(t *testing.T) {
 	if err := c.Cut(ctx, "node2"); err != nil {
 		t.Fatalf("Cut: %v", err)
 	}
-	if err := poll(ctx, 50*time.Millisecond, func() bool { _, err := c.Lag(ctx, "node2"); return err != nil }); err != nil {
-		t.Fatal("the writer still sees node2 streaming after the cut")
-	}
+	testutil.Eventually(t, time.Minute, "the writer to stop seeing node2 stream after the cut",
+		func() bool { _, err := c.Lag(ctx, "node2"); return err != nil })
 	if err := c.Restore(ctx, "node2"); err != nil {
 		t.Fatalf("Restore: %v", err)
 	}
@@ -361,13 +330,14 @@ func TestClusterLifecycle(t *testing.T) {
 // TestProxyModeSwitchover runs a planned switchover behind PgBouncer on the host,
 // pointed at the containers' published ports: a client connection survives it.
 func TestProxyModeSwitchover(t *testing.T) {
-	requireDocker(t)
+	image := requireDocker(t)
+	testutil.RequireTool(t, "pgbouncer", "Debian package pgbouncer; proxy mode runs it on the host")
 	if _, err := endpoint.FindPgBouncer(""); err != nil {
-		t.Fatalf("proxy mode needs pgbouncer (apt-get install pgbouncer): %v", err)
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	c := startCluster(t, ctx, container.Config{Endpoint: endpoint.Config{Mode: endpoint.ModeProxy, Dir: t.TempDir()}})
+	c := startCluster(t, ctx, image, container.Config{Endpoint: endpoint.Config{Mode: endpoint.ModeProxy, Dir: t.TempDir()}})
 	mode := endpoint.ExecMode(endpoint.ModeProxy)
 	conn := connect(t, ctx, c, c.WriterEndpoint(), mode)
 	if _, err := conn.Exec(ctx, "CREATE TABLE marks (name text PRIMARY KEY)"); err != nil {
@@ -420,27 +390,45 @@ func TestStartFailureLeavesNothing(t *testing.T) {
 // TestStartCancelledLeavesNothing cancels Start while the writer container starts:
 // everything of the run is removed.
 func TestStartCancelledLeavesNothing(t *testing.T) {
-	requireDocker(t)
+	image := requireDocker(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	runID := fmt.Sprintf("cancel-%d", time.Now().UnixNano())
-	log := &syncBuffer{}
+	log := &testutil.SyncBuffer{}
 	done := make(chan error, 1)
+	finished := make(chan struct{})
+	t.Cleanup(func() { // whatever the outcome, nothing of the run stays behind
+		cancel()
+		select {
+		case <-finished:
+		case <-time.After(time.Minute):
+			t.Errorf("Start still runs a minute after its cancel")
+		}
+		cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer ccancel()
+		if err := container.Sweep(cctx, runID); err != nil {
+			t.Errorf("Sweep: %v", err)
+		}
+	})
 	go func() {
-		_, err := container.Start(ctx, container.Config{Image: testImage, RunID: runID, Log: log})
+		defer close(finished)
+		_, err := container.Start(ctx, container.Config{Image: image, RunID: runID, Log: log})
 		done <- err
 	}()
 	// Cancel once the network exists (the start is under way).
-	wctx, wcancel := context.WithTimeout(context.Background(), time.Minute)
+	wctx, wcancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer wcancel()
-	if err := poll(wctx, 20*time.Millisecond, func() bool {
+	testutil.Eventually(t, time.Minute, "the run's network to appear", func() bool {
 		_, ns, _ := container.Leftovers(wctx, runID)
 		return len(ns) > 0
-	}); err != nil {
-		t.Fatal("the run's network never appeared")
-	}
+	})
 	cancel()
-	if err := <-done; err == nil {
-		t.Fatal("Start succeeded after cancel")
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Start succeeded after cancel")
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Start did not return within a minute of its cancel")
 	}
 	cs, ns, err := container.Leftovers(wctx, runID)
 	if err != nil || len(cs)+len(ns) > 0 {

@@ -8,31 +8,26 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/rehearse-dev/rehearse/internal/testutil"
 	"github.com/rehearse-dev/rehearse/migrate/container"
 )
 
-// testImage is the image the tests run, resolved once in TestMain.
-var testImage string
-
 // TestMain disables Ryuk (it cannot be pulled here; the provider removes what it
-// creates) and makes sure a PostgreSQL image is present, building rehearse/postgres
-// offline with images/postgres/build.sh when the configured one is absent.
+// creates).
 func TestMain(m *testing.M) {
 	flag.Parse()
 	os.Setenv(container.RyukEnv, "true")
-	if !testing.Short() {
-		img, err := ensureImage()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "container tests:", err)
-			os.Exit(1)
-		}
-		testImage = img
-	}
 	os.Exit(m.Run())
 }
+
+// testImage resolves, once, the PostgreSQL image the tests run, building
+// rehearse/postgres offline with images/postgres/build.sh when the configured one
+// is absent.
+var testImage = sync.OnceValues(ensureImage)
 
 func ensureImage() (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -51,10 +46,17 @@ func ensureImage() (string, error) {
 	return container.ResolveImage(ctx, want)
 }
 
-// requireDocker skips under -short; otherwise the tests run for real.
-func requireDocker(t *testing.T) {
+// requireDocker skips under -short; otherwise the test needs the Docker engine (a
+// skip without one, a failure under CI) and returns the image to run.
+func requireDocker(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("container tests need the Docker engine; skipped with -short")
 	}
+	testutil.RequireDocker(t)
+	img, err := testImage()
+	if err != nil {
+		t.Fatalf("container tests: %v", err)
+	}
+	return img
 }
