@@ -88,12 +88,14 @@ func waitCaughtUp(t *testing.T, ctx context.Context, c *container.Cluster, repli
 		lag, lerr = c.Lag(ctx, replica)
 		return lerr == nil && lag.Bytes == 0 && lag.ReplayLSN != ""
 	}
+	done := false
 	defer func() {
-		if !caughtUp() { // Eventually failed the test
+		if !done { // Eventually failed the test
 			t.Logf("%s: last lag %+v, last error %v", replica, lag, lerr)
 		}
 	}()
 	testutil.Eventually(t, time.Minute, replica+" to replay everything the writer has", caughtUp)
+	done = true
 	return lag
 }
 
