@@ -1,25 +1,70 @@
 #!/usr/bin/env bash
 # Installs what rehearse needs on a Debian machine, idempotently:
-#   scripts/deps.sh demo   PostgreSQL server binaries
-#   scripts/deps.sh test   the above, plus Chromium (the report's browser test)
-# As root it runs apt-get; otherwise it says what to install and fails.
+#   scripts/deps.sh demo   the PostgreSQL server programs and PgBouncer
+#   scripts/deps.sh test   the above, plus pgbench (the tpcb schema test) and
+#                          Chromium (the report's browser test)
+# As root it runs apt-get for whatever is missing (nothing when all is there);
+# otherwise it prints the apt-get command and fails. The tests skip when one of
+# these is missing, but fail when CI is set (.ci/run sets it).
 set -euo pipefail
 
 want=${1:-test}
+case $want in
+demo | test) ;;
+*)
+	echo "usage: $0 [demo|test]" >&2
+	exit 2
+	;;
+esac
 need=()
 
-have_pg() {
-	command -v pg_ctl >/dev/null 2>&1 && command -v initdb >/dev/null 2>&1 && return 0
-	command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir)/initdb" ] && return 0
-	compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
+# add PACKAGE: needed, once.
+add() {
+	local p
+	for p in "${need[@]}"; do
+		[ "$p" = "$1" ] && return
+	done
+	need+=("$1")
 }
 
-have_pg || need+=(postgresql)
-command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || need+=(pgbouncer)
+# pg_bindirs lists the directories the PostgreSQL programs are looked up in, as
+# rehearse and its tests do: pg_config --bindir, initdb's on PATH, then the Debian
+# layout /usr/lib/postgresql/*/bin (not on PATH there).
+pg_bindirs() {
+	if command -v pg_config >/dev/null 2>&1; then
+		pg_config --bindir 2>/dev/null || true
+	fi
+	local p
+	if p=$(command -v initdb 2>/dev/null); then
+		dirname "$(readlink -f "$p")"
+	fi
+	compgen -G "/usr/lib/postgresql/*/bin" || true
+}
+
+# have_pg PROGRAM...: one of those directories holds every PROGRAM.
+have_pg() {
+	local d p
+	while read -r d; do
+		[ -n "$d" ] || continue
+		for p in "$@"; do
+			[ -x "$d/$p" ] || continue 2
+		done
+		return 0
+	done < <(pg_bindirs)
+	return 1
+}
+
+# The server programs a node, a replica and a rewind run. Debian ships them, and
+# pgbench, in postgresql-NN, which the postgresql package pulls in.
+have_pg postgres initdb pg_ctl pg_basebackup pg_rewind || add postgresql
+command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || add pgbouncer
 if [ "$want" = test ]; then
-	command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need+=(chromium)
+	have_pg pgbench || add postgresql
+	command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 ||
+		command -v google-chrome >/dev/null 2>&1 || command -v google-chrome-stable >/dev/null 2>&1 ||
+		add chromium
 fi
-command -v go >/dev/null 2>&1 || need+=(golang-go)
+command -v go >/dev/null 2>&1 || add golang-go
 
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0
