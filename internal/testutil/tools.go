@@ -17,7 +17,7 @@ import (
 )
 
 // depsHint says how to install what the tests need.
-const depsHint = "scripts/deps.sh test installs every test dependency (run it as root, or it prints the apt-get command)"
+const depsHint = "install the test dependencies with scripts/deps.sh test (as root; otherwise it prints the apt-get command)"
 
 // extraDirs are searched after PATH: the Debian layout of the PostgreSQL server
 // programs (newest version first; they are not on PATH there) and /usr/sbin, where
