@@ -15,9 +15,14 @@ deps-demo:
 deps-test:
 	@scripts/deps.sh test
 
-# A real smoke rehearsal on the embedded local PostgreSQL; prints where the report is.
+# A real rehearsal on the embedded local cluster: the smoke load with a wet cutover
+# through the proxy endpoint (PgBouncer). It prints the verdict, the writer change,
+# the failed operations, the longest write stall and where the report is.
+# `make demo DEMO_MODE=dry` runs the same load with only the plan's read-only checks.
+DEMO_MODE     ?= wet
+DEMO_ENDPOINT ?= proxy
 demo: deps-demo build
-	$(BIN) run scenarios/smoke.yaml
+	$(BIN) run scenarios/smoke.yaml --mode $(DEMO_MODE) --endpoint $(DEMO_ENDPOINT)
 
 test: deps-test lint image
 	$(GO) test -count=1 -timeout 30m ./...

@@ -22,12 +22,19 @@ func LimitLabel(l result.LatencyLimit) string {
 }
 
 // CapacityVerdict is the sentence that heads a capacity report, e.g.
-// "PASS: sustainable 3,400/s ≥ peak 2,000/s (headroom 1.7×)".
+// "PASS: sustainable 3,400/s ≥ peak 2,000/s (headroom 1.7×)". When the search did not
+// find the limit (every step asked for passed) it says "at least", never
+// "sustainable": the rate is a lower bound.
 func CapacityVerdict(c *result.CapacityResult) string {
 	k := c.Capacity
 	label := "FAIL"
 	if k.Passed {
 		label = "PASS"
+	}
+	found := limitFound(k)
+	what, hm := "sustainable", ""
+	if !found {
+		what, hm = "at least", "≥ "
 	}
 	var s string
 	switch {
@@ -36,16 +43,54 @@ func CapacityVerdict(c *result.CapacityResult) string {
 		if k.MaxSustainableRate < k.PeakRate {
 			cmp = "<"
 		}
-		s = fmt.Sprintf("%s: sustainable %s/s %s peak %s/s (headroom %s×)", label, fmtCapRate(k.MaxSustainableRate), cmp, fmtCapRate(k.PeakRate), fmtHeadroom(k.Headroom))
+		s = fmt.Sprintf("%s: %s %s/s %s peak %s/s (headroom %s%s×)", label, what, fmtCapRate(k.MaxSustainableRate), cmp, fmtCapRate(k.PeakRate), hm, fmtHeadroom(k.Headroom))
 	case k.MaxSustainableRate > 0:
-		s = fmt.Sprintf("%s: sustainable %s/s (no peak rate declared)", label, fmtCapRate(k.MaxSustainableRate))
+		s = fmt.Sprintf("%s: %s %s/s (no peak rate declared)", label, what, fmtCapRate(k.MaxSustainableRate))
 	default:
 		s = label + ": no step met the SLOs"
+	}
+	if !found && k.MaxSustainableRate > 0 && !c.Interrupted {
+		s += "; the limit was not found"
 	}
 	if c.Interrupted {
 		s += " — interrupted, partial"
 	}
 	return s
+}
+
+// limitFound says whether the search found the limit: the result says so, or (for
+// results written before it did) its last ladder step breached or saturated.
+func limitFound(k result.Capacity) bool {
+	if k.LimitFound {
+		return true
+	}
+	for i := len(k.Steps) - 1; i >= 0; i-- {
+		if k.Steps[i].Phase == "ladder" {
+			v := k.Steps[i].Verdict
+			return v == result.StepBreach || v == result.StepSaturated
+		}
+	}
+	return false
+}
+
+// kneeRate is the knee's rate, 0 when there is none.
+func kneeRate(k result.Capacity) float64 {
+	if k.KneeRate == nil || k.KneeStep < 0 || k.KneeStep >= len(k.Steps) {
+		return 0
+	}
+	return *k.KneeRate
+}
+
+// kneeText says where the knee is, or why there is none.
+func kneeText(k result.Capacity) string {
+	switch {
+	case kneeRate(k) > 0:
+		return fmtCapRate(kneeRate(k)) + "/s"
+	case k.FlatFactor > 0 && k.P99Rise > 0 && k.P99Rise < k.FlatFactor:
+		return fmt.Sprintf("none: the curve is flat (p99 rose %s× across the steps, under %s×)", strconv.FormatFloat(k.P99Rise, 'f', -1, 64), strconv.FormatFloat(k.FlatFactor, 'f', -1, 64))
+	default:
+		return "—"
+	}
 }
 
 // fmtCapRate formats a rate with thousands separators and no decimals above 100:

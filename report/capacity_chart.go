@@ -135,11 +135,11 @@ func CapacityChart(c *result.CapacityResult) string {
 		}
 		b.f(`</g>`)
 	}
-	if k.KneeStep >= 0 && k.KneeStep < len(k.Steps) && k.KneeRate > 0 {
+	if kr := kneeRate(k); kr > 0 {
 		s := k.Steps[k.KneeStep]
 		x, y := f.px(s.AchievedRate), f.py(s.P99Ms)
-		b.f(`<g class="knee" data-rate="%s"><circle cx="%s" cy="%s" r="8" fill="none" stroke="%s" stroke-width="1.8"/>`, num(k.KneeRate), num(x), num(y), capacityColors.knee)
-		b.f(`<text x="%s" y="%s" font-size="11" font-weight="600" fill="%s">knee ≈ %s/s</text></g>`, num(x+11), num(y-10), capacityColors.knee, fmtCapRate(k.KneeRate))
+		b.f(`<g class="knee" data-rate="%s"><circle cx="%s" cy="%s" r="8" fill="none" stroke="%s" stroke-width="1.8"/>`, num(kr), num(x), num(y), capacityColors.knee)
+		b.f(`<text x="%s" y="%s" font-size="11" font-weight="600" fill="%s">knee ≈ %s/s</text></g>`, num(x+11), num(y-10), capacityColors.knee, fmtCapRate(kr))
 	}
 	drawLegend(&b, legend, legendY, "line")
 	b.f(`</svg>`)

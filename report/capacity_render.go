@@ -117,9 +117,13 @@ func capacityRows(c *result.CapacityResult) []kv {
 	if k.PeakRate > 0 {
 		head = fmtHeadroom(k.Headroom) + "×"
 	}
+	sustained := kv{"max sustainable rate", rate(k.MaxSustainableRate)}
+	if !limitFound(k) && k.MaxSustainableRate > 0 {
+		sustained = kv{"sustained (limit not found)", "at least " + rate(k.MaxSustainableRate)}
+	}
 	return []kv{
-		{"max sustainable rate", rate(k.MaxSustainableRate)},
-		{"knee of the latency curve", rate(k.KneeRate)},
+		sustained,
+		{"knee of the latency curve", kneeText(k)},
 		{"declared peak rate", rate(k.PeakRate)},
 		{"headroom", head},
 		{"steps", strconv.Itoa(len(k.Steps))},

@@ -48,7 +48,8 @@ func capacitySample() *result.CapacityResult {
 		EndedAt:   time.Date(2026, 11, 24, 22, 2, 0, 0, time.UTC),
 		DurationS: 120,
 		Capacity: result.Capacity{
-			MaxSustainableRate: 3164, KneeRate: 1680, KneeStep: 3, PeakRate: 2000, Headroom: 1.582, Passed: true,
+			MaxSustainableRate: 3164, LimitFound: true, KneeRate: ptr(1680.0), KneeStep: 3, P99Rise: 458.33, FlatFactor: 2,
+			PeakRate: 2000, Headroom: 1.582, Passed: true,
 			StoppedBecause: "step 6 (3797/s) breached an SLO: p99 latency * before: 2200 ms, above the limit of 1 s; refined between 2531/s and 3797/s in 1 step(s)",
 			HoldS:          15, WarmupS: 2,
 			LatencyLimits: []result.LatencyLimit{{Op: "*", Phase: "before", Percentile: 99, MaxMs: 1000}, {Op: "*", Phase: "all", Percentile: 99, MaxMs: 1000}, {Op: "transfer", Percentile: 99.9, MaxMs: 2000}},
@@ -84,7 +85,7 @@ func TestCapacityChartEdgeCases(t *testing.T) {
 	empty := &result.CapacityResult{Schema: result.SchemaCapacityV1, Capacity: result.Capacity{KneeStep: -1}}
 	one := capacitySample()
 	one.Capacity.Steps = one.Capacity.Steps[:1]
-	one.Capacity.KneeStep, one.Capacity.KneeRate, one.Capacity.PeakRate, one.Capacity.LatencyLimits = -1, 0, 0, nil
+	one.Capacity.KneeStep, one.Capacity.KneeRate, one.Capacity.PeakRate, one.Capacity.LatencyLimits = -1, nil, 0, nil
 	for name, c := range map[string]*result.CapacityResult{"empty": empty, "one step": one} {
 		svg := CapacityChart(c)
 		if err := xml.Unmarshal([]byte(svg), new(struct{})); err != nil {
@@ -128,12 +129,52 @@ func TestCapacityVerdictAndRates(t *testing.T) {
 			t.Errorf("fmtCapRate(%v) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
-	c := capacitySample()
-	c.Capacity.MaxSustainableRate, c.Capacity.PeakRate, c.Capacity.Headroom, c.Capacity.Passed = 3400, 2000, 1.7, true
-	if got, want := CapacityVerdict(c), "PASS: sustainable 3,400/s ≥ peak 2,000/s (headroom 1.7×)"; got != want {
-		t.Errorf("verdict %q, want %q", got, want)
+	found := capacitySample()
+	found.Capacity.MaxSustainableRate, found.Capacity.PeakRate, found.Capacity.Headroom, found.Capacity.Passed = 3400, 2000, 1.7, true
+	// Every step asked for passed: the rate is a lower bound, said as "at least".
+	notFound := capacitySample()
+	notFound.Capacity.LimitFound = false
+	notFound.Capacity.Steps = notFound.Capacity.Steps[:5]
+	notFound.Capacity.MaxSustainableRate, notFound.Capacity.PeakRate, notFound.Capacity.Headroom = 2531, 0, 0
+	// A result written before limit_found existed: its last ladder step breached.
+	old := capacitySample()
+	old.Capacity.LimitFound = false
+	flat := capacitySample()
+	flat.Capacity.KneeRate, flat.Capacity.KneeStep, flat.Capacity.P99Rise = nil, -1, 1.3
+	cases := []struct {
+		name, verdict, sustained, knee string
+		c                              *result.CapacityResult
+	}{
+		{"limit found", "PASS: sustainable 3,400/s ≥ peak 2,000/s (headroom 1.7×)", "3,400/s", "1,680/s", found},
+		{"limit not found", "PASS: at least 2,531/s (no peak rate declared); the limit was not found", "at least 2,531/s", "1,680/s", notFound},
+		{"older result", "PASS: sustainable 3,164/s ≥ peak 2,000/s (headroom 1.5×)", "3,164/s", "1,680/s", old},
+		{"flat curve", "PASS: sustainable 3,164/s ≥ peak 2,000/s (headroom 1.5×)", "3,164/s", "none: the curve is flat (p99 rose 1.3× across the steps, under 2×)", flat},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := CapacityVerdict(tc.c); got != tc.verdict {
+				t.Errorf("verdict %q, want %q", got, tc.verdict)
+			}
+			var md bytes.Buffer
+			if err := CapacityMarkdown(&md, tc.c); err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{tc.sustained, tc.knee} {
+				if !strings.Contains(md.String(), want) {
+					t.Errorf("report.md lacks %q", want)
+				}
+			}
+			if !limitFound(tc.c.Capacity) && strings.Contains(md.String(), "max sustainable") {
+				t.Error("report.md calls a lower bound the max sustainable rate")
+			}
+			if svg := CapacityChart(tc.c); (tc.c.Capacity.KneeRate == nil) == strings.Contains(svg, `class="knee"`) {
+				t.Errorf("knee drawn: %v, knee rate %v", strings.Contains(svg, `class="knee"`), tc.c.Capacity.KneeRate)
+			}
+		})
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
 
 func TestCapacityJSONRoundTrip(t *testing.T) {
 	c := capacitySample()

@@ -49,12 +49,22 @@ type Capacity struct {
 	// MaxSustainableRate is the highest step's target rate (actions/s) that met
 	// every SLO without saturating the database; 0 when no step did.
 	MaxSustainableRate float64 `json:"max_sustainable_rate"`
+	// LimitFound is true when the climb ended on a step that breached an SLO or
+	// saturated the database, so the limit lies between MaxSustainableRate and that
+	// step. False means every step asked for passed: MaxSustainableRate is only a
+	// lower bound ("at least"), never the maximum.
+	LimitFound bool `json:"limit_found"`
 	// KneeRate is the achieved rate at the knee of the p99-latency-versus-throughput
-	// curve (its point of maximum curvature); 0 when fewer than three steps ran or
-	// the curve has no knee.
-	KneeRate float64 `json:"knee_rate"`
+	// curve (its point of maximum curvature); null when fewer than three steps ran,
+	// the curve bends too little, or it is flat (P99Rise below FlatFactor).
+	KneeRate *float64 `json:"knee_rate"`
 	// KneeStep is the index into Steps of the knee, -1 when there is none.
 	KneeStep int `json:"knee_step"`
+	// P99Rise is how far p99 latency rose across the measured steps (highest p99
+	// over lowest); FlatFactor is the rise below which the curve counts as flat and
+	// no knee is named.
+	P99Rise    float64 `json:"p99_rise"`
+	FlatFactor float64 `json:"flat_factor"`
 	// PeakRate is today's peak rate the scenario declares (slo.peak_rate or --peak);
 	// 0 when unset.
 	PeakRate float64 `json:"peak_rate"`

@@ -45,8 +45,6 @@ var (
 	loadModels    = []string{"open", "closed"}
 	arrivals      = []string{"poisson", "constant"}
 	distributions = []string{"exponential", "constant", "uniform"}
-	targetKinds   = []string{"local", "container", "aurora"}
-	endpointModes = []string{"dns", "proxy"}
 	cutoverKinds  = []string{"planned", "crash"}
 	sloPhases     = []string{"all", "before", "during", "after"}
 )
@@ -97,6 +95,7 @@ func Defaults() Scenario {
 func defaults() Scenario {
 	fsync := true
 	return Scenario{
+		Mode: ModeDry,
 		Workload: Workload{
 			Name:                WorkloadBanking,
 			Customers:           20000,
@@ -121,8 +120,8 @@ func defaults() Scenario {
 			ConnMaxLifetime: Duration(30 * time.Second),
 		},
 		Target: Target{
-			Kind:           "local",
-			Endpoint:       "dns",
+			Kind:           TargetLocal,
+			Endpoint:       EndpointDNS,
 			Fsync:          &fsync,
 			MaxConnections: 300,
 			SharedBuffers:  "256MB",

@@ -28,6 +28,10 @@ type Scenario struct {
 	// SLO holds the limits the run is judged by.
 	SLO SLO `yaml:"slo"`
 
+	// Mode is dry (default) or wet. It is not read from the file: a wet run is
+	// always asked for explicitly (the CLI's --mode, see Overrides).
+	Mode Mode `yaml:"-"`
+
 	// File is the path the scenario was read from ("" when parsed from memory).
 	File string `yaml:"-"`
 	// SHA256 is the hex digest of the file's bytes.
@@ -117,11 +121,11 @@ type Stage struct {
 type Target struct {
 	// Kind is local (default: an embedded PostgreSQL started for the run), container
 	// or aurora.
-	Kind string `yaml:"kind"`
+	Kind TargetKind `yaml:"kind"`
 	// DSN points the run at an existing database instead of starting one.
 	DSN string `yaml:"dsn"`
 	// Endpoint is the cluster endpoint mode: dns (default) or proxy (PgBouncer).
-	Endpoint string `yaml:"endpoint"`
+	Endpoint EndpointMode `yaml:"endpoint"`
 	// Fsync keeps fsync on in the embedded server (default true).
 	Fsync *bool `yaml:"fsync"`
 	// MaxConnections is the embedded server's max_connections (default 300).

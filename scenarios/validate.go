@@ -91,7 +91,22 @@ func (s *Scenario) Validate() []error {
 	s.validateTarget(c)
 	s.validateCutover(c)
 	s.validateSLO(c)
+	s.validateRun(c)
 	return c.errs
+}
+
+// validateRun checks how the mode and the target fit the rest of the scenario.
+func (s *Scenario) validateRun(c *checker) {
+	c.oneOf("mode", string(s.Mode), modes)
+	t := &s.Target
+	switch {
+	case t.Kind == TargetContainer && t.DSN != "":
+		c.add("target.dsn", "the container target starts its own containers; drop target.dsn (or use target.kind local with a dsn)")
+	case s.Mode == ModeWet && !s.Cutover.Enabled:
+		c.add("mode", "a wet run performs the scenario's cutover, but cutover.enabled is false; set cutover.enabled: true or run dry")
+	case s.Mode == ModeWet && t.DSN != "" && t.Kind != TargetAurora:
+		c.add("target.dsn", "a wet run needs a cluster rehearse manages (target.kind local or container starts one); target.dsn points at a database it cannot fail over")
+	}
 }
 
 func (s *Scenario) validateWorkload(c *checker) {
@@ -167,13 +182,13 @@ func (s *Scenario) validateLoad(c *checker) {
 
 func (s *Scenario) validateTarget(c *checker) {
 	t := &s.Target
-	c.oneOf("target.kind", t.Kind, targetKinds)
-	c.oneOf("target.endpoint", t.Endpoint, endpointModes)
+	c.oneOf("target.kind", string(t.Kind), targetKinds)
+	c.oneOf("target.endpoint", string(t.Endpoint), endpointModes)
 	c.positiveInt("target.max_connections", int64(t.MaxConnections))
 	if !sharedBuffersRE.MatchString(t.SharedBuffers) {
 		c.add("target.shared_buffers", "must be a PostgreSQL memory size such as 256MB or 1GB (units kB, MB, GB, TB); got %q", t.SharedBuffers)
 	}
-	if t.Kind != "aurora" && t.DSN == "" && t.MaxConnections > 0 {
+	if t.Kind != TargetAurora && t.DSN == "" && t.MaxConnections > 0 {
 		// The rehearsal starts the server itself, so its max_connections must cover the
 		// load's connections: both endpoints' pools can land on one node.
 		need := 2*s.Load.PoolSize + reservedConnections

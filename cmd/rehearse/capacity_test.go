@@ -18,8 +18,8 @@ func TestCapacityUsageErrors(t *testing.T) {
 		{"no scenario", []string{"capacity"}, "expected one scenario file"},
 		{"bad step", []string{"capacity", "../../scenarios/smoke.yaml", "--step", "x0.5"}, "a factor must be a number above 1"},
 		{"bad hold", []string{"capacity", "../../scenarios/smoke.yaml", "--hold", "soon"}, "--hold"},
-		{"negative from", []string{"capacity", "../../scenarios/smoke.yaml", "--from", "-1"}, "--from -1 must be a positive rate"},
-		{"to below from", []string{"capacity", "../../scenarios/smoke.yaml", "--from", "500", "--to", "100"}, "--to 100 must be at least --from 500"},
+		{"negative from", []string{"capacity", "../../scenarios/smoke.yaml", "--from", "-1"}, "--from -1: must be a positive rate"},
+		{"to below from", []string{"capacity", "../../scenarios/smoke.yaml", "--from", "500", "--to", "100"}, "--to 100: must be at least --from 500"},
 		{"hold too short for the warm-up", []string{"capacity", "../../scenarios/smoke.yaml", "--hold", "3s", "--warmup", "2s"}, "leave at least 2s"},
 		{"unknown flag", []string{"capacity", "../../scenarios/smoke.yaml", "--rate", "5"}, "unknown flag"},
 	}

@@ -25,7 +25,7 @@ func newPlanCmd(s streams) *cobra.Command {
 				return err
 			}
 			if target == "" {
-				target = sc.Target.Kind
+				target = string(sc.Target.Kind)
 			}
 			c := sc.Cutover
 			steps, err := migrate.Describe(migrate.Config{

@@ -64,21 +64,12 @@ interrupted (exit 130).`,
 				if err != nil {
 					return usageError{fmt.Errorf("--duration: %w", err)}
 				}
-				if d <= 0 {
-					return usageError{fmt.Errorf("--duration %s must be positive, e.g. 30s", f.duration)}
-				}
 				opts = append(opts, rehearse.WithDuration(d.D()))
 			}
 			if cmd.Flags().Changed("sessions") {
-				if f.sessions <= 0 {
-					return usageError{fmt.Errorf("--sessions %d must be a positive number of sessions, e.g. 2000", f.sessions)}
-				}
 				opts = append(opts, rehearse.WithSessions(f.sessions))
 			}
 			if cmd.Flags().Changed("rate") {
-				if f.rate <= 0 {
-					return usageError{fmt.Errorf("--rate %v must be a positive number of actions per second, e.g. 400", f.rate)}
-				}
 				opts = append(opts, rehearse.WithRate(f.rate))
 			}
 			if !f.quiet {
@@ -88,7 +79,7 @@ interrupted (exit 130).`,
 			if res != nil {
 				summarize(s.out, res, f.out)
 			}
-			return err
+			return flagErrors(cmd, err)
 		},
 	}
 	fl := cmd.Flags()
@@ -121,5 +112,34 @@ func summarize(w io.Writer, res *result.Result, out string) {
 	for _, r := range v.Reasons {
 		fmt.Fprintf(w, "  - %s\n", r)
 	}
+	if line := cutoverLine(res); line != "" {
+		fmt.Fprintln(w, line)
+	}
 	fmt.Fprintf(w, "report: %s\n", filepath.Join(out, rehearse.HTMLFile))
+}
+
+// cutoverLine says in one line what the cutover did and what users felt: the writer
+// change, the longest write stall and the lost acknowledged writes.
+func cutoverLine(res *result.Result) string {
+	m := res.Migration
+	if m == nil {
+		return ""
+	}
+	writer := fmt.Sprintf("writer %s → %s", orDash(m.WriterBefore), orDash(m.WriterAfter))
+	if m.WriterAfter == "" || m.WriterAfter == m.WriterBefore {
+		writer = fmt.Sprintf("writer %s (unchanged)", orDash(m.WriterBefore))
+	}
+	lost := "lost acknowledged writes not checked"
+	if res.Integrity.Checked {
+		lost = fmt.Sprintf("%d lost acknowledged writes", res.Integrity.LostAcknowledgedWrites)
+	}
+	return fmt.Sprintf("cutover %s (%s): %s, %d failed operations, longest write stall %.0f ms, %s",
+		m.Outcome, res.Mode, writer, res.Totals.Failed, res.Availability.WriteUnavailableMaxMs, lost)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -1,4 +1,4 @@
-package rehearse
+package engine
 
 import (
 	"context"
@@ -21,12 +21,15 @@ import (
 // phase has measurements even when the cutover outlasts the scenario's duration.
 const afterMin = 3 * time.Second
 
+// maxExtension bounds how long the load may outlast the scenario's duration while a
+// cutover is still running.
+const maxExtension = 30 * time.Minute
+
 // cutover runs the migration engine alongside the load and marks the phases on the
 // load's recorder.
 type cutover struct {
 	engine *migrate.Engine
 	warmup time.Duration
-	calls  *callLog // RDS API calls, for the aurora target
 
 	done chan struct{}
 	mu   sync.Mutex
@@ -36,28 +39,25 @@ type cutover struct {
 	err     error
 }
 
-func newCutover(sc *scenarios.Scenario, dry bool, tgt *target, wl workload.Workload, eps *endpoints, logw io.Writer) *cutover {
+func newCutover(sc *scenarios.Scenario, dry bool, tgt Target, wl workload.Workload, p *pools, log io.Writer) *cutover {
 	c := sc.Cutover
 	e := &migrate.Engine{
-		Provider: tgt.provider(),
+		Provider: tgt.Provider(),
 		Config: migrate.Config{
 			Steps: c.Steps, Kind: c.Kind, StepTimeout: c.StepTimeout.D(),
 			CatchUpMaxLagBytes: c.CatchUpMaxLagBytes, CatchUpSamples: c.CatchUpSamples,
 			Soak: c.Soak.D(), Rollback: c.Rollback, Synchronous: synchronous(sc),
 		},
 		Dry:      dry,
-		Validate: validator(wl, tgt, eps),
-		Log:      logw,
+		Validate: validator(wl, tgt, p),
+		Log:      log,
 	}
-	return &cutover{engine: e, warmup: c.Warmup.D(), calls: tgt.calls, done: make(chan struct{})}
+	return &cutover{engine: e, warmup: c.Warmup.D(), done: make(chan struct{})}
 }
 
 // start runs the plan after the warm-up, on the run's clock.
 func (c *cutover) start(ctx context.Context, rec *loadgen.Recorder, since func() time.Duration) {
 	c.engine.Since = since
-	if c.calls != nil {
-		c.calls.setClock(since)
-	}
 	var during, after bool
 	c.engine.OnEvent = func(ev migrate.Event) {
 		switch {
@@ -94,26 +94,20 @@ func (c *cutover) finish(at time.Duration, mig *result.Migration, err error) {
 	c.endedAt, c.mig, c.err = at, mig, err
 }
 
-// settled reports whether the load may stop at elapsed: the cutover is over and the
-// after phase has had afterMin of load.
-func (c *cutover) settled(elapsed time.Duration) bool {
-	select {
-	case <-c.done:
-	default:
-		return false
-	}
+// outcome is the cutover's record and error, once done is closed.
+func (c *cutover) outcome() (*result.Migration, time.Duration, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return elapsed-c.endedAt >= afterMin
+	return c.mig, c.endedAt, c.err
 }
 
 // validator is the validate step's check: the writer endpoint takes a write, and the
 // integrity check (run on the writer node itself) finds nothing lost.
-func validator(wl workload.Workload, tgt *target, eps *endpoints) migrate.Validator {
+func validator(wl workload.Workload, tgt Target, p *pools) migrate.Validator {
 	return func(ctx context.Context) (map[string]any, error) {
 		d := map[string]any{}
 		var inRecovery bool
-		if err := eps.writer.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+		if err := p.writer.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
 			return d, fmt.Errorf("health query through the writer endpoint: %w", err)
 		}
 		if inRecovery {
@@ -135,8 +129,8 @@ func validator(wl workload.Workload, tgt *target, eps *endpoints) migrate.Valida
 }
 
 // verify runs the workload's integrity check on the current writer node directly.
-func verify(ctx context.Context, wl workload.Workload, tgt *target) (result.Integrity, error) {
-	cfg, err := pgxpool.ParseConfig(tgt.directWriterDSN())
+func verify(ctx context.Context, wl workload.Workload, tgt Target) (result.Integrity, error) {
+	cfg, err := pgxpool.ParseConfig(tgt.DirectWriterDSN(ctx))
 	if err != nil {
 		return result.Integrity{}, err
 	}
@@ -147,16 +141,4 @@ func verify(ctx context.Context, wl workload.Workload, tgt *target) (result.Inte
 	}
 	defer pool.Close()
 	return wl.Verify(ctx, pool)
-}
-
-func endpointNote(t *target) string {
-	if t.aurora != nil {
-		return "Endpoints: the Aurora cluster's writer and reader endpoints as DescribeDBClusters reports them. Against the RDS API emulator these are Aurora-like DNS endpoints over local PostgreSQL, and write forwarding is an emulation at the endpoint."
-	}
-	switch t.endpoint {
-	case "proxy":
-		return "Endpoints: a real PgBouncer per endpoint in transaction pooling mode, paused for the switchover, repointed and resumed (as RDS Proxy keeps client connections). Write forwarding is an emulation at the endpoint: while on, reader-endpoint connections are served by the writer."
-	default:
-		return "Endpoints: emulated Aurora DNS cluster endpoints (TCP forwarders): at failover the old writer's connections drop, and new connections reach the old node for the stale-DNS window. Write forwarding is an emulation at the endpoint: while on, reader-endpoint connections are served by the writer."
-	}
 }

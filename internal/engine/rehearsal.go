@@ -1,0 +1,114 @@
+// Package engine runs rehearsals. It owns the sequence every command shares:
+//
+//	target up → workload setup → pools → load ∥ cutover → integrity → result
+//
+// Open brings a target up (OpenTarget chooses the adapter for the scenario's kind),
+// sets the workload up and opens the pools; Step runs the load once (at the
+// scenario's schedule, or at a rate held for a duration), with or without the
+// scenario's cutover alongside, checks integrity and assembles the result. `rehearse
+// run` calls Step once; a capacity search calls it once per rate.
+package engine
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"runtime"
+	"time"
+
+	"github.com/rehearse-dev/rehearse/scenarios"
+	"github.com/rehearse-dev/rehearse/workload"
+)
+
+// VerifyTimeout bounds the integrity check and teardown, which run even when the run
+// was interrupted.
+const VerifyTimeout = 3 * time.Minute
+
+// Config opens a rehearsal.
+type Config struct {
+	// Target is how to start the target.
+	Target TargetConfig
+	// ActiveSessions is how many sessions are already logged in when a step starts
+	// (banking seeds one login each); 0 means the scenario's load.sessions.
+	ActiveSessions int
+	// Version is rehearse's version, recorded in results.
+	Version string
+}
+
+// Rehearsal is a target that is up, with its workload set up and its pools open.
+type Rehearsal struct {
+	sc       *scenarios.Scenario
+	cfg      Config
+	log      io.Writer
+	tgt      Target
+	wl       workload.Workload
+	pools    *pools
+	versions map[string]string
+}
+
+// Open starts (or connects to) sc's target, sets its workload up and opens the
+// pools. sc must be valid (scenarios.Scenario.Validate). On error everything started
+// is stopped again.
+func Open(ctx context.Context, sc *scenarios.Scenario, cfg Config) (*Rehearsal, error) {
+	log := cfg.Target.Log
+	if log == nil {
+		log = io.Discard
+		cfg.Target.Log = log
+	}
+	wl, err := NewWorkload(sc.Workload)
+	if err != nil {
+		return nil, err
+	}
+	if a, ok := wl.(activeSessions); ok && sc.Load.Model == "open" {
+		n := cfg.ActiveSessions
+		if n == 0 {
+			n = sc.Load.Sessions
+		}
+		a.SetActiveSessions(n)
+	}
+	tgt, err := OpenTarget(ctx, sc, cfg.Target)
+	if err != nil {
+		return nil, err
+	}
+	r := &Rehearsal{sc: sc, cfg: cfg, log: log, tgt: tgt, wl: wl,
+		versions: map[string]string{"rehearse": cfg.Version, "go": runtime.Version()}}
+	if err := r.setUp(ctx); err != nil {
+		r.Close(context.WithoutCancel(ctx), false)
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Rehearsal) setUp(ctx context.Context) error {
+	var err error
+	if r.pools, err = connect(ctx, r.tgt, r.sc); err != nil {
+		return err
+	}
+	fmt.Fprintf(r.log, "setting up workload %s\n", r.wl.Name())
+	if err := r.wl.Setup(ctx, r.pools.writer, r.log); err != nil {
+		return interrupted(ctx, "during workload setup", fmt.Errorf("workload setup failed: %w", err))
+	}
+	if v, err := r.pools.serverVersion(ctx); err == nil {
+		r.versions["postgresql"] = v
+	}
+	return nil
+}
+
+// Target is the rehearsal's target.
+func (r *Rehearsal) Target() Target { return r.tgt }
+
+// Close closes the pools and the target (see Target.Close for keep). It bounds
+// itself by VerifyTimeout, also when ctx has no deadline.
+func (r *Rehearsal) Close(ctx context.Context, keep bool) {
+	if r.pools != nil {
+		r.pools.close()
+	}
+	cctx, cancel := context.WithTimeout(ctx, VerifyTimeout)
+	defer cancel()
+	r.tgt.Close(cctx, keep, r.log)
+}
+
+// Versions are the versions the rehearsal's results record: rehearse, Go and, once
+// connected, PostgreSQL. The map is the caller's.
+func (r *Rehearsal) Versions() map[string]string { return maps.Clone(r.versions) }
