@@ -338,6 +338,7 @@ func TestCapacityDefaultsAndLadder(t *testing.T) {
 		{"a peak does not cap the climb", Config{From: 100, Step: RateStep{Factor: 10}}, 100, []float64{100, 1000, 10000, 100000, 1000000}, 0},
 		{"an additive climb without a top stops after MaxSteps", Config{From: 100, Step: RateStep{Add: 100}}, 0, nil, 0},
 		{"explicit ladder", Config{From: 100, To: 300, Step: RateStep{Add: 100}}, 0, []float64{100, 200, 300}, 0},
+		{"the highest rate asked for is tried", Config{From: 100, To: 600}, 0, []float64{100, 150, 225, 338, 506, 600}, 0},
 		{"to below from", Config{From: 100, To: 50}, 0, nil, 1},
 		{"hold not whole seconds, warm-up too long", Config{Hold: 2500 * time.Millisecond, Warmup: 2 * time.Second}, 0, nil, 2},
 		{"too many steps", Config{From: 1, To: 10000, Step: RateStep{Add: 1}}, 0, nil, 1},

@@ -193,7 +193,8 @@ func (c Config) Bounded() bool { return c.To > 0 }
 
 // Rates is the ladder: From, then each step up, while at most To (or, without To,
 // SafetyRate), and at most MaxSteps+1 rates (one more than allowed, so that a ladder
-// too long can be told apart).
+// too long can be told apart). To itself is the last rung when the steps pass
+// between their last rate and it: the highest rate asked for is always tried.
 func (c Config) Rates() []float64 {
 	top := c.To
 	if top <= 0 {
@@ -213,6 +214,9 @@ func (c Config) Rates() []float64 {
 	}
 	if !c.Bounded() && len(out) > MaxSteps {
 		out = out[:MaxSteps]
+	}
+	if c.Bounded() && len(out) > 0 && len(out) <= MaxSteps && out[len(out)-1] < roundRate(c.To) {
+		out = append(out, roundRate(c.To))
 	}
 	return out
 }

@@ -88,92 +88,107 @@ type searchResult struct {
 // good and the first bad rate. bounded says the ladder ends at a rate asked for
 // (rather than at the safety bound). onStep, if set, is called after each step.
 func search(ctx context.Context, rates []float64, bounded bool, refine int, sat saturation, run stepFunc, onStep func(i, total int, s result.CapacityStep)) searchResult {
-	var sr searchResult
-	total := len(rates)
-	do := func(phase string, rate float64) (result.CapacityStep, bool) {
-		i := len(sr.steps)
-		st, err := run(ctx, i, phase, rate)
-		st.Phase, st.TargetRate = phase, rate
-		switch {
-		case ctx.Err() != nil:
-			st.Verdict = result.StepInterrupted
-			st.Reasons = append(st.Reasons, "interrupted")
-			sr.interrupted = true
-		case err != nil:
-			st.Verdict = result.StepFailed
-			st.Reasons = append(st.Reasons, err.Error())
-			sr.err = err
-		}
-		judge(&st, sat)
-		sr.steps = append(sr.steps, st)
-		if onStep != nil {
-			onStep(i, total, st)
-		}
-		return st, st.OK()
+	s := &searcher{ctx: ctx, sat: sat, run: run, onStep: onStep, total: len(rates)}
+	lastGood, firstBad, ok := s.climb(rates, bounded)
+	if ok && lastGood > 0 && refine > 0 {
+		s.refine(lastGood, firstBad, refine)
 	}
-	name := func(i int, st result.CapacityStep) string {
-		return fmt.Sprintf("step %d (%s/s)", i+1, FmtRate(st.TargetRate))
+	return s.sr
+}
+
+// searcher is one search in progress.
+type searcher struct {
+	ctx    context.Context
+	sat    saturation
+	run    stepFunc
+	onStep func(i, total int, s result.CapacityStep)
+	total  int
+	sr     searchResult
+}
+
+// do runs and judges one step, records it, and reports whether it was sustainable.
+func (s *searcher) do(phase string, rate float64) (result.CapacityStep, bool) {
+	i := len(s.sr.steps)
+	st, err := s.run(s.ctx, i, phase, rate)
+	st.Phase, st.TargetRate = phase, rate
+	switch {
+	case s.ctx.Err() != nil:
+		st.Verdict = result.StepInterrupted
+		st.Reasons = append(st.Reasons, "interrupted")
+		s.sr.interrupted = true
+	case err != nil:
+		st.Verdict = result.StepFailed
+		st.Reasons = append(st.Reasons, err.Error())
+		s.sr.err = err
 	}
-	lastGood, firstBad := 0.0, 0.0
+	judge(&st, s.sat)
+	s.sr.steps = append(s.sr.steps, st)
+	if s.onStep != nil {
+		s.onStep(i, s.total, st)
+	}
+	return st, st.OK()
+}
+
+// climb runs the ladder up to the first bad step. It returns the last good and the
+// first bad rate, and whether the climb found the limit (a breach or saturation,
+// which refinement may narrow); an interrupted or failed step ends the search.
+func (s *searcher) climb(rates []float64, bounded bool) (lastGood, firstBad float64, found bool) {
 	for _, r := range rates {
-		st, ok := do("ladder", r)
+		st, ok := s.do("ladder", r)
 		if ok {
 			lastGood = r
-			sr.sustainable = r
+			s.sr.sustainable = r
 			continue
 		}
-		i := len(sr.steps) - 1
+		name := fmt.Sprintf("step %d (%s/s)", len(s.sr.steps), FmtRate(st.TargetRate))
 		switch st.Verdict {
 		case result.StepInterrupted:
-			sr.stopped = name(i, st) + " was interrupted"
-			return sr
+			s.sr.stopped = name + " was interrupted"
+			return lastGood, r, false
 		case result.StepFailed:
-			sr.stopped = name(i, st) + " failed: " + strings.Join(st.Reasons, "; ")
-			return sr
+			s.sr.stopped = name + " failed: " + strings.Join(st.Reasons, "; ")
+			return lastGood, r, false
 		case result.StepBreach:
-			sr.stopped = name(i, st) + " breached an SLO: " + someReasons(st.Reasons)
+			s.sr.stopped = name + " breached an SLO: " + someReasons(st.Reasons)
 		default:
-			sr.stopped = name(i, st) + " saturated the database: " + someReasons(st.Reasons)
+			s.sr.stopped = name + " saturated the database: " + someReasons(st.Reasons)
 		}
-		firstBad = r
-		sr.limitFound = true
-		break
+		s.sr.limitFound = true
+		return lastGood, r, true
 	}
-	if firstBad == 0 {
-		if len(rates) > 0 {
-			top := FmtRate(rates[len(rates)-1])
-			if bounded {
-				sr.stopped = fmt.Sprintf("reached the highest rate asked for (%s/s) with every step within the SLOs: the limit is at least %s/s; raise the highest rate (--to) to find it", top, top)
-			} else {
-				sr.stopped = fmt.Sprintf("reached the safety bound (%s/s, %d steps) with every step within the SLOs: the limit is at least %s/s and was not found", top, len(rates), top)
-			}
+	if len(rates) > 0 {
+		top := FmtRate(rates[len(rates)-1])
+		if bounded {
+			s.sr.stopped = fmt.Sprintf("reached the highest rate asked for (%s/s) with every step within the SLOs: the limit is at least %s/s; raise the highest rate (--to) to find it", top, top)
+		} else {
+			s.sr.stopped = fmt.Sprintf("reached the safety bound (%s/s, %d steps) with every step within the SLOs: the limit is at least %s/s and was not found", top, len(rates), top)
 		}
-		return sr
 	}
-	if lastGood == 0 || refine == 0 {
-		return sr
-	}
+	return lastGood, 0, false
+}
+
+// refine bisects up to n times between the last good and the first bad rate.
+func (s *searcher) refine(lastGood, firstBad float64, n int) {
 	lo, hi := lastGood, firstBad
-	n := 0
-	for ; n < refine && hi-lo > math.Max(1, lo*0.02); n++ {
+	done := 0
+	for ; done < n && hi-lo > math.Max(1, lo*0.02); done++ {
 		mid := roundRate((lo + hi) / 2)
 		if mid <= lo || mid >= hi {
 			break
 		}
-		st, ok := do("refine", mid)
+		st, ok := s.do("refine", mid)
 		if st.Verdict == result.StepInterrupted || st.Verdict == result.StepFailed {
-			sr.stopped += fmt.Sprintf("; refinement stopped: %s", strings.Join(st.Reasons, "; "))
-			return sr
+			s.sr.stopped += fmt.Sprintf("; refinement stopped: %s", strings.Join(st.Reasons, "; "))
+			return
 		}
 		if ok {
 			lo = mid
-			sr.sustainable = mid
+			s.sr.sustainable = mid
 		} else {
 			hi = mid
 		}
 	}
-	sr.stopped += fmt.Sprintf("; refined between %s/s and %s/s in %d step(s)", FmtRate(lastGood), FmtRate(firstBad), n)
-	return sr
+	s.sr.stopped += fmt.Sprintf("; refined between %s/s and %s/s in %d step(s)", FmtRate(lastGood), FmtRate(firstBad), done)
 }
 
 // StepLine is the progress line printed after each step; total is the ladder's
