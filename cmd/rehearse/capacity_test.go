@@ -55,7 +55,7 @@ func TestCapacityBelowPeakExits3(t *testing.T) {
 	if r.code != exitSLO {
 		t.Fatalf("exit %d, want 3\nstdout: %s\nstderr: %s", r.code, r.out, r.err)
 	}
-	if !strings.Contains(r.out, "FAIL: sustainable") || !strings.Contains(r.out, "< peak 1,000,000/s") {
+	if !strings.Contains(r.out, "FAIL: at least 100/s") || !strings.Contains(r.out, "< peak 1,000,000/s") || !strings.Contains(r.out, "the limit was not found") {
 		t.Errorf("summary does not state the verdict: %s", r.out)
 	}
 	if !strings.Contains(r.err, "step 2/2") {
@@ -65,7 +65,7 @@ func TestCapacityBelowPeakExits3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k := res.Capacity; len(k.Steps) != 2 || k.PeakRate != 1e6 || k.Passed || res.Target.Kind != "dsn" {
+	if k := res.Capacity; len(k.Steps) != 2 || k.PeakRate != 1e6 || k.Passed || k.LimitFound || res.Target.Kind != "dsn" {
 		t.Errorf("unexpected capacity result: %+v", k)
 	}
 	for _, f := range []string{"report.md", "report.html"} {
