@@ -60,11 +60,18 @@ have_pg postgres initdb pg_ctl pg_basebackup pg_rewind || add postgresql
 command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || add pgbouncer
 if [ "$want" = test ]; then
 	have_pg pgbench || add postgresql
+	# make image builds rehearse/postgres:15 from this machine's PostgreSQL 15.
+	[ -x /usr/lib/postgresql/15/bin/postgres ] || add postgresql-15
+	command -v docker >/dev/null 2>&1 || add docker.io
 	command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 ||
 		command -v google-chrome >/dev/null 2>&1 || command -v google-chrome-stable >/dev/null 2>&1 ||
 		add chromium
 fi
-command -v go >/dev/null 2>&1 || add golang-go
+if ! command -v go >/dev/null 2>&1; then
+	# Debian's golang-go is older than the Go this module needs.
+	echo "rehearse needs Go $(sed -n 's/^go //p' "$(dirname "$0")/../go.mod") or later: install it from https://go.dev/dl/ and put it on PATH" >&2
+	exit 1
+fi
 
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0

@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/rehearse-dev/rehearse/internal/testutil"
 	"github.com/rehearse-dev/rehearse/migrate/local"
 	"github.com/rehearse-dev/rehearse/result"
 )
@@ -135,16 +135,7 @@ func writeFile(t *testing.T, name, body string) string {
 	return p
 }
 
-func closedPort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
+func closedPort(t *testing.T) string { return testutil.FreeAddr(t, "127.0.0.1") }
 
 func TestBadInput(t *testing.T) {
 	smoke := "../../scenarios/smoke.yaml"
