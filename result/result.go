@@ -173,6 +173,8 @@ type Window struct {
 }
 
 // Integrity is the post-run data check, in the style of Jepsen's bank test.
+// BalanceConserved is the workload's own conservation check: banking's money, TPC-B's
+// sums, a script workload's invariants (all of them held).
 type Integrity struct {
 	Checked                bool     `json:"checked"`
 	BalanceConserved       bool     `json:"balance_conserved"`
@@ -182,6 +184,24 @@ type Integrity struct {
 	AmbiguousCommitted     int64    `json:"ambiguous_committed"`
 	AcknowledgedWrites     int64    `json:"acknowledged_writes"`
 	Details                []string `json:"details,omitempty"`
+	// Invariants are a workload's own checks (a script workload's invariants),
+	// each evaluated before the load and after it. Added field.
+	Invariants []Invariant `json:"invariants,omitempty"`
+}
+
+// Invariant is one of a workload's own integrity checks: a query returning one
+// value, expected unchanged across the run or equal to a number.
+type Invariant struct {
+	Name string `json:"name"`
+	// Expect is "unchanged" or the expected value.
+	Expect string `json:"expect"`
+	// Before and After are the query's values before the load and after it, as text
+	// ("NULL" for a null value).
+	Before string `json:"before"`
+	After  string `json:"after"`
+	Passed bool   `json:"passed"`
+	// Detail says why a check failed when the values alone do not.
+	Detail string `json:"detail,omitempty"`
 }
 
 // SLOVerdict is the SLO evaluation.
