@@ -190,98 +190,6 @@ func (r *runner) tick(stop <-chan struct{}, done chan<- struct{}) {
 	}
 }
 
-// worker holds one goroutine's private state: its RNG and recording handle.
-type worker struct {
-	r   *runner
-	rnd *rand.Rand
-	h   *Handle
-}
-
-func (r *runner) newWorker(i int) *worker {
-	return &worker{r: r, rnd: rand.New(rand.NewPCG(r.cfg.Seed, uint64(i)+1)), h: r.cfg.Recorder.NewHandle()}
-}
-
-// exec runs one action of session s that was due at intended, and records it.
-func (w *worker) exec(ctx context.Context, s *workload.Session, intended int64) {
-	cfg := &w.r.cfg
-	start := w.r.since()
-	opIdx := cfg.Workload.Next(s, w.rnd)
-	op := &w.r.ops[opIdx]
-	pool := cfg.Reader
-	var flags uint8
-	if op.Kind == workload.Write {
-		pool = cfg.Writer
-		if cfg.MisroutedWrites > 0 && w.rnd.Float64() < cfg.MisroutedWrites {
-			pool = cfg.Reader
-			flags |= flagMisrouted
-		}
-	}
-	var (
-		err     error
-		sent    time.Time
-		class   Class
-		retries uint8
-	)
-	for attempt := 0; ; attempt++ {
-		octx, cancel := context.WithTimeout(ctx, cfg.OpTimeout)
-		var s0 time.Time
-		s0, err = pool.Run(octx, op.Run, s, w.rnd)
-		cancel()
-		if sent.IsZero() {
-			sent = s0 // service time spans every retry
-		}
-		class, _ = Classify(err)
-		if !class.Retryable() || attempt >= cfg.MaxRetries || ctx.Err() != nil {
-			break
-		}
-		retries++
-	}
-	if errors.Is(err, workload.ErrAmbiguous) {
-		flags |= flagAmbiguous
-	}
-	end := w.r.since()
-	sentNs := end
-	if !sent.IsZero() {
-		sentNs = int64(sent.Sub(w.r.t0))
-	}
-	w.h.record(sample{intended: intended, start: start, sent: sentNs, end: end, op: uint16(opIdx), class: class, flags: flags, retries: retries}, err)
-}
-
-// closed runs cfg.Workers connections, each looping as fast as it can (pgbench style).
-// Each operation's intended start is when its worker was free to send it.
-func (r *runner) closed(ctx, opCtx context.Context, cancelOps context.CancelFunc) Stats {
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if r.cfg.Duration > 0 {
-		t := time.AfterFunc(time.Until(r.t0.Add(r.cfg.Duration)), cancel)
-		defer t.Stop()
-	}
-	go func() {
-		select {
-		case <-r.stop:
-			cancel()
-		case <-runCtx.Done():
-		}
-	}()
-	var wg sync.WaitGroup
-	var arrivals atomic.Int64
-	for i := range r.cfg.Workers {
-		w := r.newWorker(i)
-		s := r.cfg.Workload.NewSession(i, w.rnd)
-		wg.Go(func() {
-			for runCtx.Err() == nil {
-				arrivals.Add(1)
-				w.exec(opCtx, &s, r.since())
-			}
-		})
-	}
-	r.busy.Store(int64(r.cfg.Workers))
-	<-runCtx.Done()
-	elapsed := r.elapsed()
-	r.waitGrace(&wg, cancelOps)
-	return Stats{Elapsed: elapsed, Arrivals: arrivals.Load(), Interrupted: ctx.Err() != nil}
-}
-
 // elapsed is how long the run has lasted, capped at its duration (a run stopped by
 // its duration ends exactly there, however late the scheduler noticed).
 func (r *runner) elapsed() time.Duration {
@@ -306,75 +214,6 @@ func (r *runner) waitGrace(wg *sync.WaitGroup, cancelOps context.CancelFunc) {
 	}
 }
 
-// job is one due action handed from the scheduler to a worker.
-type job struct {
-	session  int32
-	intended int64
-}
-
-// done returns a session to the scheduler with the time it is ready again.
-type done struct {
-	session int32
-	ready   int64
-}
-
-// idleHeap orders idle sessions by when their think time ends. It is a typed binary
-// heap: container/heap would box every element on the per-operation path.
-type idleHeap []done
-
-func (h *idleHeap) push(d done) {
-	*h = append(*h, d)
-	a := *h
-	i := len(a) - 1
-	for i > 0 {
-		p := (i - 1) / 2
-		if a[p].ready <= a[i].ready {
-			break
-		}
-		a[p], a[i] = a[i], a[p]
-		i = p
-	}
-}
-
-// init establishes the heap order over all elements (Floyd's bottom-up heapify).
-func (h *idleHeap) init() {
-	a := *h
-	for i := len(a)/2 - 1; i >= 0; i-- {
-		a.down(i)
-	}
-}
-
-func (h *idleHeap) pop() done {
-	a := *h
-	top := a[0]
-	n := len(a) - 1
-	a[0] = a[n]
-	a = a[:n]
-	a.down(0)
-	*h = a
-	return top
-}
-
-// down sifts element i towards the leaves until the heap order holds below it.
-func (a idleHeap) down(i int) {
-	n := len(a)
-	for {
-		l := 2*i + 1
-		if l >= n {
-			break
-		}
-		m := l
-		if r := l + 1; r < n && a[r].ready < a[l].ready {
-			m = r
-		}
-		if a[i].ready <= a[m].ready {
-			break
-		}
-		a[i], a[m] = a[m], a[i]
-		i = m
-	}
-}
-
 // buildSessions creates the sessions and orders them by first readiness, staggered
 // over one think time so they start spread out.
 func (r *runner) buildSessions() {
@@ -395,8 +234,6 @@ func (r *runner) buildSessions() {
 // Sessions are data on a heap, never goroutines.
 func (r *runner) open(ctx, opCtx context.Context, cancelOps context.CancelFunc) Stats {
 	cfg := &r.cfg
-	sessions, idle := r.sessions, r.idle
-
 	jobs := make(chan job, cfg.Workers)
 	// Workers never block returning a session: between two collects the scheduler
 	// takes out one session at a time, so at most one in its hand, cfg.Workers queued
@@ -405,53 +242,34 @@ func (r *runner) open(ctx, opCtx context.Context, cancelOps context.CancelFunc) 
 	var wg sync.WaitGroup
 	for i := range cfg.Workers {
 		w := r.newWorker(i)
-		wg.Go(func() {
-			for j := range jobs {
-				s := &sessions[j.session]
-				r.busy.Add(1)
-				w.exec(opCtx, s, j.intended)
-				r.busy.Add(-1)
-				returned <- done{session: j.session, ready: r.since() + int64(cfg.Think.Sample(w.rnd))}
-			}
-		})
+		wg.Go(func() { w.serve(opCtx, jobs, returned) })
 	}
-	collect := func() {
-		for {
-			select {
-			case d := <-returned:
-				idle.push(d)
-			default:
-				return
-			}
-		}
-	}
+	arrivals := r.dispatch(ctx, jobs, returned)
+	interrupted := ctx.Err() != nil
+	elapsed := r.elapsed()
+	close(jobs)
+	r.waitGrace(&wg, cancelOps)
+	return Stats{Elapsed: elapsed, Arrivals: arrivals, Interrupted: interrupted}
+}
 
+// job is one due action handed from the scheduler to a worker.
+type job struct {
+	session  int32
+	intended int64
+}
+
+// dispatch is the open loop's scheduler. It hands each arrival the pacer schedules,
+// when it is due, to a worker with the idle session that has been ready longest,
+// until the schedule or the run ends, the run is stopped or ctx is cancelled. It
+// returns the number of arrivals handed out.
+func (r *runner) dispatch(ctx context.Context, jobs chan<- job, returned <-chan done) int64 {
+	cfg := &r.cfg
+	idle := r.idle
 	var arrivals int64
 	prev := time.Duration(-1)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
-	// waitUntil waits until offset d of the run (forever when d < 0) and reports
-	// whether arrivals go on: false once the run is stopped or ctx is cancelled.
-	waitUntil := func(d time.Duration) bool {
-		var tc <-chan time.Time
-		if d >= 0 {
-			wait := time.Until(r.t0.Add(d))
-			if wait <= 0 {
-				return ctx.Err() == nil && !r.stopped()
-			}
-			timer.Reset(wait)
-			tc = timer.C
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-r.stop:
-			return false
-		case <-tc:
-			return true
-		}
-	}
 	end := cfg.Duration
 	if end == 0 {
 		end = -1 // until stopped
@@ -462,14 +280,14 @@ loop:
 		if !ok || (end >= 0 && due >= end) {
 			// The schedule has ended, or the run does before the next arrival: hold
 			// until the run's end.
-			waitUntil(end)
+			r.waitUntil(ctx, timer, end)
 			break
 		}
 		prev = due
-		if !waitUntil(due) {
+		if !r.waitUntil(ctx, timer, due) {
 			break
 		}
-		collect()
+		idle.collect(returned)
 		if len(idle) == 0 {
 			// Every session is busy: this arrival waits, and its latency keeps counting.
 			select {
@@ -490,9 +308,41 @@ loop:
 			break loop
 		}
 	}
-	interrupted := ctx.Err() != nil
-	elapsed := r.elapsed()
-	close(jobs)
-	r.waitGrace(&wg, cancelOps)
-	return Stats{Elapsed: elapsed, Arrivals: arrivals, Interrupted: interrupted}
+	return arrivals
+}
+
+// waitUntil waits until offset d of the run (forever when d < 0) and reports
+// whether arrivals go on: false once the run is stopped or ctx is cancelled. It
+// reuses timer, so waiting for an arrival allocates nothing.
+func (r *runner) waitUntil(ctx context.Context, timer *time.Timer, d time.Duration) bool {
+	var tc <-chan time.Time
+	if d >= 0 {
+		wait := time.Until(r.t0.Add(d))
+		if wait <= 0 {
+			return ctx.Err() == nil && !r.stopped()
+		}
+		timer.Reset(wait)
+		tc = timer.C
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-r.stop:
+		return false
+	case <-tc:
+		return true
+	}
+}
+
+// collect puts every session the workers have returned so far back on the heap,
+// without waiting for more, so the next arrival goes to the one ready longest.
+func (h *idleHeap) collect(returned <-chan done) {
+	for {
+		select {
+		case d := <-returned:
+			h.push(d)
+		default:
+			return
+		}
+	}
 }
