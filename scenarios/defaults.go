@@ -1,8 +1,11 @@
 package scenarios
 
 import (
+	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -14,6 +17,10 @@ const (
 	WorkloadTPCB = "tpcb"
 	// WorkloadTPCBSelect is pgbench's select-only transaction (pgbench -S).
 	WorkloadTPCBSelect = "tpcb-select"
+	// WorkloadScript runs a team's own pgbench-syntax transaction scripts.
+	WorkloadScript = "script"
+	// WorkloadReplay replays a captured PostgreSQL csvlog.
+	WorkloadReplay = "replay"
 )
 
 // PlanSteps lists every cutover step in the order the plan runs them. Cutover.Steps
@@ -41,7 +48,8 @@ var BankingMixOps = []string{"balance", "statement", "transfer", "deposit", "das
 
 // Enumerations accepted by Validate.
 var (
-	workloadNames = []string{WorkloadBanking, WorkloadTPCB, WorkloadTPCBSelect}
+	workloadNames = []string{WorkloadBanking, WorkloadTPCB, WorkloadTPCBSelect, WorkloadScript, WorkloadReplay}
+	scriptKinds   = []string{"write", "read"}
 	loadModels    = []string{"open", "closed"}
 	arrivals      = []string{"poisson", "constant"}
 	distributions = []string{"exponential", "constant", "uniform"}
@@ -50,7 +58,9 @@ var (
 )
 
 // WorkloadOps returns the operation names of the named workload (nil for an unknown
-// name). The result is a fresh slice.
+// name, and for a replay, whose operations are the capture's statements). The result
+// is a fresh slice. A script workload's operations are named by its scripts (see
+// Scenario.Ops).
 func WorkloadOps(workload string) []string {
 	switch workload {
 	case WorkloadBanking:
@@ -105,6 +115,7 @@ func defaults() Scenario {
 			Mix:                 DefaultMix(),
 			Scale:               10,
 			Seed:                1,
+			Speed:               1,
 		},
 		Load: Load{
 			Model:           "open",
@@ -140,6 +151,11 @@ func defaults() Scenario {
 
 // resolve fills the values that default to a function of other fields.
 func (s *Scenario) resolve() {
+	for i := range s.Workload.Scripts {
+		if s.Workload.Scripts[i].Kind == "" {
+			s.Workload.Scripts[i].Kind = "write"
+		}
+	}
 	if s.Load.Workers == 0 && s.Load.PoolSize > 0 {
 		s.Load.Workers = 2 * s.Load.PoolSize
 	}
@@ -163,9 +179,49 @@ func (s *Scenario) EffectiveRate() float64 {
 	return float64(s.Load.Sessions) / mean
 }
 
+// Ops returns the operation names of s's workload: its scripts' names for a script
+// workload (each file's base name without extension, made unique as the workload
+// makes them), else WorkloadOps.
+func (s *Scenario) Ops() []string {
+	if s.Workload.Name != WorkloadScript {
+		return WorkloadOps(s.Workload.Name)
+	}
+	files := make([]string, len(s.Workload.Scripts))
+	for i, sc := range s.Workload.Scripts {
+		files[i] = sc.File
+	}
+	return ScriptOpNames(files)
+}
+
+// ScriptOpNames names a script workload's operations after its files: the base name
+// without extension, with -2, -3… appended to repeats.
+func ScriptOpNames(files []string) []string {
+	out := make([]string, len(files))
+	seen := map[string]int{}
+	for i, f := range files {
+		base := filepath.Base(f)
+		name := strings.TrimSuffix(base, filepath.Ext(base))
+		if name == "" || name == "." {
+			name = "script"
+		}
+		seen[name]++
+		if n := seen[name]; n > 1 {
+			name = fmt.Sprintf("%s-%d", name, n)
+		}
+		out[i] = name
+	}
+	return out
+}
+
 // Clone returns a deep copy: maps, slices and pointers are not shared with s.
 func (s *Scenario) Clone() *Scenario {
 	c := *s
+	c.Workload.Scripts = slices.Clone(s.Workload.Scripts)
+	c.Workload.Invariants = slices.Clone(s.Workload.Invariants)
+	if s.Workload.Acknowledged != nil {
+		a := *s.Workload.Acknowledged
+		c.Workload.Acknowledged = &a
+	}
 	if s.Workload.Mix != nil {
 		c.Workload.Mix = maps.Clone(s.Workload.Mix)
 	}

@@ -17,6 +17,8 @@ var examples = map[string]string{
 	"workload.mix":                      "{balance: 35, transfer: 20}",
 	"workload.mix.*":                    "20",
 	"workload.misrouted_write_fraction": "0.01",
+	"workload.scripts":                  "[{file: sql/place_order.sql, weight: 60, kind: write}]",
+	"workload.capture":                  "capture/postgresql.csv",
 	"load.rate":                         "500",
 	"load.stages":                       "[{duration: 30s, rate: 500}]",
 	"load.stages[].duration":            "30s",

@@ -56,3 +56,53 @@ func TestWithThenValidate(t *testing.T) {
 		})
 	}
 }
+
+// The starters for the script and replay workloads parse and validate: only their
+// files (scripts, capture) are the user's to write.
+func TestWorkloadStarters(t *testing.T) {
+	for name, text := range map[string]string{"script": scenarios.StarterScriptYAML, "replay": scenarios.StarterReplayYAML} {
+		s, err := scenarios.Parse(name+".yaml", []byte(text))
+		if err != nil {
+			t.Fatalf("%s starter: %v", name, err)
+		}
+		if s.Workload.Name != name {
+			t.Errorf("%s starter has workload %s", name, s.Workload.Name)
+		}
+	}
+}
+
+func TestScriptAndReplaySections(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       []string // substrings of the error, "" = valid
+	}{
+		{"a valid script workload", "workload:\n  name: script\n  scripts:\n    - {file: a.sql, weight: 1}\n    - {file: x/a.sql, weight: 2, kind: read}\n", nil},
+		{"no scripts", "workload:\n  name: script\n", []string{"workload.scripts: a script workload needs at least one script"}},
+		{"zero and negative weights", "workload:\n  name: script\n  scripts:\n    - {file: a.sql, weight: 0}\n    - {file: b.sql, weight: -2}\n",
+			[]string{"workload.scripts[0].weight: must be a positive weight", "workload.scripts[1].weight: must be a positive weight"}},
+		{"unknown kind", "workload:\n  name: script\n  scripts:\n    - {file: a.sql, weight: 1, kind: maybe}\n", []string{"workload.scripts[0].kind"}},
+		{"bad invariant", "workload:\n  name: script\n  scripts: [{file: a.sql, weight: 1}]\n  invariants:\n    - {name: x, sql: \"SELECT 1\", expect: often}\n", []string{"workload.invariants[0].expect: must be unchanged or a number"}},
+		{"script fields on banking", "workload:\n  name: banking\n  scripts: [{file: a.sql, weight: 1}]\n", []string{"workload.scripts: belongs to the script workload"}},
+		{"replay without a capture", "workload:\n  name: replay\n", []string{"workload.capture: a replay needs a capture"}},
+		{"replay at speed 0", "workload:\n  name: replay\n  capture: x.csv\n  speed: 0\n", []string{"workload.speed"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := scenarios.Parse("s.yaml", []byte(tt.yaml))
+			if tt.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ops := s.Ops(); strings.Join(ops, ",") != "a,a-2" || s.Workload.Scripts[0].Kind != "write" {
+					t.Errorf("ops %v, kind %q", ops, s.Workload.Scripts[0].Kind)
+				}
+				return
+			}
+			for _, w := range tt.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("err = %v, want it to contain %q", err, w)
+				}
+			}
+		})
+	}
+}

@@ -61,6 +61,63 @@ type Workload struct {
 	MisroutedWriteFraction float64 `yaml:"misrouted_write_fraction"`
 	// Seed seeds the random choices of the run (default 1).
 	Seed uint64 `yaml:"seed"`
+
+	// Setup is a SQL file run on the writer before the load (script workload), when
+	// SetupCheck returns no row. Paths are relative to the scenario file.
+	Setup string `yaml:"setup"`
+	// SetupCheck is a query; Setup runs only when it returns no row.
+	SetupCheck string `yaml:"setup_check"`
+	// Scripts are the script workload's pgbench-syntax transaction files, drawn by
+	// weight after each think time.
+	Scripts []Script `yaml:"scripts"`
+	// Invariants are queries returning one value, checked before the load and after
+	// it (and in the cutover's validate step).
+	Invariants []Invariant `yaml:"invariants"`
+	// Acknowledged names the table and column where write scripts store :txid, for
+	// the lost-write check on any schema.
+	Acknowledged *Acknowledged `yaml:"acknowledged"`
+
+	// Capture is the replay workload's PostgreSQL csvlog, relative to the scenario
+	// file.
+	Capture string `yaml:"capture"`
+	// Speed scales the captured gaps: 2.0 replays twice as fast (default 1).
+	Speed float64 `yaml:"speed"`
+	// Filter narrows the capture to one database, user or application.
+	Filter ReplayFilter `yaml:"filter"`
+}
+
+// Script is one transaction script of the script workload.
+type Script struct {
+	// File is a pgbench script, relative to the scenario file.
+	File string `yaml:"file"`
+	// Weight is its relative weight (positive).
+	Weight float64 `yaml:"weight"`
+	// Kind is write (default: the writer endpoint) or read (the reader endpoint).
+	Kind string `yaml:"kind"`
+}
+
+// Invariant is a query returning one value that must hold across the run.
+type Invariant struct {
+	// Name names it in the report.
+	Name string `yaml:"name"`
+	// SQL returns exactly one row with one column.
+	SQL string `yaml:"sql"`
+	// Expect is unchanged (the value after the load equals the value before) or a
+	// number the value must equal.
+	Expect string `yaml:"expect"`
+}
+
+// Acknowledged names where write scripts store their :txid.
+type Acknowledged struct {
+	Table  string `yaml:"table"`
+	Column string `yaml:"column"`
+}
+
+// ReplayFilter narrows a capture; empty fields match everything.
+type ReplayFilter struct {
+	Database    string `yaml:"database"`
+	User        string `yaml:"user"`
+	Application string `yaml:"application"`
 }
 
 // Load is the traffic profile.

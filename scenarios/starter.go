@@ -9,3 +9,15 @@ import _ "embed" // for StarterYAML
 //
 //go:embed starter/starter.yaml
 var StarterYAML string
+
+// StarterScriptYAML is a commented starter for the script workload (`rehearse
+// scenario init --workload script`).
+//
+//go:embed starter/script.yaml
+var StarterScriptYAML string
+
+// StarterReplayYAML is a commented starter for the replay workload (`rehearse
+// scenario init --workload replay`).
+//
+//go:embed starter/replay.yaml
+var StarterReplayYAML string

@@ -6,6 +6,7 @@ import (
 	"math"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -118,6 +119,8 @@ func (s *Scenario) validateWorkload(c *checker) {
 	c.positiveInt("workload.actions_per_login", int64(w.ActionsPerLogin))
 	c.positiveInt("workload.scale", int64(w.Scale))
 	c.fraction("workload.misrouted_write_fraction", w.MisroutedWriteFraction)
+	s.validateScript(c)
+	s.validateReplay(c)
 	if w.Name != WorkloadBanking {
 		return // the mix weights banking operations only; Parse rejects a mix given for other workloads
 	}
@@ -146,6 +149,80 @@ func (s *Scenario) validateWorkload(c *checker) {
 	}
 	if total == 0 && len(c.errs) == before {
 		c.add("workload.mix", "weights add up to 0; give at least one operation a positive weight, e.g. %s", example("workload.mix"))
+	}
+}
+
+// validateScript checks the script workload's section; the scripts' own syntax is
+// checked when the workload loads them.
+func (s *Scenario) validateScript(c *checker) {
+	w := &s.Workload
+	if w.Name != WorkloadScript {
+		for _, f := range []struct {
+			field string
+			set   bool
+		}{{"workload.setup", w.Setup != ""}, {"workload.setup_check", w.SetupCheck != ""}, {"workload.scripts", len(w.Scripts) > 0},
+			{"workload.invariants", len(w.Invariants) > 0}, {"workload.acknowledged", w.Acknowledged != nil}} {
+			if f.set {
+				c.add(f.field, "belongs to the script workload; set workload.name: script or remove it")
+			}
+		}
+		return
+	}
+	if len(w.Scripts) == 0 {
+		c.add("workload.scripts", "a script workload needs at least one script, e.g. %s", example("workload.scripts"))
+	}
+	for i, sc := range w.Scripts {
+		f := fmt.Sprintf("workload.scripts[%d]", i)
+		if strings.TrimSpace(sc.File) == "" {
+			c.add(f+".file", "names no file: give the pgbench script's path, relative to the scenario file")
+		}
+		if !(sc.Weight > 0) || math.IsInf(sc.Weight, 1) {
+			c.add(f+".weight", "must be a positive weight, e.g. 60 (got %g); a script that should not run is removed, not weighted 0", sc.Weight)
+		}
+		c.oneOf(f+".kind", sc.Kind, scriptKinds)
+	}
+	if w.SetupCheck != "" && w.Setup == "" {
+		c.add("workload.setup_check", "decides whether workload.setup runs, but there is no setup; add workload.setup or remove setup_check")
+	}
+	names := map[string]int{}
+	for i, inv := range w.Invariants {
+		f := fmt.Sprintf("workload.invariants[%d]", i)
+		if strings.TrimSpace(inv.Name) == "" {
+			c.add(f+".name", "must name the invariant, e.g. \"stock conserved\"")
+		} else if j, dup := names[inv.Name]; dup {
+			c.add(f+".name", "%q repeats workload.invariants[%d]; give each invariant its own name", inv.Name, j)
+		} else {
+			names[inv.Name] = i
+		}
+		if strings.TrimSpace(inv.SQL) == "" {
+			c.add(f+".sql", "must be a query returning one value, e.g. \"SELECT sum(qty) FROM stock\"")
+		}
+		if inv.Expect != "unchanged" {
+			if _, err := strconv.ParseFloat(inv.Expect, 64); err != nil {
+				c.add(f+".expect", "must be unchanged or a number, e.g. 0 (got %q)", inv.Expect)
+			}
+		}
+	}
+	if a := w.Acknowledged; a != nil && (strings.TrimSpace(a.Table) == "" || strings.TrimSpace(a.Column) == "") {
+		c.add("workload.acknowledged", "needs a table and a column, e.g. {table: orders, column: request_id}")
+	}
+}
+
+// validateReplay checks the replay workload's section; the capture itself is read
+// when the workload loads it.
+func (s *Scenario) validateReplay(c *checker) {
+	w := &s.Workload
+	if w.Name != WorkloadReplay {
+		if w.Capture != "" {
+			c.add("workload.capture", "belongs to the replay workload; set workload.name: replay or remove it")
+		}
+		return
+	}
+	if strings.TrimSpace(w.Capture) == "" {
+		c.add("workload.capture", "a replay needs a capture: the path of a PostgreSQL csvlog, relative to the scenario file")
+	}
+	if !(w.Speed > 0) || math.IsInf(w.Speed, 1) {
+		c.add("workload.speed", "must be a positive factor, e.g. 2 replays twice as fast (got %g)", w.Speed)
 	}
 }
 
@@ -245,7 +322,7 @@ func (s *Scenario) validateCutover(c *checker) {
 
 func (s *Scenario) validateSLO(c *checker) {
 	o := &s.SLO
-	ops := WorkloadOps(s.Workload.Name)
+	ops := s.Ops()
 	type key struct {
 		op, phase  string
 		percentile float64

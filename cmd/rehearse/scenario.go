@@ -38,16 +38,26 @@ func newScenarioCmd(s streams) *cobra.Command {
 			return failed
 		},
 	}
+	var wl string
 	initCmd := &cobra.Command{
-		Use:     "init",
-		Short:   "Print a commented starter scenario with every field and its default",
-		Example: `  rehearse scenario init > scenarios/mine.yaml`,
-		Args:    exactArgs(0, "no arguments"),
+		Use:   "init",
+		Short: "Print a commented starter scenario with every field and its default",
+		Example: `  rehearse scenario init > scenarios/mine.yaml
+  rehearse scenario init --workload script > scenarios/orders.yaml   # your own pgbench scripts
+  rehearse scenario init --workload replay > scenarios/replay.yaml   # a captured csvlog`,
+		Args: exactArgs(0, "no arguments"),
 		RunE: func(*cobra.Command, []string) error {
-			_, err := fmt.Fprint(s.out, scenarios.StarterYAML)
+			starters := map[string]string{"": scenarios.StarterYAML, "banking": scenarios.StarterYAML,
+				"script": scenarios.StarterScriptYAML, "replay": scenarios.StarterReplayYAML}
+			text, ok := starters[wl]
+			if !ok {
+				return usageError{fmt.Errorf("--workload %s: starters exist for banking, script and replay", wl)}
+			}
+			_, err := fmt.Fprint(s.out, text)
 			return err
 		},
 	}
+	initCmd.Flags().StringVar(&wl, "workload", "", "print a starter for this workload: banking (default), script or replay")
 	cmd.AddCommand(validate, initCmd)
 	return cmd
 }
