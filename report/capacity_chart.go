@@ -21,8 +21,37 @@ var capacityColors = struct {
 func CapacityChart(c *result.CapacityResult) string {
 	k := c.Capacity
 	steps := measuredSteps(k.Steps)
-	legend := []legendItem{{"p50", capacityColors.p50}, {"p99", capacityColors.p99}, {"p99.9", capacityColors.p999}}
 	limits := distinctLimits(k.LatencyLimits)
+	legend := capacityLegend(k, limits)
+	f, xticks, yticks := capacityFrame(k, steps, limits)
+	legendY := f.top + f.height + axisH + 18
+	height := legendY + legendHeight(legend) - 4
+
+	var b svgBuf
+	openChart(&b, "capacity", "Latency versus throughput (ms, log scale) with the SLO limits", height)
+	drawValueAxis(&b, f, yticks, "latency (ms, log)")
+	drawRateAxis(&b, f, xticks)
+	if len(steps) == 0 {
+		noData(&b, f, "no step was measured")
+	}
+	drawLimitLines(&b, f, limits)
+	if k.MaxSustainableRate > 0 {
+		drawRateLine(&b, f, "sustainable", k.MaxSustainableRate, capacityColors.sustain, "sustainable "+fmtCapRate(k.MaxSustainableRate)+"/s", 0)
+	}
+	if k.PeakRate > 0 {
+		drawRateLine(&b, f, "peak", k.PeakRate, capacityColors.peak, "peak "+fmtCapRate(k.PeakRate)+"/s", 1)
+	}
+	drawLatencySeries(&b, f, steps)
+	drawKnee(&b, f, k)
+	drawLegend(&b, legend, legendY, "line")
+	b.f(`</svg>`)
+	return b.String()
+}
+
+// capacityLegend lists the capacity chart's series, then only the markers the chart
+// draws: an SLO limit line, the max sustainable rate and the peak when they exist.
+func capacityLegend(k result.Capacity, limits []limitLine) []legendItem {
+	legend := []legendItem{{"p50", capacityColors.p50}, {"p99", capacityColors.p99}, {"p99.9", capacityColors.p999}}
 	if len(limits) > 0 {
 		legend = append(legend, legendItem{"SLO limit", capacityColors.limit})
 	}
@@ -32,8 +61,17 @@ func CapacityChart(c *result.CapacityResult) string {
 	if k.PeakRate > 0 {
 		legend = append(legend, legendItem{"peak " + fmtCapRate(k.PeakRate) + "/s", capacityColors.peak})
 	}
+	return legend
+}
+
+// capacityFrame is the capacity chart's plot area and its ticks. The rate axis
+// spans every step's target and achieved rate, the max sustainable rate and the
+// peak, so the vertical lines are always on the chart; the log latency axis spans
+// whole decades around every percentile and limit, with 2 and 5 ticks in between
+// when it covers two decades or fewer.
+func capacityFrame(k result.Capacity, steps []result.CapacityStep, limits []limitLine) (f frame, xticks, yticks []float64) {
 	const plotTop, capPlotH = 16.0, 300.0
-	f := frame{left: marginL, top: plotTop, width: chartW - marginL - marginR, height: capPlotH}
+	f = frame{left: marginL, top: plotTop, width: chartW - marginL - marginR, height: capPlotH}
 
 	xmax := math.Max(k.PeakRate, k.MaxSustainableRate)
 	lo, hi := math.Inf(1), 0.0
@@ -59,23 +97,18 @@ func CapacityChart(c *result.CapacityResult) string {
 	if f.y1 <= f.y0 {
 		f.y1 = f.y0 + 1
 	}
-	var yticks []float64
 	for e := f.y0; e <= f.y1; e++ {
 		yticks = append(yticks, math.Pow(10, e))
 		if f.y1-f.y0 <= 2 && e < f.y1 {
 			yticks = append(yticks, 2*math.Pow(10, e), 5*math.Pow(10, e))
 		}
 	}
-	legendY := f.top + f.height + axisH + 18
-	height := legendY + legendHeight(legend) - 4
+	return f, xticks, yticks
+}
 
-	var b svgBuf
-	openChart(&b, "capacity", "Latency versus throughput (ms, log scale) with the SLO limits", height)
-	drawValueAxis(&b, f, yticks, "latency (ms, log)")
-	drawRateAxis(&b, f, xticks)
-	if len(steps) == 0 {
-		noData(&b, f, "no step was measured")
-	}
+// drawLimitLines draws each distinct SLO latency limit as a dashed horizontal line
+// across f with its label.
+func drawLimitLines(b *svgBuf, f frame, limits []limitLine) {
 	for _, l := range limits {
 		y := f.py(l.ms)
 		b.f(`<g class="slo-limit"><line x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s" stroke-width="1.4" stroke-dasharray="6 3"/>`,
@@ -83,22 +116,27 @@ func CapacityChart(c *result.CapacityResult) string {
 		// Labelled at the left: the breaching steps, high on the right, would cover it.
 		b.f(`<text x="%s" y="%s" text-anchor="start" font-size="11" fill="%s">%s</text></g>`, num(f.left+4), num(y-4), capacityColors.limit, esc(l.label))
 	}
-	vline := func(class string, x float64, color, label string, row int) {
-		px := f.px(x)
-		b.f(`<g class="%s"><line x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s" stroke-width="1.6" stroke-dasharray="2 3"/>`,
-			class, num(px), num(f.top), num(px), num(f.top+f.height), color)
-		anchor, tx := "start", px+4
-		if px > f.left+f.width*0.75 {
-			anchor, tx = "end", px-4
-		}
-		b.f(`<text x="%s" y="%s" text-anchor="%s" font-size="11" fill="%s">%s</text></g>`, num(tx), num(f.top+12+float64(row)*13), anchor, color, esc(label))
+}
+
+// drawRateLine draws a dotted vertical line at rate x with its label in label row
+// row from the top, so the sustainable rate and the peak never print over each
+// other. Near the right edge the label goes to the line's left to stay on the chart.
+func drawRateLine(b *svgBuf, f frame, class string, x float64, color, label string, row int) {
+	px := f.px(x)
+	b.f(`<g class="%s"><line x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s" stroke-width="1.6" stroke-dasharray="2 3"/>`,
+		class, num(px), num(f.top), num(px), num(f.top+f.height), color)
+	anchor, tx := "start", px+4
+	if px > f.left+f.width*0.75 {
+		anchor, tx = "end", px-4
 	}
-	if k.MaxSustainableRate > 0 {
-		vline("sustainable", k.MaxSustainableRate, capacityColors.sustain, "sustainable "+fmtCapRate(k.MaxSustainableRate)+"/s", 0)
-	}
-	if k.PeakRate > 0 {
-		vline("peak", k.PeakRate, capacityColors.peak, "peak "+fmtCapRate(k.PeakRate)+"/s", 1)
-	}
+	b.f(`<text x="%s" y="%s" text-anchor="%s" font-size="11" fill="%s">%s</text></g>`, num(tx), num(f.top+12+float64(row)*13), anchor, color, esc(label))
+}
+
+// drawLatencySeries draws the p99.9, p99 and p50 lines over the measured steps
+// (p99.9 first, thinner and dashed, so the others lie on top of it) and a marker
+// with a tooltip on each step's value, ringed in red when the step's verdict is not
+// ok.
+func drawLatencySeries(b *svgBuf, f frame, steps []result.CapacityStep) {
 	series := []struct {
 		class, color string
 		v            func(result.CapacityStep) float64
@@ -119,7 +157,7 @@ func CapacityChart(c *result.CapacityResult) string {
 		if sr.class == "p999" {
 			dash = "4 2"
 		}
-		drawPath(&b, f, [][]point{pts}, sr.class, sr.color, sr.width, dash)
+		drawPath(b, f, [][]point{pts}, sr.class, sr.color, sr.width, dash)
 		b.f(`<g class="markers %s" fill="%s">`, sr.class, sr.color)
 		for _, s := range steps {
 			v := sr.v(s)
@@ -135,15 +173,19 @@ func CapacityChart(c *result.CapacityResult) string {
 		}
 		b.f(`</g>`)
 	}
-	if kr := kneeRate(k); kr > 0 {
-		s := k.Steps[k.KneeStep]
-		x, y := f.px(s.AchievedRate), f.py(s.P99Ms)
-		b.f(`<g class="knee" data-rate="%s"><circle cx="%s" cy="%s" r="8" fill="none" stroke="%s" stroke-width="1.8"/>`, num(kr), num(x), num(y), capacityColors.knee)
-		b.f(`<text x="%s" y="%s" font-size="11" font-weight="600" fill="%s">knee ≈ %s/s</text></g>`, num(x+11), num(y-10), capacityColors.knee, fmtCapRate(kr))
+}
+
+// drawKnee circles the knee step's p99 and labels it with the knee rate; it draws
+// nothing when the sign-off found no knee.
+func drawKnee(b *svgBuf, f frame, k result.Capacity) {
+	kr := kneeRate(k)
+	if kr <= 0 {
+		return
 	}
-	drawLegend(&b, legend, legendY, "line")
-	b.f(`</svg>`)
-	return b.String()
+	s := k.Steps[k.KneeStep]
+	x, y := f.px(s.AchievedRate), f.py(s.P99Ms)
+	b.f(`<g class="knee" data-rate="%s"><circle cx="%s" cy="%s" r="8" fill="none" stroke="%s" stroke-width="1.8"/>`, num(kr), num(x), num(y), capacityColors.knee)
+	b.f(`<text x="%s" y="%s" font-size="11" font-weight="600" fill="%s">knee ≈ %s/s</text></g>`, num(x+11), num(y-10), capacityColors.knee, fmtCapRate(kr))
 }
 
 // drawRateAxis draws the throughput axis along the bottom of f.

@@ -2,102 +2,13 @@ package report
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
-	"math"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/rehearse-dev/rehearse/result"
 )
-
-// ErrTolerance is wrapped by errors parsing a tolerance specification.
-var ErrTolerance = errors.New("invalid tolerance")
-
-// Tolerance says how much worse a candidate may be than its base before the
-// difference counts as a regression.
-type Tolerance struct {
-	// LatencyRel is the relative latency increase allowed (0.10 = 10%).
-	LatencyRel float64
-	// LatencyAbsMs is an absolute floor: a latency increase smaller than this many
-	// milliseconds is never a regression, whatever its ratio (1 ms → 2 ms is noise).
-	LatencyAbsMs float64
-	// ErrorRate is the absolute increase of an error-rate fraction allowed (0.001 =
-	// 0.1 percentage points).
-	ErrorRate float64
-	// RateDrop is the relative drop of achieved/target rate allowed (0.05 = 5%).
-	RateDrop float64
-	// UnavailabilityMs is the absolute floor for unavailability-window increases;
-	// LatencyRel applies above it.
-	UnavailabilityMs float64
-}
-
-// DefaultTolerance is 10% latency (1 ms floor), +0.1 percentage points of errors,
-// a 5% drop of achieved rate and a 100 ms floor on unavailability.
-func DefaultTolerance() Tolerance {
-	return Tolerance{LatencyRel: 0.10, LatencyAbsMs: 1, ErrorRate: 0.001, RateDrop: 0.05, UnavailabilityMs: 100}
-}
-
-// ParseTolerance reads a --tolerance value: comma-separated key=value pairs over
-// DefaultTolerance. Keys: latency (relative, "10%" or "0.1"), latency_abs (a
-// duration, "1ms"), error_rate (absolute fraction, "0.1%" or "0.001"), rate_drop
-// (relative, "5%") and unavailability (a duration, "100ms"). A bare value such as
-// "15%" sets latency. Errors wrap ErrTolerance.
-func ParseTolerance(s string) (Tolerance, error) {
-	t := DefaultTolerance()
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(part, "=")
-		if !ok {
-			k, v = "latency", part
-		}
-		var err error
-		switch strings.TrimSpace(k) {
-		case "latency":
-			t.LatencyRel, err = parseFraction(v)
-		case "latency_abs":
-			t.LatencyAbsMs, err = parseMs(v)
-		case "error_rate":
-			t.ErrorRate, err = parseFraction(v)
-		case "rate_drop":
-			t.RateDrop, err = parseFraction(v)
-		case "unavailability":
-			t.UnavailabilityMs, err = parseMs(v)
-		default:
-			return t, fmt.Errorf("%w: unknown key %q (want latency, latency_abs, error_rate, rate_drop or unavailability)", ErrTolerance, k)
-		}
-		if err != nil {
-			return t, fmt.Errorf("%w: %s: %w", ErrTolerance, part, err)
-		}
-	}
-	return t, nil
-}
-
-func parseFraction(v string) (float64, error) {
-	v = strings.TrimSpace(v)
-	div := 1.0
-	if strings.HasSuffix(v, "%") {
-		v, div = strings.TrimSuffix(v, "%"), 100
-	}
-	f, err := strconv.ParseFloat(v, 64)
-	if err != nil || f < 0 {
-		return 0, fmt.Errorf("want a non-negative fraction or percentage, got %q", v)
-	}
-	return f / div, nil
-}
-
-func parseMs(v string) (float64, error) {
-	d, err := time.ParseDuration(strings.TrimSpace(v))
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("want a non-negative duration such as 1ms, got %q", v)
-	}
-	return float64(d.Microseconds()) / 1000, nil
-}
 
 // RunInfo identifies one side of a comparison.
 type RunInfo struct {
@@ -177,27 +88,37 @@ func Compare(base, cand *result.Result, tol Tolerance) Comparison {
 	if base.Scenario.SHA256 != "" && cand.Scenario.SHA256 != "" && base.Scenario.SHA256 != cand.Scenario.SHA256 {
 		c.Notes = append(c.Notes, "The runs used different scenario files (sha256 differs).")
 	}
-	latReg := func(b, k float64) bool { return k-b > math.Max(tol.LatencyAbsMs, b*tol.LatencyRel) }
-	unavReg := func(b, k float64) bool { return k-b > math.Max(tol.UnavailabilityMs, b*tol.LatencyRel) }
+	c.Metrics = compareMetrics(base, cand, tol, c.CutoverCost)
+	c.Ops = compareOps(base, cand, tol, c.CutoverCost)
+	return c
+}
 
-	er := func(r *result.Result) float64 {
-		if r.Totals.Transactions == 0 {
-			return 0
-		}
-		return float64(r.Totals.Failed) / float64(r.Totals.Transactions)
+// runErrorRate is the fraction of r's transactions that failed, 0 when none ran.
+func runErrorRate(r *result.Result) float64 {
+	if r.Totals.Transactions == 0 {
+		return 0
 	}
-	ratio := func(r *result.Result) float64 {
-		if r.Load.TargetRate <= 0 {
-			return 0
-		}
-		return r.Load.AchievedRate / r.Load.TargetRate
+	return float64(r.Totals.Failed) / float64(r.Totals.Transactions)
+}
+
+// achievedRatio is r's achieved rate over its target rate, 0 when it had no target.
+func achievedRatio(r *result.Result) float64 {
+	if r.Load.TargetRate <= 0 {
+		return 0
 	}
+	return r.Load.AchievedRate / r.Load.TargetRate
+}
+
+// compareMetrics sets the whole-run metrics side by side and flags those worse beyond
+// tol. With cutoverCost the error rate and the unavailability windows are the
+// cutover's cost and never flagged; the achieved rate and lost writes always are.
+func compareMetrics(base, cand *result.Result, tol Tolerance, cutoverCost bool) []Delta {
 	m := []Delta{
-		{Name: "error rate", Base: er(base), Candidate: er(cand), Unit: result.UnitFraction, CutoverCost: c.CutoverCost},
-		{Name: "achieved rate / target", Base: ratio(base), Candidate: ratio(cand), Unit: result.UnitRatio},
+		{Name: "error rate", Base: runErrorRate(base), Candidate: runErrorRate(cand), Unit: result.UnitFraction, CutoverCost: cutoverCost},
+		{Name: "achieved rate / target", Base: achievedRatio(base), Candidate: achievedRatio(cand), Unit: result.UnitRatio},
 		{Name: "schedule lag p99", Base: base.Load.ScheduleLagP99Ms, Candidate: cand.Load.ScheduleLagP99Ms, Unit: result.UnitMs},
-		{Name: "max write unavailability", Base: base.Availability.WriteUnavailableMaxMs, Candidate: cand.Availability.WriteUnavailableMaxMs, Unit: result.UnitMs, CutoverCost: c.CutoverCost},
-		{Name: "max read unavailability", Base: base.Availability.ReadUnavailableMaxMs, Candidate: cand.Availability.ReadUnavailableMaxMs, Unit: result.UnitMs, CutoverCost: c.CutoverCost},
+		{Name: "max write unavailability", Base: base.Availability.WriteUnavailableMaxMs, Candidate: cand.Availability.WriteUnavailableMaxMs, Unit: result.UnitMs, CutoverCost: cutoverCost},
+		{Name: "max read unavailability", Base: base.Availability.ReadUnavailableMaxMs, Candidate: cand.Availability.ReadUnavailableMaxMs, Unit: result.UnitMs, CutoverCost: cutoverCost},
 		{Name: "lost acknowledged writes", Base: float64(base.Integrity.LostAcknowledgedWrites), Candidate: float64(cand.Integrity.LostAcknowledgedWrites), Unit: result.UnitCount},
 		{Name: "SLOs passed", Base: b2f(base.SLO.Passed), Candidate: b2f(cand.SLO.Passed), Unit: "bool"},
 	}
@@ -209,7 +130,7 @@ func Compare(base, cand *result.Result, tol Tolerance) Comparison {
 		case "achieved rate / target":
 			d.Regressed = d.Base > 0 && d.Base-d.Candidate > d.Base*tol.RateDrop
 		case "max write unavailability", "max read unavailability":
-			d.Regressed = !d.CutoverCost && unavReg(d.Base, d.Candidate)
+			d.Regressed = !d.CutoverCost && tol.unavailabilityRegressed(d.Base, d.Candidate)
 		case "lost acknowledged writes":
 			switch {
 			case !cand.Integrity.Checked:
@@ -224,47 +145,63 @@ func Compare(base, cand *result.Result, tol Tolerance) Comparison {
 			d.Regressed = d.Base == 1 && d.Candidate == 0
 		}
 	}
-	c.Metrics = m
+	return m
+}
 
+// compareOps compares every operation either run has, over the whole run and then
+// phase by phase. An operation that did not run in the candidate is a regression;
+// one new in the candidate is only noted.
+func compareOps(base, cand *result.Result, tol Tolerance, cutoverCost bool) []OpDelta {
+	var out []OpDelta
 	for _, name := range unionOps(base, cand) {
 		bo, bok := findOp(base, name)
 		co, cok := findOp(cand, name)
 		switch {
 		case !cok:
-			c.Ops = append(c.Ops, OpDelta{Op: name, Phase: phaseAll, Missing: "did not run in candidate", Regressed: true})
+			out = append(out, OpDelta{Op: name, Phase: phaseAll, Missing: "did not run in candidate", Regressed: true})
 			continue
 		case !bok:
-			c.Ops = append(c.Ops, OpDelta{Op: name, Phase: phaseAll, Missing: "new in candidate"})
+			out = append(out, OpDelta{Op: name, Phase: phaseAll, Missing: "new in candidate"})
 			continue
 		}
 		for _, ph := range append([]string{phaseAll}, unionPhases(bo, co)...) {
-			bp, cp := opPhase(bo, ph), opPhase(co, ph)
-			od := OpDelta{Op: name, Phase: ph}
-			switch {
-			case bp.Count == 0 && cp.Count == 0:
-				continue
-			case bp.Count == 0:
-				od.Missing = "no samples in base"
-			case cp.Count == 0:
-				od.Missing = "no samples in candidate"
+			if od, ok := comparePhase(name, ph, opPhase(bo, ph), opPhase(co, ph), tol, cutoverCost); ok {
+				out = append(out, od)
 			}
-			cost := c.CutoverCost && (ph == phaseAll || ph == result.PhaseDuring)
-			mk := func(n string, b, k float64, unit string) Delta {
-				return Delta{Name: n, Base: b, Candidate: k, Unit: unit, CutoverCost: cost, Missing: od.Missing}
-			}
-			od.P50 = mk("p50", bp.LatencyMs.P50, cp.LatencyMs.P50, result.UnitMs)
-			od.P99 = mk("p99", bp.LatencyMs.P99, cp.LatencyMs.P99, result.UnitMs)
-			od.Max = mk("max", bp.LatencyMs.Max, cp.LatencyMs.Max, result.UnitMs)
-			od.ErrorRate = mk("error rate", rate(bp), rate(cp), result.UnitFraction)
-			if od.Missing == "" && !cost {
-				od.P50.Regressed = latReg(od.P50.Base, od.P50.Candidate)
-				od.P99.Regressed = latReg(od.P99.Base, od.P99.Candidate)
-				od.ErrorRate.Regressed = od.ErrorRate.Change() > tol.ErrorRate
-			}
-			c.Ops = append(c.Ops, od)
 		}
 	}
-	return c
+	return out
+}
+
+// comparePhase compares operation op in phase ph, bp in the base and cp in the
+// candidate. It reports false when neither side has samples there, so the phase gets
+// no row. p50, p99 and the error rate are flagged, max is only shown; nothing is
+// flagged when one side has no samples, or when the phase is the whole run or the
+// cutover and the difference is the cutover's cost.
+func comparePhase(op, ph string, bp, cp result.Phase, tol Tolerance, cutoverCost bool) (OpDelta, bool) {
+	od := OpDelta{Op: op, Phase: ph}
+	switch {
+	case bp.Count == 0 && cp.Count == 0:
+		return od, false
+	case bp.Count == 0:
+		od.Missing = "no samples in base"
+	case cp.Count == 0:
+		od.Missing = "no samples in candidate"
+	}
+	cost := cutoverCost && (ph == phaseAll || ph == result.PhaseDuring)
+	mk := func(n string, b, k float64, unit string) Delta {
+		return Delta{Name: n, Base: b, Candidate: k, Unit: unit, CutoverCost: cost, Missing: od.Missing}
+	}
+	od.P50 = mk("p50", bp.LatencyMs.P50, cp.LatencyMs.P50, result.UnitMs)
+	od.P99 = mk("p99", bp.LatencyMs.P99, cp.LatencyMs.P99, result.UnitMs)
+	od.Max = mk("max", bp.LatencyMs.Max, cp.LatencyMs.Max, result.UnitMs)
+	od.ErrorRate = mk("error rate", rate(bp), rate(cp), result.UnitFraction)
+	if od.Missing == "" && !cost {
+		od.P50.Regressed = tol.latencyRegressed(od.P50.Base, od.P50.Candidate)
+		od.P99.Regressed = tol.latencyRegressed(od.P99.Base, od.P99.Candidate)
+		od.ErrorRate.Regressed = od.ErrorRate.Change() > tol.ErrorRate
+	}
+	return od, true
 }
 
 func b2f(b bool) float64 {

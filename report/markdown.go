@@ -15,74 +15,13 @@ import (
 func Markdown(w io.Writer, res *result.Result) error {
 	bw := bufio.NewWriter(w)
 	p := func(format string, args ...any) { fmt.Fprintf(bw, format, args...) }
-	v := PageVerdict(res)
 
-	p("# Rehearsal report: %s (%s run)\n\n", mdText(orDash(res.Scenario.Name)), mdText(orDash(res.Mode)))
-	p("**Verdict: %s**", v.Label())
-	if v.Passed {
-		p(" — every SLO met.\n")
-	} else {
-		p("\n\n")
-		for _, r := range v.Reasons {
-			p("- %s\n", mdText(r))
-		}
-	}
-	p("\n%s · %s · target %s, endpoint %s\n", res.StartedAt.UTC().Format("2006-01-02 15:04:05 MST"),
-		fmtDuration(res.DurationS), mdText(orDash(res.Target.Kind)), mdText(orDash(res.Target.EndpointMode)))
-
-	p("\n## SLO checks\n\n")
-	if len(res.SLO.Checks) == 0 {
-		p("No SLO checks were evaluated.\n")
-	} else {
-		mdTable(bw, []string{"check", "limit", "value", "result"}, "---|--:|--:|---")
-		for _, c := range res.SLO.Checks {
-			mdRow(bw, c.Name, checkLimit(c), checkValue(c), checkStatus(c))
-		}
-	}
-
-	p("\n## Cutover\n\n")
-	if res.Migration == nil {
-		p("No cutover ran.\n")
-	} else {
-		mdKV(bw, migrationRows(res.Migration))
-		p("\n")
-		mdTable(bw, []string{"step", "status", "start", "end", "duration"}, "---|---|--:|--:|--:")
-		for _, s := range res.Migration.Steps {
-			mdRow(bw, s.Name, s.Status, fmtSec(s.StartS), fmtSec(s.EndS), fmtDuration(s.EndS-s.StartS))
-		}
-	}
-
-	p("\n## Latency per operation and phase\n\nMilliseconds, measured from each operation's intended start.\n\n")
-	if len(res.Operations) == 0 {
-		p("No operations ran.\n")
-	} else {
-		mdTable(bw, []string{"operation", "kind", "phase", "count", "errors", "p50", "p90", "p99", "p99.9", "max"}, "---|---|---|--:|--:|--:|--:|--:|--:|--:")
-		for _, r := range latencyRows(res) {
-			mdRow(bw, r.Op, r.Kind, r.Phase, i64(r.Count), i64(r.Errors), msCell(r.Lat.P50), msCell(r.Lat.P90), msCell(r.Lat.P99), msCell(r.Lat.P999), msCell(r.Lat.Max))
-		}
-	}
-
-	p("\n## Errors\n\n")
-	if len(res.Errors) == 0 {
-		p("No errors.\n")
-	} else {
-		mdTable(bw, []string{"class", "SQLSTATE", "count", "first", "last", "example"}, "---|---|--:|--:|--:|---")
-		for _, e := range res.Errors {
-			mdRow(bw, e.Class, orDash(e.SQLState), i64(e.Count), fmtSec(e.FirstS), fmtSec(e.LastS), e.Example)
-		}
-	}
-
-	p("\n## Unavailability\n\n")
-	mdKV(bw, availabilityRows(res.Availability))
-	if len(res.Availability.Windows) > 0 {
-		p("\n")
-		mdTable(bw, []string{"kind", "phase", "start", "end", "duration", "attempts"}, "---|---|--:|--:|--:|--:")
-		for _, win := range res.Availability.Windows {
-			mdRow(bw, win.Kind, win.Phase, fmtSec(win.StartS), fmtSec(win.EndS), fmtMs(win.Ms), i64(win.Attempts))
-		}
-	} else {
-		p("\nNo unavailability windows.\n")
-	}
+	mdVerdict(bw, res)
+	mdSLOChecks(bw, res)
+	mdCutover(bw, res)
+	mdLatency(bw, res)
+	mdErrors(bw, res)
+	mdUnavailability(bw, res)
 
 	p("\n## Integrity\n\n")
 	mdKV(bw, integrityRows(res))
@@ -106,6 +45,95 @@ func Markdown(w io.Writer, res *result.Result) error {
 		return fmt.Errorf("write markdown: %w", err)
 	}
 	return nil
+}
+
+// mdVerdict writes the report's title, the verdict with the reasons it failed, and
+// when, for how long and against what the run went.
+func mdVerdict(w io.Writer, res *result.Result) {
+	v := PageVerdict(res)
+	fmt.Fprintf(w, "# Rehearsal report: %s (%s run)\n\n", mdText(orDash(res.Scenario.Name)), mdText(orDash(res.Mode)))
+	fmt.Fprintf(w, "**Verdict: %s**", v.Label())
+	if v.Passed {
+		fmt.Fprintf(w, " — every SLO met.\n")
+	} else {
+		fmt.Fprintf(w, "\n\n")
+		for _, r := range v.Reasons {
+			fmt.Fprintf(w, "- %s\n", mdText(r))
+		}
+	}
+	fmt.Fprintf(w, "\n%s · %s · target %s, endpoint %s\n", res.StartedAt.UTC().Format("2006-01-02 15:04:05 MST"),
+		fmtDuration(res.DurationS), mdText(orDash(res.Target.Kind)), mdText(orDash(res.Target.EndpointMode)))
+}
+
+// mdSLOChecks writes every SLO check with its limit, value and result.
+func mdSLOChecks(w io.Writer, res *result.Result) {
+	fmt.Fprintf(w, "\n## SLO checks\n\n")
+	if len(res.SLO.Checks) == 0 {
+		fmt.Fprintf(w, "No SLO checks were evaluated.\n")
+		return
+	}
+	mdTable(w, []string{"check", "limit", "value", "result"}, "---|--:|--:|---")
+	for _, c := range res.SLO.Checks {
+		mdRow(w, c.Name, checkLimit(c), checkValue(c), checkStatus(c))
+	}
+}
+
+// mdCutover writes the cutover's outcome and its steps on the run's timeline.
+func mdCutover(w io.Writer, res *result.Result) {
+	fmt.Fprintf(w, "\n## Cutover\n\n")
+	if res.Migration == nil {
+		fmt.Fprintf(w, "No cutover ran.\n")
+		return
+	}
+	mdKV(w, migrationRows(res.Migration))
+	fmt.Fprintf(w, "\n")
+	mdTable(w, []string{"step", "status", "start", "end", "duration"}, "---|---|--:|--:|--:")
+	for _, s := range res.Migration.Steps {
+		mdRow(w, s.Name, s.Status, fmtSec(s.StartS), fmtSec(s.EndS), fmtDuration(s.EndS-s.StartS))
+	}
+}
+
+// mdLatency writes the latency percentiles of every operation, over the whole run
+// and in each phase.
+func mdLatency(w io.Writer, res *result.Result) {
+	fmt.Fprintf(w, "\n## Latency per operation and phase\n\nMilliseconds, measured from each operation's intended start.\n\n")
+	if len(res.Operations) == 0 {
+		fmt.Fprintf(w, "No operations ran.\n")
+		return
+	}
+	mdTable(w, []string{"operation", "kind", "phase", "count", "errors", "p50", "p90", "p99", "p99.9", "max"}, "---|---|---|--:|--:|--:|--:|--:|--:|--:")
+	for _, r := range latencyRows(res) {
+		mdRow(w, r.Op, r.Kind, r.Phase, i64(r.Count), i64(r.Errors), msCell(r.Lat.P50), msCell(r.Lat.P90), msCell(r.Lat.P99), msCell(r.Lat.P999), msCell(r.Lat.Max))
+	}
+}
+
+// mdErrors writes every error class with its count, when it was first and last seen
+// and an example.
+func mdErrors(w io.Writer, res *result.Result) {
+	fmt.Fprintf(w, "\n## Errors\n\n")
+	if len(res.Errors) == 0 {
+		fmt.Fprintf(w, "No errors.\n")
+		return
+	}
+	mdTable(w, []string{"class", "SQLSTATE", "count", "first", "last", "example"}, "---|---|--:|--:|--:|---")
+	for _, e := range res.Errors {
+		mdRow(w, e.Class, orDash(e.SQLState), i64(e.Count), fmtSec(e.FirstS), fmtSec(e.LastS), e.Example)
+	}
+}
+
+// mdUnavailability writes the unavailability summary and every window.
+func mdUnavailability(w io.Writer, res *result.Result) {
+	fmt.Fprintf(w, "\n## Unavailability\n\n")
+	mdKV(w, availabilityRows(res.Availability))
+	if len(res.Availability.Windows) == 0 {
+		fmt.Fprintf(w, "\nNo unavailability windows.\n")
+		return
+	}
+	fmt.Fprintf(w, "\n")
+	mdTable(w, []string{"kind", "phase", "start", "end", "duration", "attempts"}, "---|---|--:|--:|--:|--:")
+	for _, win := range res.Availability.Windows {
+		mdRow(w, win.Kind, win.Phase, fmtSec(win.StartS), fmtSec(win.EndS), fmtMs(win.Ms), i64(win.Attempts))
+	}
 }
 
 // mdText makes s safe inside a Markdown table cell or list item.
