@@ -116,6 +116,36 @@ func DefaultMix() map[string]float64 {
 // New builds the banking workload. Zero fields take the package defaults; negative
 // sizes and unknown mix entries are errors.
 func New(cfg Config) (*Workload, error) {
+	w, problems := sized(cfg)
+	w.ops = []workload.Op{
+		opLogin:         {Name: OpLogin, Kind: workload.Write, Run: w.login},
+		opBalance:       {Name: OpBalance, Kind: workload.Read, Run: w.balance},
+		opStatement:     {Name: OpStatement, Kind: workload.Read, Run: w.statement},
+		opTransfer:      {Name: OpTransfer, Kind: workload.Write, Run: w.transfer},
+		opDeposit:       {Name: OpDeposit, Kind: workload.Write, Run: w.deposit},
+		opLogout:        {Name: OpLogout, Kind: workload.Write, Run: w.logout},
+		opDashboard:     {Name: OpDashboard, Kind: workload.Read, Run: w.dashboard},
+		opBackgroundJob: {Name: OpBackgroundJob, Kind: workload.Write, Run: w.backgroundJob},
+	}
+	problems = append(problems, w.setMix(cfg.Mix)...)
+	// An empty mix is only worth reporting when nothing else is wrong: a mix whose
+	// only entries were rejected above is empty because of them.
+	if w.total <= 0 && len(problems) == 0 {
+		problems = append(problems, "mix has no positive weight")
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("%w: %s", ErrConfig, strings.Join(problems, "; "))
+	}
+	var err error
+	if w.saltHi, w.saltLo, err = newSalt(); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// sized returns a workload with cfg's sizes, the package defaults for those left
+// zero, and what is wrong with them, so New can report every problem at once.
+func sized(cfg Config) (*Workload, []string) {
 	w := &Workload{
 		customers:      int64(cfg.Customers),
 		perCustomer:    int64(cfg.AccountsPerCustomer),
@@ -151,20 +181,17 @@ func New(cfg Config) (*Workload, error) {
 	if len(problems) == 0 && w.accounts < 2 {
 		problems = append(problems, "transfers need at least two accounts (customers × accounts_per_customer ≥ 2)")
 	}
-	w.ops = []workload.Op{
-		opLogin:         {Name: OpLogin, Kind: workload.Write, Run: w.login},
-		opBalance:       {Name: OpBalance, Kind: workload.Read, Run: w.balance},
-		opStatement:     {Name: OpStatement, Kind: workload.Read, Run: w.statement},
-		opTransfer:      {Name: OpTransfer, Kind: workload.Write, Run: w.transfer},
-		opDeposit:       {Name: OpDeposit, Kind: workload.Write, Run: w.deposit},
-		opLogout:        {Name: OpLogout, Kind: workload.Write, Run: w.logout},
-		opDashboard:     {Name: OpDashboard, Kind: workload.Read, Run: w.dashboard},
-		opBackgroundJob: {Name: OpBackgroundJob, Kind: workload.Write, Run: w.backgroundJob},
-	}
-	mix := cfg.Mix
+	return w, problems
+}
+
+// setMix builds the cumulative weight table Next draws from out of mix (DefaultMix
+// when empty), and returns what is wrong with mix: negative weights and operations
+// that are not in-session actions. It needs w.ops.
+func (w *Workload) setMix(mix map[string]float64) []string {
 	if len(mix) == 0 {
 		mix = DefaultMix()
 	}
+	var problems []string
 	weights := make([]float64, numOps)
 	var unknown []string
 	for name, wt := range mix {
@@ -195,19 +222,16 @@ func New(cfg Config) (*Workload, error) {
 			w.mixOps = append(w.mixOps, i)
 		}
 	}
-	if w.total <= 0 && len(problems) == 0 {
-		problems = append(problems, "mix has no positive weight")
-	}
-	if len(problems) > 0 {
-		return nil, fmt.Errorf("%w: %s", ErrConfig, strings.Join(problems, "; "))
-	}
+	return problems
+}
+
+// newSalt draws the random salt newKey mixes into every idempotency key.
+func newSalt() (hi, lo uint64, err error) {
 	var salt [16]byte
-	if _, err := rand.Read(salt[:]); err != nil {
-		return nil, fmt.Errorf("banking: idempotency key salt: %w", err)
+	if _, err = rand.Read(salt[:]); err != nil {
+		return 0, 0, fmt.Errorf("banking: idempotency key salt: %w", err)
 	}
-	w.saltHi = binary.BigEndian.Uint64(salt[:8])
-	w.saltLo = binary.BigEndian.Uint64(salt[8:])
-	return w, nil
+	return binary.BigEndian.Uint64(salt[:8]), binary.BigEndian.Uint64(salt[8:]), nil
 }
 
 // Name returns "banking".

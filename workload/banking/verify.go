@@ -76,75 +76,118 @@ func (w *Workload) Verify(ctx context.Context, pool *pgxpool.Pool) (result.Integ
 	}
 	defer func() { _, _ = c.Exec(context.WithoutCancel(ctx), `RESET work_mem`) }()
 
-	var violations int64
-	if err := c.QueryRow(ctx, sqlAccountViolations).Scan(&violations); err != nil {
-		return res, fmt.Errorf("banking: verify accounts: %w", err)
+	bank, err := checkBank(ctx, c)
+	if err != nil {
+		return res, err
 	}
-	var total, opening, external string
-	var totalsOK bool
-	if err := c.QueryRow(ctx, sqlTotals).Scan(&total, &opening, &external, &totalsOK); err != nil {
-		return res, fmt.Errorf("banking: verify totals: %w", err)
-	}
-	var orphanRefs, orphanRows, badTransfers, badDeposits, badJobs, noLedger int64
-	if err := c.QueryRow(ctx, sqlLedgerVsTransfers).Scan(&orphanRefs, &orphanRows, &badTransfers, &badDeposits, &badJobs, &noLedger); err != nil {
-		return res, fmt.Errorf("banking: verify ledger: %w", err)
-	}
-
 	acked, ambiguous := w.log.counts()
 	res.Checked = true
 	res.AcknowledgedWrites = acked
 	res.Ambiguous = ambiguous
-	if err := w.loadOutcomes(ctx, c); err != nil {
+	ack, err := w.checkAcknowledged(ctx, c)
+	if err != nil {
 		return res, err
 	}
-	var lost, ambCommitted, dupLedger, mismatched, dupKeys int64
-	if err := c.QueryRow(ctx, sqlAcknowledged).Scan(&lost, &ambCommitted, &dupLedger, &mismatched, &dupKeys); err != nil {
-		return res, fmt.Errorf("banking: verify acknowledged writes: %w", err)
+	res.LostAcknowledgedWrites = ack.lost
+	res.AmbiguousCommitted = ack.ambCommitted
+	res.DuplicateWrites = ack.dupLedger + ack.dupKeys
+	res.Details = integrityDetails(bank, ack, acked)
+	res.BalanceConserved = bank.conserved() && ack.mismatched == 0
+	return res, nil
+}
+
+// bankCheck is what the checks of the bank's own tables found: accounts against the
+// ledger, total money against what entered or left, and transfers against their
+// ledger entries.
+type bankCheck struct {
+	violations                         int64
+	total, opening, external           string
+	totalsOK                           bool
+	orphanRefs, orphanRows             int64
+	badTransfers, badDeposits, badJobs int64
+	noLedger                           int64
+}
+
+// conserved reports whether the bank's tables account for every cent.
+func (b bankCheck) conserved() bool {
+	return b.violations == 0 && b.totalsOK && b.orphanRefs == 0 && b.badTransfers == 0 &&
+		b.badDeposits == 0 && b.badJobs == 0 && b.noLedger == 0
+}
+
+// checkBank runs the checks that need nothing but the database.
+func checkBank(ctx context.Context, c *pgx.Conn) (bankCheck, error) {
+	var b bankCheck
+	if err := c.QueryRow(ctx, sqlAccountViolations).Scan(&b.violations); err != nil {
+		return b, fmt.Errorf("banking: verify accounts: %w", err)
+	}
+	if err := c.QueryRow(ctx, sqlTotals).Scan(&b.total, &b.opening, &b.external, &b.totalsOK); err != nil {
+		return b, fmt.Errorf("banking: verify totals: %w", err)
+	}
+	if err := c.QueryRow(ctx, sqlLedgerVsTransfers).Scan(&b.orphanRefs, &b.orphanRows, &b.badTransfers, &b.badDeposits, &b.badJobs, &b.noLedger); err != nil {
+		return b, fmt.Errorf("banking: verify ledger: %w", err)
+	}
+	return b, nil
+}
+
+// ackCheck is what resolving the client's outcome log against the database found.
+type ackCheck struct {
+	lost, ambCommitted, dupLedger, mismatched, dupKeys int64
+}
+
+// checkAcknowledged loads the outcome log into a temporary table, joins it against
+// the transfers and the ledger, and drops the table again.
+func (w *Workload) checkAcknowledged(ctx context.Context, c *pgx.Conn) (ackCheck, error) {
+	var a ackCheck
+	if err := w.loadOutcomes(ctx, c); err != nil {
+		return a, err
+	}
+	if err := c.QueryRow(ctx, sqlAcknowledged).Scan(&a.lost, &a.ambCommitted, &a.dupLedger, &a.mismatched, &a.dupKeys); err != nil {
+		return a, fmt.Errorf("banking: verify acknowledged writes: %w", err)
 	}
 	if _, err := c.Exec(ctx, `DROP TABLE IF EXISTS rehearse_ack`); err != nil {
-		return res, fmt.Errorf("banking: verify: drop temp table: %w", err)
+		return a, fmt.Errorf("banking: verify: drop temp table: %w", err)
 	}
-	res.LostAcknowledgedWrites = lost
-	res.AmbiguousCommitted = ambCommitted
-	res.DuplicateWrites = dupLedger + dupKeys
+	return a, nil
+}
 
-	d := &res.Details
-	if violations > 0 {
-		*d = append(*d, fmt.Sprintf("%d accounts have a balance that differs from their opening balance plus their ledger entries.", violations))
+// integrityDetails says in a sentence each what the checks found wrong; acked is the
+// number of acknowledged writes. It is nil when all is well.
+func integrityDetails(b bankCheck, a ackCheck, acked int64) []string {
+	var d []string
+	if b.violations > 0 {
+		d = append(d, fmt.Sprintf("%d accounts have a balance that differs from their opening balance plus their ledger entries.", b.violations))
 	}
-	if !totalsOK {
-		*d = append(*d, fmt.Sprintf("Total balance is %s cents but opening balances (%s) plus deposits, interest and fees (%s) make a different amount.", total, opening, external))
+	if !b.totalsOK {
+		d = append(d, fmt.Sprintf("Total balance is %s cents but opening balances (%s) plus deposits, interest and fees (%s) make a different amount.", b.total, b.opening, b.external))
 	}
-	if orphanRefs > 0 {
-		*d = append(*d, fmt.Sprintf("%d ledger entries reference %d transfers that do not exist.", orphanRows, orphanRefs))
+	if b.orphanRefs > 0 {
+		d = append(d, fmt.Sprintf("%d ledger entries reference %d transfers that do not exist.", b.orphanRows, b.orphanRefs))
 	}
-	if badTransfers > 0 {
-		*d = append(*d, fmt.Sprintf("%d transfers have ledger entries that do not sum to zero or do not move the transfer's amount.", badTransfers))
+	if b.badTransfers > 0 {
+		d = append(d, fmt.Sprintf("%d transfers have ledger entries that do not sum to zero or do not move the transfer's amount.", b.badTransfers))
 	}
-	if badDeposits > 0 {
-		*d = append(*d, fmt.Sprintf("%d deposits do not have exactly one ledger entry of their amount.", badDeposits))
+	if b.badDeposits > 0 {
+		d = append(d, fmt.Sprintf("%d deposits do not have exactly one ledger entry of their amount.", b.badDeposits))
 	}
-	if badJobs > 0 {
-		*d = append(*d, fmt.Sprintf("%d interest or fee batches have ledger entries that do not add up to the batch total.", badJobs))
+	if b.badJobs > 0 {
+		d = append(d, fmt.Sprintf("%d interest or fee batches have ledger entries that do not add up to the batch total.", b.badJobs))
 	}
-	if noLedger > 0 {
-		*d = append(*d, fmt.Sprintf("%d transfers, deposits or batches have no ledger entries.", noLedger))
+	if b.noLedger > 0 {
+		d = append(d, fmt.Sprintf("%d transfers, deposits or batches have no ledger entries.", b.noLedger))
 	}
-	if lost > 0 {
-		*d = append(*d, fmt.Sprintf("%d of %d acknowledged writes are missing from the transfers table.", lost, acked))
+	if a.lost > 0 {
+		d = append(d, fmt.Sprintf("%d of %d acknowledged writes are missing from the transfers table.", a.lost, acked))
 	}
-	if dupLedger > 0 {
-		*d = append(*d, fmt.Sprintf("%d extra ledger entries were written for acknowledged or ambiguous writes.", dupLedger))
+	if a.dupLedger > 0 {
+		d = append(d, fmt.Sprintf("%d extra ledger entries were written for acknowledged or ambiguous writes.", a.dupLedger))
 	}
-	if dupKeys > 0 {
-		*d = append(*d, fmt.Sprintf("%d idempotency keys were recorded more than once by the client.", dupKeys))
+	if a.dupKeys > 0 {
+		d = append(d, fmt.Sprintf("%d idempotency keys were recorded more than once by the client.", a.dupKeys))
 	}
-	if mismatched > 0 {
-		*d = append(*d, fmt.Sprintf("%d acknowledged writes are present with a different amount or kind than acknowledged.", mismatched))
+	if a.mismatched > 0 {
+		d = append(d, fmt.Sprintf("%d acknowledged writes are present with a different amount or kind than acknowledged.", a.mismatched))
 	}
-	res.BalanceConserved = violations == 0 && totalsOK && orphanRefs == 0 && badTransfers == 0 &&
-		badDeposits == 0 && badJobs == 0 && noLedger == 0 && mismatched == 0
-	return res, nil
+	return d
 }
 
 // loadOutcomes copies the outcome log into the temporary table rehearse_ack.
