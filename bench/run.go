@@ -9,12 +9,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -79,60 +76,6 @@ func parseRunFlags(args []string) (settings, error) {
 	return s, nil
 }
 
-// measured is one process run: its exit, CPU and peak memory.
-type measured struct {
-	Command string
-	Wall    time.Duration
-	UserS   float64
-	SysS    float64
-	MaxRSS  int64 // bytes
-	Stdout  string
-	Exit    int
-}
-
-func (m measured) CPU() float64 { return m.UserS + m.SysS }
-
-// runMeasured runs a command and reads its resource usage from the kernel (the
-// child's own rusage: user+sys CPU and peak RSS), so nothing else on the machine is
-// counted.
-func runMeasured(ctx context.Context, dir string, log io.Writer, name string, args ...string) (measured, error) {
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Dir = dir
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = io.MultiWriter(&out, log)
-	m := measured{Command: shellQuote(append([]string{name}, args...))}
-	fmt.Fprintf(log, "+ %s\n", m.Command)
-	start := time.Now()
-	err := cmd.Run()
-	m.Wall = time.Since(start)
-	m.Stdout = out.String()
-	if cmd.ProcessState != nil {
-		m.Exit = cmd.ProcessState.ExitCode()
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			m.UserS = time.Duration(ru.Utime.Nano()).Seconds()
-			m.SysS = time.Duration(ru.Stime.Nano()).Seconds()
-			m.MaxRSS = ru.Maxrss * 1024
-		}
-	}
-	var ee *exec.ExitError
-	if err != nil && !errors.As(err, &ee) {
-		return m, fmt.Errorf("%s: %w", m.Command, err)
-	}
-	return m, nil
-}
-
-func shellQuote(args []string) string {
-	out := make([]string, len(args))
-	for i, a := range args {
-		if a == "" || strings.ContainsAny(a, " \t'\"$&|;<>()*?") {
-			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-		}
-		out[i] = a
-	}
-	return strings.Join(out, " ")
-}
-
 // sample is one tool's run of one workload.
 type sample struct {
 	tool   string
@@ -188,6 +131,8 @@ type bench struct {
 	notes    []string
 }
 
+// runCmd is the run command: it measures both tools on a fresh server and writes
+// the report.
 func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	s, err := parseRunFlags(args)
 	if err != nil {
@@ -201,7 +146,34 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if _, err := os.Stat(s.rehearse); err != nil {
 		return fmt.Errorf("no rehearse binary at %s (run make build): %w", s.rehearse, err)
 	}
-	b.work = s.work
+	if err := b.makeWork(); err != nil {
+		return err
+	}
+	if !s.keepServer && s.work == "" {
+		defer os.RemoveAll(b.work)
+	}
+
+	node, err := b.startServer(ctx)
+	if err != nil {
+		return err
+	}
+	defer b.stopServer(ctx, node)
+
+	if err := b.initPgbench(ctx); err != nil {
+		return err
+	}
+	if err := b.measureAll(ctx); err != nil {
+		return err
+	}
+	b.loadEnd = loadavg()
+	return b.writeReport(stdout)
+}
+
+// makeWork sets b.work to the absolute path of the work directory, --work or a new
+// temporary directory, and creates it.
+func (b *bench) makeWork() error {
+	var err error
+	b.work = b.s.work
 	if b.work == "" {
 		if b.work, err = os.MkdirTemp("", "rehearse-bench-"); err != nil {
 			return err
@@ -216,29 +188,27 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	// The server runs as an unprivileged user when we are root: it must be able to
 	// reach its data directory.
 	_ = os.Chmod(b.work, 0o755)
-	if !s.keepServer && s.work == "" {
-		defer os.RemoveAll(b.work)
-	}
+	return nil
+}
 
-	node, err := b.startServer(ctx)
-	if err != nil {
-		return err
+// stopServer stops the server at the end of the run, with a minute's grace even
+// when ctx is cancelled, or leaves it running with --keep.
+func (b *bench) stopServer(ctx context.Context, node *local.Node) {
+	if b.s.keepServer {
+		fmt.Fprintf(b.log, "server kept running: %s\n", b.dsn)
+		return
 	}
-	defer func() {
-		if s.keepServer {
-			fmt.Fprintf(stderr, "server kept running: %s\n", b.dsn)
-			return
-		}
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer cancel()
-		if err := node.Close(cctx); err != nil {
-			fmt.Fprintf(stderr, "warning: stopping PostgreSQL: %v\n", err)
-		}
-	}()
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if err := node.Close(cctx); err != nil {
+		fmt.Fprintf(b.log, "warning: stopping PostgreSQL: %v\n", err)
+	}
+}
 
-	if err := b.initPgbench(ctx); err != nil {
-		return err
-	}
+// measureAll runs every measurement the report has, one after another on the one
+// server: both tools on each workload, the session-count runs and, with --cutover,
+// a wet cutover through each endpoint mode.
+func (b *bench) measureAll(ctx context.Context) error {
 	b.comps = []*comparison{
 		{name: "TPC-B", conns: 8, pgbenchArgs: []string{"-c", "8", "-j", "2", "-M", "prepared"}, scenario: "scenarios/tpcb.yaml"},
 		{name: "select-only", conns: 32, pgbenchArgs: []string{"-S", "-c", "32", "-j", "2", "-M", "prepared"}, scenario: "scenarios/tpcb-select.yaml"},
@@ -248,14 +218,14 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return err
 		}
 	}
-	for _, n := range s.sessions {
+	for _, n := range b.s.sessions {
 		r, err := b.sessionRun(ctx, n)
 		if err != nil {
 			return err
 		}
 		b.sessions = append(b.sessions, r)
 	}
-	if s.cutover {
+	if b.s.cutover {
 		for _, mode := range []string{"proxy", "dns"} {
 			r, err := b.cutover(ctx, mode)
 			if err != nil {
@@ -264,8 +234,13 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			b.cutovers = append(b.cutovers, r)
 		}
 	}
-	b.loadEnd = loadavg()
+	return nil
+}
 
+// writeReport renders the report, with the micro-benchmarks and the hand-written
+// analysis when there are any, and writes it to --out atomically.
+func (b *bench) writeReport(stdout io.Writer) error {
+	s := b.s
 	var micro string
 	if s.micro != "" {
 		data, err := os.ReadFile(s.micro)
@@ -468,47 +443,4 @@ func (b *bench) sessionRun(ctx context.Context, n int) (sessionRun, error) {
 	}
 	fmt.Fprintf(b.log, "%d sessions: max RSS %.0f MB, %.1f/%.1f arrivals/s, lag p99 %.3f ms\n", n, float64(m.MaxRSS)/1e6, r.achieved, r.target, r.lagP99)
 	return r, nil
-}
-
-func loadavg() string {
-	data, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(data))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-// machine describes the host: CPU model, cores, memory, kernel.
-func machine() string {
-	cpu := "unknown CPU"
-	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(data), "\n") {
-			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-				cpu = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	mem := ""
-	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for _, l := range strings.Split(string(data), "\n") {
-			if strings.HasPrefix(l, "MemTotal:") {
-				f := strings.Fields(l)
-				if len(f) >= 2 {
-					if kb, err := strconv.ParseFloat(f[1], 64); err == nil {
-						mem = fmt.Sprintf(", %.1f GiB RAM", kb/1024/1024)
-					}
-				}
-			}
-		}
-	}
-	kernel := ""
-	if data, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		kernel = ", Linux " + strings.TrimSpace(string(data))
-	}
-	return fmt.Sprintf("%s, %d logical CPUs%s%s, %s/%s", cpu, runtime.NumCPU(), mem, kernel, runtime.GOOS, runtime.GOARCH)
 }
