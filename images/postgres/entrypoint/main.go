@@ -26,7 +26,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -259,97 +258,21 @@ func initReplica(host string) error {
 	return run(nil, "pg_basebackup", args...)
 }
 
-// supervise initialises PGDATA when it is empty and runs the server.
-func supervise(args []string, log func(string, ...any)) int {
+// initData prepares the directories and, when PGDATA holds no cluster yet, clones
+// it from REHEARSE_PRIMARY_HOST or initialises a primary.
+func initData(log func(string, ...any)) error {
 	if err := prepareDirs(); err != nil {
-		log("%v", err)
-		return 1
+		return err
 	}
-	if !exists(filepath.Join(pgdata(), "PG_VERSION")) {
-		var err error
-		if host := os.Getenv("REHEARSE_PRIMARY_HOST"); host != "" {
-			log("cloning %s from %s", pgdata(), host)
-			err = initReplica(host)
-		} else {
-			log("initialising %s", pgdata())
-			err = initPrimary()
-		}
-		if err != nil {
-			log("%v", err)
-			return 1
-		}
+	if exists(filepath.Join(pgdata(), "PG_VERSION")) {
+		return nil
 	}
-
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGCHLD)
-	var child int // postmaster pid, 0 when not running
-	stopping := false
-	start := func() {
-		cmd := exec.Command(filepath.Join(pgBin, "postgres"), append([]string{"-D", pgdata()}, args...)...)
-		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		cmd.Dir = "/"
-		cmd, err := asPostgres(cmd)
-		if err == nil {
-			err = cmd.Start()
-		}
-		if err != nil {
-			log("start postgres: %v", err)
-			return
-		}
-		// Never cmd.Wait: the reaper below collects every child with wait4(-1).
-		child = cmd.Process.Pid
-		log("postgres started (pid %d)", child)
+	if host := os.Getenv("REHEARSE_PRIMARY_HOST"); host != "" {
+		log("cloning %s from %s", pgdata(), host)
+		return initReplica(host)
 	}
-	if exists(holdFile) {
-		log("hold file %s present: waiting for `rehearse-pg start` or `rejoin`", holdFile)
-	} else {
-		start()
-		if child == 0 {
-			return 1
-		}
-	}
-	for sig := range sigs {
-		switch sig {
-		case syscall.SIGCHLD:
-			for {
-				var ws syscall.WaitStatus
-				pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
-				if pid <= 0 || err != nil {
-					break
-				}
-				if pid != child {
-					continue
-				}
-				child = 0
-				code := ws.ExitStatus()
-				if ws.Signaled() {
-					code = 128 + int(ws.Signal())
-				}
-				if !stopping && exists(holdFile) {
-					log("postgres exited (status %d); held", code)
-					continue
-				}
-				log("postgres exited (status %d)", code)
-				return code
-			}
-		case syscall.SIGUSR1:
-			if child == 0 && !stopping {
-				start()
-			}
-		default:
-			if child == 0 {
-				if sig != syscall.SIGHUP {
-					return 0
-				}
-				continue
-			}
-			if sig != syscall.SIGHUP {
-				stopping = true
-			}
-			_ = syscall.Kill(child, sig.(syscall.Signal))
-		}
-	}
-	return 0
+	log("initialising %s", pgdata())
+	return initPrimary()
 }
 
 // postmasterPID returns the running postmaster's pid, or 0.
