@@ -306,6 +306,10 @@ loop:
 		case <-ctx.Done():
 			idle.push(d)
 			break loop
+		case <-r.stop:
+			// Stopped while every worker was busy: this arrival is past the run's end.
+			idle.push(d)
+			break loop
 		}
 	}
 	return arrivals
