@@ -45,6 +45,9 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts ...Option) (*result.R
 	if err != nil {
 		return nil, err
 	}
+	for _, n := range s.Notes {
+		fmt.Fprintf(o.log, "note: %s\n", n)
+	}
 	outDir := o.out
 	if outDir == "" {
 		outDir = DefaultOutDir(s, time.Now())

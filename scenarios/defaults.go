@@ -136,6 +136,8 @@ func defaults() Scenario {
 			Fsync:          &fsync,
 			MaxConnections: 300,
 			SharedBuffers:  "256MB",
+			DNSAddr:        "127.0.0.1:0",
+			DNSTTL:         Duration(5 * time.Second),
 		},
 		Cutover: Cutover{
 			Kind:               "planned",
@@ -143,7 +145,7 @@ func defaults() Scenario {
 			StepTimeout:        Duration(60 * time.Second),
 			CatchUpMaxLagBytes: 1 << 20,
 			CatchUpSamples:     3,
-			StaleDNSWindow:     Duration(2 * time.Second),
+			DNSPropagation:     Duration(2 * time.Second),
 			Soak:               Duration(5 * time.Second),
 		},
 	}
@@ -227,6 +229,7 @@ func (s *Scenario) Clone() *Scenario {
 	}
 	c.Load.Stages = slices.Clone(s.Load.Stages)
 	c.Cutover.Steps = slices.Clone(s.Cutover.Steps)
+	c.Notes = slices.Clone(s.Notes)
 	c.SLO.Latency = slices.Clone(s.SLO.Latency)
 	if s.Target.Fsync != nil {
 		v := *s.Target.Fsync

@@ -45,6 +45,12 @@ func Parse(file string, data []byte) (*Scenario, error) {
 	root, ok := d.document(data)
 	if ok {
 		d.decode(root, reflect.ValueOf(&s).Elem(), "")
+		if _, stale := d.pos["cutover.stale_dns_window"]; stale {
+			if _, prop := d.pos["cutover.dns_propagation"]; !prop {
+				s.Cutover.DNSPropagation = s.Cutover.StaleDNSWindow
+			}
+			s.Notes = append(s.Notes, "cutover.stale_dns_window is deprecated: the dns endpoints are a real DNS server now, and it sets cutover.dns_propagation, the delay before their records flip to the new writer; write dns_propagation instead")
+		}
 		s.resolve()
 		if s.Workload.Name != WorkloadBanking {
 			if _, given := d.pos["workload.mix"]; given && slices.Contains(workloadNames, s.Workload.Name) {

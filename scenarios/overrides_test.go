@@ -106,3 +106,29 @@ func TestScriptAndReplaySections(t *testing.T) {
 		})
 	}
 }
+
+// stale_dns_window still parses: it sets dns_propagation, with a note saying so.
+func TestStaleDNSWindowIsDeprecated(t *testing.T) {
+	tests := []struct {
+		yaml string
+		want time.Duration
+		note bool
+	}{
+		{"cutover:\n  stale_dns_window: 3s\n", 3 * time.Second, true},
+		{"cutover:\n  stale_dns_window: 3s\n  dns_propagation: 1s\n", time.Second, true},
+		{"cutover:\n  dns_propagation: 4s\n", 4 * time.Second, false},
+		{"name: x\n", 2 * time.Second, false},
+	}
+	for _, tt := range tests {
+		s, err := scenarios.Parse("s.yaml", []byte(tt.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Cutover.DNSPropagation.D() != tt.want || (len(s.Notes) > 0) != tt.note {
+			t.Errorf("%q: propagation %v notes %q", tt.yaml, s.Cutover.DNSPropagation, s.Notes)
+		}
+	}
+	if _, err := scenarios.Parse("s.yaml", []byte("target:\n  dns_addr: 10.0.0.1:53\n")); err == nil || !strings.Contains(err.Error(), "target.dns_addr: must be a loopback host:port") {
+		t.Errorf("a non-loopback DNS address: %v", err)
+	}
+}

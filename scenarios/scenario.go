@@ -28,6 +28,10 @@ type Scenario struct {
 	// SLO holds the limits the run is judged by.
 	SLO SLO `yaml:"slo"`
 
+	// Notes are remarks on the file, such as a deprecated field it used; a run
+	// records them in its result.
+	Notes []string `yaml:"-"`
+
 	// Mode is dry (default) or wet. It is not read from the file: a wet run is
 	// always asked for explicitly (the CLI's --mode, see Overrides).
 	Mode Mode `yaml:"-"`
@@ -189,6 +193,11 @@ type Target struct {
 	MaxConnections int `yaml:"max_connections"`
 	// SharedBuffers is the embedded server's shared_buffers (default 256MB).
 	SharedBuffers string `yaml:"shared_buffers"`
+	// DNSAddr is where the DNS server that serves the cluster's endpoint names
+	// listens: a loopback address (default 127.0.0.1:0, any free port).
+	DNSAddr string `yaml:"dns_addr"`
+	// DNSTTL is the TTL of the endpoint records, Aurora's 5s by default.
+	DNSTTL Duration `yaml:"dns_ttl"`
 }
 
 // Cutover is the migration plan run under load.
@@ -210,7 +219,12 @@ type Cutover struct {
 	// CatchUpSamples is how many consecutive samples must be under the lag limit
 	// (default 3).
 	CatchUpSamples int `yaml:"catch_up_samples"`
-	// StaleDNSWindow is how long new connections still reach the old writer after a
+	// DNSPropagation is how long after the redirect the dns endpoints' records flip
+	// to the new writer (default 2s); clients then see the change as their DNS cache
+	// expires (target.dns_ttl).
+	DNSPropagation Duration `yaml:"dns_propagation"`
+	// StaleDNSWindow is deprecated: it sets DNSPropagation. It was how long new
+	// connections still reached the old writer after a
 	// failover in dns endpoint mode (default 2s).
 	StaleDNSWindow Duration `yaml:"stale_dns_window"`
 	// Soak is how long to wait after validation before decommission (default 5s).

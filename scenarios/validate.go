@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"net"
 	"regexp"
 	"slices"
 	"strconv"
@@ -94,6 +95,15 @@ func (s *Scenario) Validate() []error {
 	s.validateSLO(c)
 	s.validateRun(c)
 	return c.errs
+}
+
+// isLoopback reports whether host is a loopback IP address or localhost.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // validateRun checks how the mode and the target fit the rest of the scenario.
@@ -262,6 +272,10 @@ func (s *Scenario) validateTarget(c *checker) {
 	c.oneOf("target.kind", string(t.Kind), targetKinds)
 	c.oneOf("target.endpoint", string(t.Endpoint), endpointModes)
 	c.positiveInt("target.max_connections", int64(t.MaxConnections))
+	c.positiveDuration("target.dns_ttl", t.DNSTTL)
+	if host, _, err := net.SplitHostPort(t.DNSAddr); err != nil || !isLoopback(host) {
+		c.add("target.dns_addr", "must be a loopback host:port, e.g. 127.0.0.1:5353 or 127.0.0.1:0 for any free port (got %q): the DNS server serves this run only", t.DNSAddr)
+	}
 	if !sharedBuffersRE.MatchString(t.SharedBuffers) {
 		c.add("target.shared_buffers", "must be a PostgreSQL memory size such as 256MB or 1GB (units kB, MB, GB, TB); got %q", t.SharedBuffers)
 	}
@@ -287,6 +301,7 @@ func (s *Scenario) validateCutover(c *checker) {
 	c.nonNegativeInt("cutover.catch_up_max_lag_bytes", cu.CatchUpMaxLagBytes)
 	c.positiveInt("cutover.catch_up_samples", int64(cu.CatchUpSamples))
 	c.nonNegativeDuration("cutover.stale_dns_window", cu.StaleDNSWindow)
+	c.nonNegativeDuration("cutover.dns_propagation", cu.DNSPropagation)
 	c.nonNegativeDuration("cutover.soak", cu.Soak)
 	last, lastName := -1, ""
 	seen := map[string]bool{}

@@ -52,6 +52,7 @@ func (r *Rehearsal) buildResult(sc *scenarios.Scenario, spec StepSpec, stats loa
 	if s := stats.Elapsed.Seconds(); s > 0 {
 		res.Load.AchievedRate = Round3(float64(stats.Arrivals) / s)
 	}
+	res.Notes = append(res.Notes, sc.Notes...)
 	if res.Operations == nil {
 		res.Operations = []result.Operation{}
 	}

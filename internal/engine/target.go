@@ -97,9 +97,9 @@ func (t *dsnTarget) Notes() []string                        { return nil }
 // fsync is the scenario's fsync setting (default on).
 func fsync(sc *scenarios.Scenario) bool { return sc.Target.Fsync == nil || *sc.Target.Fsync }
 
-// staleWindow is the dns endpoint's stale window; an explicit 0 means none.
+// staleWindow is the dns endpoints' propagation delay; an explicit 0 means none.
 func staleWindow(sc *scenarios.Scenario) time.Duration {
-	if d := sc.Cutover.StaleDNSWindow.D(); d > 0 {
+	if d := sc.Cutover.DNSPropagation.D(); d > 0 {
 		return d
 	}
 	return -1
