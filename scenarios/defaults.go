@@ -96,6 +96,7 @@ func DefaultLatencySLO() LatencySLO {
 // pointers, so callers may modify the result. Workers is resolved (2 × PoolSize).
 func Defaults() Scenario {
 	s := defaults()
+	s.ApplyPreset(func(string) bool { return false })
 	s.resolve()
 	return s
 }
@@ -159,7 +160,7 @@ func (s *Scenario) resolve() {
 		}
 	}
 	if s.Load.Workers == 0 && s.Load.PoolSize > 0 {
-		s.Load.Workers = 2 * s.Load.PoolSize
+		s.Load.Workers = 2 * s.Load.PoolSize * max(s.Client.AppInstances, 1)
 	}
 }
 
@@ -230,6 +231,7 @@ func (s *Scenario) Clone() *Scenario {
 	c.Load.Stages = slices.Clone(s.Load.Stages)
 	c.Cutover.Steps = slices.Clone(s.Cutover.Steps)
 	c.Notes = slices.Clone(s.Notes)
+	c.Client.Retry.On = slices.Clone(s.Client.Retry.On)
 	c.SLO.Latency = slices.Clone(s.SLO.Latency)
 	if s.Target.Fsync != nil {
 		v := *s.Target.Fsync

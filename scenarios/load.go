@@ -51,6 +51,11 @@ func Parse(file string, data []byte) (*Scenario, error) {
 			}
 			s.Notes = append(s.Notes, "cutover.stale_dns_window is deprecated: the dns endpoints are a real DNS server now, and it sets cutover.dns_propagation, the delay before their records flip to the new writer; write dns_propagation instead")
 		}
+		d.aliases(&s)
+		s.ApplyPreset(func(path string) bool {
+			_, ok := d.pos[path]
+			return ok
+		})
 		s.resolve()
 		if s.Workload.Name != WorkloadBanking {
 			if _, given := d.pos["workload.mix"]; given && slices.Contains(workloadNames, s.Workload.Name) {
@@ -190,4 +195,23 @@ func dependsOn(field string) []string {
 		return []string{"workload.name"}
 	}
 	return nil
+}
+
+// aliases reports a file that sets both names of one setting to different values.
+func (d *decoder) aliases(s *Scenario) {
+	for _, a := range []struct {
+		alias, field string
+		differ       bool
+	}{
+		{"load.pool_size", "client.pool_size", s.Load.PoolSize != s.Client.PoolSize},
+		{"load.conn_max_lifetime", "client.max_lifetime", s.Load.ConnMaxLifetime != s.Client.MaxLifetime},
+	} {
+		_, x := d.pos[a.alias]
+		_, y := d.pos[a.field]
+		if x && y && a.differ {
+			p := d.pos[a.alias]
+			d.errs = append(d.errs, FieldError{File: d.file, Line: p.line, Col: p.col, Field: a.alias,
+				Msg: "is an alias of " + a.field + ", which the file sets to another value; keep one of them"})
+		}
+	}
 }

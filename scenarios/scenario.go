@@ -21,6 +21,9 @@ type Scenario struct {
 	Workload Workload `yaml:"workload"`
 	// Load is the traffic profile.
 	Load Load `yaml:"load"`
+	// Client is the application's client stack: pools per app instance, DNS
+	// caching, sockets, retries.
+	Client Client `yaml:"client"`
 	// Target is the database the load goes to.
 	Target Target `yaml:"target"`
 	// Cutover is the migration plan run under load.
@@ -144,7 +147,7 @@ type Load struct {
 	// Duration is how long the load runs (default 30s).
 	Duration Duration `yaml:"duration"`
 	// PoolSize is the connection pool size per endpoint, like an app server's
-	// (default 32).
+	// (default 32). An alias of client.pool_size, kept in step with it.
 	PoolSize int `yaml:"pool_size"`
 	// Workers is the number of goroutines executing due actions (default 2 × pool_size).
 	Workers int `yaml:"workers"`

@@ -62,12 +62,12 @@ func TestParseErrors(t *testing.T) {
 		{"comments only", "# nothing here\n", "t.yaml: the file holds no YAML content"},
 		{"not yaml: tab", "load:\n\tsessions: 1\n", "t.yaml:2: not valid YAML: found character that cannot start any token"},
 		{"not yaml: bad flow", "load: {sessions: 1\n", "t.yaml:1: not valid YAML: did not find expected ',' or '}'"},
-		{"top level list", "- name: a\n", "t.yaml:1:1: the top level must be a mapping of sections (name, description, workload, load, target, cutover, slo); got a list"},
-		{"top level scalar", "hello\n", `t.yaml:1:1: the top level must be a mapping of sections (name, description, workload, load, target, cutover, slo); got "hello"`},
+		{"top level list", "- name: a\n", "t.yaml:1:1: the top level must be a mapping of sections (name, description, workload, load, client, target, cutover, slo); got a list"},
+		{"top level scalar", "hello\n", `t.yaml:1:1: the top level must be a mapping of sections (name, description, workload, load, client, target, cutover, slo); got "hello"`},
 		{"two documents", "name: a\n---\nname: b\n", "t.yaml:2:1: the file holds more than one YAML document (---); keep one scenario per file"},
 
 		// Unknown and repeated fields.
-		{"unknown top-level field", "name: a\nlaod:\n  sessions: 1\n", `t.yaml:2:1: laod: unknown field (did you mean "load"?); the top level takes: name, description, workload, load, target, cutover, slo`},
+		{"unknown top-level field", "name: a\nlaod:\n  sessions: 1\n", `t.yaml:2:1: laod: unknown field (did you mean "load"?); the top level takes: name, description, workload, load, client, target, cutover, slo`},
 		{"unknown nested field", "load:\n  sesions: 10\n", `t.yaml:2:3: load.sesions: unknown field (did you mean "sessions"?); load takes: model,`},
 		{"unknown field with dash", "load:\n  pool-size: 10\n", `t.yaml:2:3: load.pool-size: unknown field (did you mean "pool_size"?)`},
 		{"unknown field no suggestion", "target:\n  region: eu-west-1\n", "t.yaml:2:3: target.region: unknown field; target takes: kind, dsn, endpoint, fsync, max_connections, shared_buffers"},

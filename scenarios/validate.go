@@ -93,6 +93,7 @@ func (s *Scenario) Validate() []error {
 	s.validateTarget(c)
 	s.validateCutover(c)
 	s.validateSLO(c)
+	s.validateClient(c)
 	s.validateRun(c)
 	return c.errs
 }
@@ -282,8 +283,12 @@ func (s *Scenario) validateTarget(c *checker) {
 	if t.Kind != TargetAurora && t.DSN == "" && t.MaxConnections > 0 {
 		// The rehearsal starts the server itself, so its max_connections must cover the
 		// load's connections: both endpoints' pools can land on one node.
-		need := 2*s.Load.PoolSize + reservedConnections
+		inst := max(s.Client.AppInstances, 1)
+		need := 2*inst*s.Load.PoolSize + reservedConnections
 		what := "2 × load.pool_size"
+		if inst > 1 {
+			what = fmt.Sprintf("client.app_instances %d × client.pool_size %d × 2 endpoints", inst, s.Load.PoolSize)
+		}
 		if s.Load.Model == "closed" {
 			need, what = s.Load.Connections+reservedConnections, "load.connections"
 		}
