@@ -143,7 +143,7 @@ func BenchmarkIdleHeap(b *testing.B) {
 func BenchmarkExec(b *testing.B) {
 	wl := &fakeWorkload{read: func(context.Context) error { return nil }, write: func(context.Context) error { return nil }}
 	rec := NewRecorder(wl.Ops(), nil)
-	r := &runner{cfg: Config{Workload: wl, Writer: directPool{}, Reader: directPool{}, OpTimeout: 5 * time.Second,
+	r := &runner{cfg: Config{Workload: wl, Instances: []Instance{{Writer: directPool{}, Reader: directPool{}}}, OpTimeout: 5 * time.Second,
 		MaxRetries: 3, Recorder: rec}, ops: wl.Ops(), t0: time.Now()}
 	w := r.newWorker(0)
 	s := wl.NewSession(0, w.rnd)
@@ -151,7 +151,7 @@ func BenchmarkExec(b *testing.B) {
 	b.ReportAllocs()
 	n := 0
 	for b.Loop() {
-		w.exec(ctx, &s, r.since())
+		w.exec(ctx, &s, 0, r.since())
 		if n++; n%4096 == 0 {
 			rec.Flush(time.Since(r.t0))
 		}

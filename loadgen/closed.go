@@ -31,7 +31,7 @@ func (r *runner) closed(ctx, opCtx context.Context, cancelOps context.CancelFunc
 		wg.Go(func() {
 			for runCtx.Err() == nil {
 				arrivals.Add(1)
-				w.exec(opCtx, &s, r.since())
+				w.exec(opCtx, &s, i%len(r.cfg.Instances), r.since())
 			}
 		})
 	}

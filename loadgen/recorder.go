@@ -36,7 +36,8 @@ type sample struct {
 	op       uint16
 	class    Class
 	flags    uint8
-	retries  uint8
+	tries    uint8 // attempts made in all
+	failed   uint8 // attempts that failed, the last one included when the operation failed
 }
 
 const (
@@ -58,6 +59,14 @@ type Handle struct {
 	buf   []sample
 	errs  []errSample
 	spare []sample
+}
+
+// failed records a failed attempt that was retried (the final outcome is recorded by
+// record).
+func (h *Handle) failed(at int64, op uint16, class Class, err error) {
+	h.mu.Lock()
+	h.errs = append(h.errs, errSample{at: at, op: op, class: class, err: err})
+	h.mu.Unlock()
 }
 
 // record appends one finished operation; err is kept only when the operation failed.
@@ -95,6 +104,9 @@ type opStats struct {
 	service  *hdr.Histogram
 	count    [numPhases]int64
 	errors   [numPhases]int64
+	failedAt [numPhases]int64 // failed attempts, by the operation's intended start
+	retried  int64            // operations that needed more than one attempt
+	maxTries int
 	ivCount  int64
 }
 
@@ -138,8 +150,9 @@ type Recorder struct {
 	// ivAll merges the operations' interval histograms for the timeline row; it is
 	// reused every second rather than allocated (about 200 KB each).
 	ivAll   *hdr.Histogram
-	errSeen int64
-	ivErrs  [numClasses]int64
+	errSeen  int64 // failed attempts in the current interval
+	ivFailed int64 // operations that finally failed in the current interval
+	ivErrs   [numClasses]int64
 
 	// retained intervals (see Retain and Window)
 	retain       time.Duration
@@ -249,11 +262,12 @@ func (r *Recorder) flushLocked(now time.Duration, final bool) result.TimelineRow
 		s.interval.Reset()
 		s.ivCount = 0
 	}
-	row.Errors = r.errSeen
+	row.Errors = r.ivFailed
+	row.FailedAttempts = r.errSeen
 	if r.errSeen > 0 {
 		row.ErrorsByClass = r.ivErrClasses()
 	}
-	r.errSeen = 0
+	r.errSeen, r.ivFailed = 0, 0
 	clear(r.ivErrs[:])
 	if ivAll.TotalCount() > 0 {
 		row.P50Ms = ms(ivAll.ValueAtQuantile(50))
@@ -270,6 +284,7 @@ func (r *Recorder) flushLocked(now time.Duration, final bool) result.TimelineRow
 		last := &r.timeline[len(r.timeline)-1]
 		last.Ops += row.Ops
 		last.Errors += row.Errors
+		last.FailedAttempts += row.FailedAttempts
 		last.MaxMs = max(last.MaxMs, row.MaxMs)
 		for k, v := range row.PerOp {
 			if last.PerOp == nil {
@@ -283,7 +298,7 @@ func (r *Recorder) flushLocked(now time.Duration, final bool) result.TimelineRow
 			}
 			last.ErrorsByClass[k] += v
 		}
-	case row.Ops > 0 || row.Errors > 0:
+	case row.Ops > 0 || row.FailedAttempts > 0:
 		r.timeline = append(r.timeline, row)
 	}
 	return row
@@ -308,7 +323,15 @@ func (r *Recorder) add(s *sample) {
 	st.count[p]++
 	st.ivCount++
 	r.totals.Transactions++
-	r.totals.Retries += int64(s.retries)
+	tries := max(int(s.tries), 1)
+	r.totals.Attempts += int64(tries)
+	r.totals.Retries += int64(tries - 1)
+	r.totals.FailedAttempts += int64(s.failed)
+	st.failedAt[p] += int64(s.failed)
+	if tries > 1 {
+		st.retried++
+	}
+	st.maxTries = max(st.maxTries, tries)
 	recordClamped(r.lag, s.start-s.intended)
 	r.avail[st.kind].attempt(s.intended)
 	switch {
@@ -326,6 +349,7 @@ func (r *Recorder) add(s *sample) {
 		} else {
 			r.totals.Failed++
 		}
+		r.ivFailed++
 		st.errors[p]++
 		r.avail[st.kind].failure(s.intended)
 	}
@@ -390,12 +414,14 @@ func (r *Recorder) Summary(end time.Duration) Summary {
 			LatencyMs: latency(s.all),
 			ServiceMs: result.Service{P50: ms(s.service.ValueAtQuantile(50)), P99: ms(s.service.ValueAtQuantile(99)), Max: ms(s.service.Max())},
 			Phases:    map[string]result.Phase{},
+			Attempts:  result.Attempts{Retried: s.retried, Max: s.maxTries},
 		}
 		for p := range numPhases {
 			op.Count += s.count[p]
 			op.Errors += s.errors[p]
+			op.Attempts.Failed += s.failedAt[p]
 			if s.count[p] > 0 {
-				op.Phases[phaseNames[p]] = result.Phase{Count: s.count[p], Errors: s.errors[p], LatencyMs: latency(s.phase[p])}
+				op.Phases[phaseNames[p]] = result.Phase{Count: s.count[p], Errors: s.errors[p], FailedAttempts: s.failedAt[p], LatencyMs: latency(s.phase[p])}
 			}
 		}
 		out.Operations = append(out.Operations, op)

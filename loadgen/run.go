@@ -26,6 +26,12 @@ type Config struct {
 	Workload workload.Workload
 	// Writer and Reader are the endpoints writes and reads go to.
 	Writer, Reader Pool
+	// Instances are application instances, each with its own writer and reader
+	// pools; session i uses instance i % len(Instances). Empty: one instance,
+	// Writer and Reader.
+	Instances []Instance
+	// Retry is the application's retry policy (zero: no retries).
+	Retry Retry
 	// Pacer schedules arrivals (open loop). Nil selects the closed loop.
 	Pacer Pacer
 	// Duration is how long arrivals run. 0 means until Prepared.Stop is called (or
@@ -55,6 +61,11 @@ type Config struct {
 	Progress io.Writer
 	// OnTick, if set, is called after each one-second flush with the elapsed time.
 	OnTick func(elapsed time.Duration)
+}
+
+// Instance is one application instance's pools.
+type Instance struct {
+	Writer, Reader Pool
 }
 
 // Stats is what the run itself (not the recorder) observed.
@@ -99,8 +110,19 @@ func (p *Prepared) Stop() { p.r.stopOnce.Do(func() { close(p.r.stop) }) }
 
 // Prepare checks cfg and builds the sessions.
 func Prepare(cfg Config) (*Prepared, error) {
-	if cfg.Recorder == nil || cfg.Workload == nil || cfg.Writer == nil || cfg.Reader == nil {
-		return nil, errors.New("loadgen: Config needs Workload, Writer, Reader and Recorder")
+	if len(cfg.Instances) == 0 && cfg.Writer != nil && cfg.Reader != nil {
+		cfg.Instances = []Instance{{Writer: cfg.Writer, Reader: cfg.Reader}}
+	}
+	if cfg.Recorder == nil || cfg.Workload == nil || len(cfg.Instances) == 0 {
+		return nil, errors.New("loadgen: Config needs Workload, Writer and Reader (or Instances) and Recorder")
+	}
+	for _, in := range cfg.Instances {
+		if in.Writer == nil || in.Reader == nil {
+			return nil, errors.New("loadgen: every instance needs a Writer and a Reader")
+		}
+	}
+	if cfg.Retry.MaxAttempts < 1 {
+		cfg.Retry.MaxAttempts = 1
 	}
 	if cfg.Workers <= 0 {
 		return nil, errors.New("loadgen: Workers must be positive")

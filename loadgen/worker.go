@@ -20,28 +20,37 @@ func (r *runner) newWorker(i int) *worker {
 	return &worker{r: r, rnd: rand.New(rand.NewPCG(r.cfg.Seed, uint64(i)+1)), h: r.cfg.Recorder.NewHandle()}
 }
 
-// exec runs one action of session s that was due at intended, and records it.
-func (w *worker) exec(ctx context.Context, s *workload.Session, intended int64) {
+// exec runs one action of session s that was due at intended, through the pools of
+// application instance inst, and records it. Serialization failures and deadlocks are
+// retried at once, up to MaxRetries times (the application's transaction retry);
+// other failures follow the client's retry policy, after a backoff. Every failed
+// attempt is recorded by class; the operation's latency runs from intended to its
+// final outcome.
+func (w *worker) exec(ctx context.Context, s *workload.Session, inst int, intended int64) {
 	cfg := &w.r.cfg
 	start := w.r.since()
 	opIdx := cfg.Workload.Next(s, w.rnd)
 	op := &w.r.ops[opIdx]
-	pool := cfg.Reader
+	in := &cfg.Instances[inst]
+	pool := in.Reader
 	var flags uint8
 	if op.Kind == workload.Write {
-		pool = cfg.Writer
+		pool = in.Writer
 		if cfg.MisroutedWrites > 0 && w.rnd.Float64() < cfg.MisroutedWrites {
-			pool = cfg.Reader
+			pool = in.Reader
 			flags |= flagMisrouted
 		}
 	}
 	var (
-		err     error
-		sent    time.Time
-		class   Class
-		retries uint8
+		err         error
+		sent        time.Time
+		class       Class
+		tries       int
+		serializing int
+		failedTries uint8
 	)
-	for attempt := 0; ; attempt++ {
+	for {
+		tries++
 		octx, cancel := context.WithTimeout(ctx, cfg.OpTimeout)
 		var s0 time.Time
 		s0, err = pool.Run(octx, op.Run, s, w.rnd)
@@ -50,20 +59,41 @@ func (w *worker) exec(ctx context.Context, s *workload.Session, intended int64) 
 			sent = s0 // service time spans every retry
 		}
 		class, _ = Classify(err)
-		if !class.Retryable() || attempt >= cfg.MaxRetries || ctx.Err() != nil {
+		if class == OK {
 			break
 		}
-		retries++
-	}
-	if errors.Is(err, workload.ErrAmbiguous) {
-		flags |= flagAmbiguous
+		if failedTries < 255 {
+			failedTries++
+		}
+		ambiguous := errors.Is(err, workload.ErrAmbiguous)
+		last := ambiguous || ctx.Err() != nil || tries >= 255
+		switch {
+		case last:
+		case class.Retryable() && serializing < cfg.MaxRetries:
+			serializing++
+			w.h.failed(w.r.since(), uint16(opIdx), class, err)
+			continue
+		case cfg.Retry.again(class, tries-serializing):
+			at := w.r.since()
+			if cfg.Retry.wait(ctx, tries-serializing, w.rnd) {
+				w.h.failed(at, uint16(opIdx), class, err)
+				continue
+			}
+			// Stopped while backing off: this attempt's error is the outcome.
+		}
+		if ambiguous {
+			// A COMMIT whose outcome is unknown is never retried blindly.
+			flags |= flagAmbiguous
+		}
+		break
 	}
 	end := w.r.since()
 	sentNs := end
 	if !sent.IsZero() {
 		sentNs = int64(sent.Sub(w.r.t0))
 	}
-	w.h.record(sample{intended: intended, start: start, sent: sentNs, end: end, op: uint16(opIdx), class: class, flags: flags, retries: retries}, err)
+	w.h.record(sample{intended: intended, start: start, sent: sentNs, end: end, op: uint16(opIdx), class: class, flags: flags,
+		tries: uint8(min(tries, 255)), failed: failedTries}, err)
 }
 
 // serve is an open-loop worker's goroutine: it runs each job the scheduler hands it
@@ -74,7 +104,7 @@ func (w *worker) serve(ctx context.Context, jobs <-chan job, returned chan<- don
 	for j := range jobs {
 		s := &sessions[j.session]
 		r.busy.Add(1)
-		w.exec(ctx, s, j.intended)
+		w.exec(ctx, s, int(j.session)%len(r.cfg.Instances), j.intended)
 		r.busy.Add(-1)
 		returned <- done{session: j.session, ready: r.since() + int64(r.cfg.Think.Sample(w.rnd))}
 	}

@@ -112,33 +112,40 @@ func sampleTimeline(res *result.Result, rng *rand.Rand, steps []result.Step, fai
 		}
 		return result.PhaseAfter
 	}
-	type acc struct{ count, errors int64 }
+	type acc struct{ count, errors, failedAttempts, retried int64 }
 	perOp := map[string]map[string]*acc{}
 	for _, o := range sampleOps {
 		perOp[o.name] = map[string]*acc{result.PhaseBefore: {}, result.PhaseDuring: {}, result.PhaseAfter: {}}
 	}
-	var tx, failed int64
+	var tx, failed, retries, failedAttempts int64
 	for t := 0; t < 40; t++ {
 		row := result.TimelineRow{TS: float64(t), PerOp: map[string]int64{}}
-		var errs int64
+		var errs, attempts int64
 		for _, o := range sampleOps {
 			n := int64(math.Round(400 * o.weight * (0.9 + 0.2*rng.Float64())))
 			e := int64(math.Round(float64(n) * fail(t, o.kind)))
+			// Half as many again failed an attempt that a retry made good.
+			r := e / 2
 			row.PerOp[o.name] = n - e
 			row.Ops += n - e
 			errs += e
+			attempts += e + r
 			a := perOp[o.name][phaseOf(float64(t)+0.5)]
 			a.count += n
 			a.errors += e
+			a.failedAttempts += e + r
+			a.retried += r
 			tx += n
+			retries += r
 		}
 		if errs > 0 {
 			row.Errors = errs
+			row.FailedAttempts = attempts
 			shut := int64(0)
 			if t >= 16 {
-				shut = errs * 2 / 5
+				shut = attempts * 2 / 5
 			}
-			row.ErrorsByClass = map[string]int64{"connection_reset": errs - shut}
+			row.ErrorsByClass = map[string]int64{"connection_reset": attempts - shut}
 			if shut > 0 {
 				row.ErrorsByClass["admin_shutdown"] = shut
 			}
@@ -151,6 +158,7 @@ func sampleTimeline(res *result.Result, rng *rand.Rand, steps []result.Step, fai
 			row.P50Ms, row.P99Ms, row.MaxMs = 0, 0, 0
 		}
 		failed += errs
+		failedAttempts += attempts
 		res.Timeline = append(res.Timeline, row)
 	}
 	for i, o := range sampleOps {
@@ -171,15 +179,20 @@ func sampleTimeline(res *result.Result, rng *rand.Rand, steps []result.Step, fai
 			if ph == result.PhaseAfter {
 				l.P50, l.P99 = r2(l.P50*1.04), r2(l.P99*1.08)
 			}
-			op.Phases[ph] = result.Phase{Count: a.count, Errors: a.errors, LatencyMs: l}
+			op.Phases[ph] = result.Phase{Count: a.count, Errors: a.errors, FailedAttempts: a.failedAttempts, LatencyMs: l}
 			op.Count += a.count
 			op.Errors += a.errors
+			op.Attempts.Failed += a.failedAttempts
+			op.Attempts.Retried += a.retried
+			if a.retried > 0 {
+				op.Attempts.Max = 3
+			}
 		}
 		op.LatencyMs = result.Latency{P50: r2(o.p50 * 1.02), P90: r2(o.p50 * 2.7), P99: r2(o.p50 * 4.6 * math.Sqrt(worst)), P999: r2(o.p50 * 7.5 * worst), Max: r2(o.p50 * 11 * worst * 1.3)}
 		op.ServiceMs = result.Service{P50: r2(o.p50 * 0.92), P99: r2(o.p50 * 3.9), Max: r2(o.p50 * 9)}
 		res.Operations = append(res.Operations, op)
 	}
-	res.Totals = result.Totals{Transactions: tx, Failed: failed, Ambiguous: 0, Succeeded: tx - failed, Retries: 7}
+	res.Totals = result.Totals{Transactions: tx, Failed: failed, Ambiguous: 0, Succeeded: tx - failed, Retries: retries, Attempts: tx + retries, FailedAttempts: failedAttempts}
 	res.Load = result.LoadInfo{Model: "open", Sessions: 2000, TargetRate: 400, AchievedRate: r2(float64(tx) / 40), ScheduleLagP99Ms: 0.84, ScheduleLagMaxMs: 3.9, PoolSize: 32, Workers: 64, Arrivals: tx}
 }
 

@@ -27,10 +27,34 @@ type Result struct {
 	Migration    *Migration    `json:"migration,omitempty"`
 	Availability Availability  `json:"availability"`
 	Integrity    Integrity     `json:"integrity"`
+	Client       *Client       `json:"client,omitempty"`
 	SLO          SLOVerdict    `json:"slo"`
 	Timeline     []TimelineRow `json:"timeline"`
 	Version      string        `json:"rehearse_version,omitempty"`
 	Notes        []string      `json:"notes,omitempty"`
+}
+
+// Client is the client behaviour a run used: its pools, DNS caching, sockets and
+// retries (the scenario's client section, resolved from its preset).
+type Client struct {
+	Preset           string      `json:"preset"`
+	AppInstances     int         `json:"app_instances"`
+	PoolSize         int         `json:"pool_size"`
+	ConnectTimeoutMs float64     `json:"connect_timeout_ms"`
+	MaxLifetimeS     float64     `json:"max_lifetime_s"`
+	ValidateOnBorrow bool        `json:"validate_on_borrow"`
+	DNSCacheTTL      string      `json:"dns_cache_ttl"`
+	TCPUserTimeoutMs float64     `json:"tcp_user_timeout_ms"`
+	Failover         string      `json:"failover"`
+	Retry            ClientRetry `json:"retry"`
+}
+
+// ClientRetry is a client's retry policy.
+type ClientRetry struct {
+	MaxAttempts  int      `json:"max_attempts"`
+	BackoffMs    float64  `json:"backoff_ms"`
+	MaxBackoffMs float64  `json:"max_backoff_ms"`
+	On           []string `json:"on"`
 }
 
 // ScenarioInfo identifies the scenario a run used.
@@ -62,13 +86,18 @@ type LoadInfo struct {
 	Arrivals         int64   `json:"arrivals"`
 }
 
-// Totals counts transactions (operations) by outcome.
+// Totals counts transactions (operations) by outcome. Failed is what users saw: the
+// operations that still failed after the client's retries. FailedAttempts counts
+// every failed attempt, as the database saw them (errors[] breaks them down by
+// class); Attempts counts every attempt, Retries the attempts after the first.
 type Totals struct {
-	Transactions int64 `json:"transactions"`
-	Succeeded    int64 `json:"succeeded"`
-	Failed       int64 `json:"failed"`
-	Ambiguous    int64 `json:"ambiguous"`
-	Retries      int64 `json:"retries"`
+	Transactions   int64 `json:"transactions"`
+	Succeeded      int64 `json:"succeeded"`
+	Failed         int64 `json:"failed"`
+	Ambiguous      int64 `json:"ambiguous"`
+	Retries        int64 `json:"retries"`
+	Attempts       int64 `json:"attempts"`
+	FailedAttempts int64 `json:"failed_attempts"`
 }
 
 // Latency is a latency summary in milliseconds.
@@ -94,25 +123,38 @@ const (
 	PhaseAfter  = "after"
 )
 
-// Operation summarises one operation over the run and per phase.
+// Operation summarises one operation over the run and per phase. Errors counts the
+// operations that finally failed (what users saw); latency runs from the intended
+// start to the final outcome, across every attempt and backoff.
 type Operation struct {
 	Name      string           `json:"name"`
 	Kind      string           `json:"kind"`
 	Count     int64            `json:"count"`
 	Errors    int64            `json:"errors"`
+	Attempts  Attempts         `json:"attempts"`
 	LatencyMs Latency          `json:"latency_ms"`
 	ServiceMs Service          `json:"service_ms"`
 	Phases    map[string]Phase `json:"phases"`
 }
 
-// Phase summarises one operation in one phase.
-type Phase struct {
-	Count     int64   `json:"count"`
-	Errors    int64   `json:"errors"`
-	LatencyMs Latency `json:"latency_ms"`
+// Attempts is how an operation's retries went: how many operations needed more than
+// one attempt, the most attempts any needed, and the failed attempts in all.
+type Attempts struct {
+	Retried int64 `json:"retried"`
+	Max     int   `json:"max"`
+	Failed  int64 `json:"failed"`
 }
 
-// ErrorClass counts errors of one class and SQLSTATE.
+// Phase summarises one operation in one phase.
+type Phase struct {
+	Count          int64   `json:"count"`
+	Errors         int64   `json:"errors"`
+	FailedAttempts int64   `json:"failed_attempts"`
+	LatencyMs      Latency `json:"latency_ms"`
+}
+
+// ErrorClass counts the failed attempts of one class and SQLSTATE: every attempt,
+// including those a retry later made good.
 type ErrorClass struct {
 	Class    string           `json:"class"`
 	SQLState string           `json:"sqlstate"`
@@ -230,14 +272,16 @@ type SLOCheck struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// TimelineRow is one second of the run.
+// TimelineRow is one second of the run. Errors counts the operations that finally
+// failed in it; FailedAttempts and ErrorsByClass every failed attempt.
 type TimelineRow struct {
-	TS            float64          `json:"t_s"`
-	Ops           int64            `json:"ops"`
-	Errors        int64            `json:"errors"`
-	P50Ms         float64          `json:"p50_ms"`
-	P99Ms         float64          `json:"p99_ms"`
-	MaxMs         float64          `json:"max_ms"`
-	PerOp         map[string]int64 `json:"per_op,omitempty"`
-	ErrorsByClass map[string]int64 `json:"errors_by_class,omitempty"`
+	TS             float64          `json:"t_s"`
+	Ops            int64            `json:"ops"`
+	Errors         int64            `json:"errors"`
+	FailedAttempts int64            `json:"failed_attempts"`
+	P50Ms          float64          `json:"p50_ms"`
+	P99Ms          float64          `json:"p99_ms"`
+	MaxMs          float64          `json:"max_ms"`
+	PerOp          map[string]int64 `json:"per_op,omitempty"`
+	ErrorsByClass  map[string]int64 `json:"errors_by_class,omitempty"`
 }
