@@ -241,5 +241,9 @@ func (s *Scenario) Clone() *Scenario {
 		v := *s.SLO.MaxErrorRate
 		c.SLO.MaxErrorRate = &v
 	}
+	if s.SLO.MaxAttemptErrorRate != nil {
+		v := *s.SLO.MaxAttemptErrorRate
+		c.SLO.MaxAttemptErrorRate = &v
+	}
 	return &c
 }

@@ -35,6 +35,7 @@ var examples = map[string]string{
 	"slo.latency[].percentile":          "99",
 	"slo.latency[].max":                 "1s",
 	"slo.max_error_rate":                "0.01",
+	"slo.max_attempt_error_rate":        "0.05",
 	"slo.max_write_unavailable":         "5s",
 	"slo.max_read_unavailable":          "5s",
 	"slo.max_lost_writes":               "0",

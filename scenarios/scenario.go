@@ -245,8 +245,12 @@ type Cutover struct {
 type SLO struct {
 	// Latency lists latency percentile limits.
 	Latency []LatencySLO `yaml:"latency"`
-	// MaxErrorRate is the highest tolerated fraction of failed operations (0 = none set).
+	// MaxErrorRate is the highest tolerated fraction of operations that failed after
+	// the client's retries: what users saw (unset: none).
 	MaxErrorRate *float64 `yaml:"max_error_rate"`
+	// MaxAttemptErrorRate is the highest tolerated fraction of failed attempts, every
+	// retry included: what the database saw (unset: none).
+	MaxAttemptErrorRate *float64 `yaml:"max_attempt_error_rate"`
 	// MaxWriteUnavailable is the longest tolerated write unavailability window.
 	MaxWriteUnavailable Duration `yaml:"max_write_unavailable"`
 	// MaxReadUnavailable is the longest tolerated read unavailability window.

@@ -370,6 +370,9 @@ func (s *Scenario) validateSLO(c *checker) {
 	if o.MaxErrorRate != nil {
 		c.fraction("slo.max_error_rate", *o.MaxErrorRate)
 	}
+	if o.MaxAttemptErrorRate != nil {
+		c.fraction("slo.max_attempt_error_rate", *o.MaxAttemptErrorRate)
+	}
 	c.nonNegativeDuration("slo.max_write_unavailable", o.MaxWriteUnavailable)
 	c.nonNegativeDuration("slo.max_read_unavailable", o.MaxReadUnavailable)
 	c.nonNegativeInt("slo.max_lost_writes", o.MaxLostWrites)

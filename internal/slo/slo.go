@@ -15,7 +15,8 @@ const phaseAll = "all"
 
 // Evaluate judges res against slo and returns the verdict; the caller stores it in
 // res.SLO. Checks are named for people: "p99 latency transfer during", "error rate",
-// "max write unavailability", "max read unavailability", "lost acknowledged writes",
+// "attempt error rate", "max write unavailability", "max read unavailability",
+// "lost acknowledged writes",
 // "achieved rate / target".
 //
 // Latency percentiles are read from the summaries a Result carries (p50, p90, p99,
@@ -41,6 +42,10 @@ func Evaluate(res *result.Result, slo scenarios.SLO) result.SLOVerdict {
 			c.Value = float64(res.Totals.Failed) / float64(res.Totals.Transactions)
 			c.Passed = c.Value <= c.Limit
 		}
+		checks = append(checks, c)
+	}
+	if slo.MaxAttemptErrorRate != nil {
+		c := attemptCheck(res, *slo.MaxAttemptErrorRate)
 		checks = append(checks, c)
 	}
 	if d := slo.MaxWriteUnavailable.D(); d > 0 {
@@ -193,3 +198,21 @@ func fieldName(p float64) string {
 
 // fmtPct formats a percentile without trailing zeros: 99, 99.9.
 func fmtPct(p float64) string { return strconv.FormatFloat(p, 'f', -1, 64) }
+
+// attemptCheck is the attempt error rate check: failed attempts over attempts,
+// every retry included.
+func attemptCheck(res *result.Result, limit float64) result.SLOCheck {
+	c := result.SLOCheck{Name: "attempt error rate", Limit: limit, Unit: result.UnitFraction}
+	attempts := res.Totals.Attempts
+	if attempts == 0 {
+		// A result written before attempts were counted: one attempt per operation.
+		attempts = res.Totals.Transactions
+	}
+	if attempts == 0 {
+		c.Reason = "no transactions ran"
+		return c
+	}
+	c.Value = float64(res.Totals.FailedAttempts) / float64(attempts)
+	c.Passed = c.Value <= c.Limit
+	return c
+}
