@@ -107,7 +107,7 @@ func validator(wl workload.Workload, tgt Target, p *pools) migrate.Validator {
 	return func(ctx context.Context) (map[string]any, error) {
 		d := map[string]any{}
 		var inRecovery bool
-		if err := p.writer.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+		if err := p.writer().QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
 			return d, fmt.Errorf("health query through the writer endpoint: %w", err)
 		}
 		if inRecovery {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"syscall"
 	"time"
@@ -14,64 +15,133 @@ import (
 	"github.com/rehearse-dev/rehearse/scenarios"
 )
 
-// pools are the connection pools the load uses, like an app server's: writes go to
-// writer, reads to reader (the same pool when the target has one endpoint).
+// pools are the connection pools of the load's application instances, as app
+// servers hold them: each instance has a writer pool and a reader pool (the same pool
+// when the target has one endpoint), with the client's settings.
 type pools struct {
-	writer, reader *pgxpool.Pool
-	size           int
+	instances []instancePools
+	size      int
 }
 
+type instancePools struct {
+	writer, reader *pgxpool.Pool
+}
+
+// writer is a writer pool for the rehearsal's own work: setup, the validate step's
+// health query, the server's version.
+func (p *pools) writer() *pgxpool.Pool { return p.instances[0].writer }
+
 func (p *pools) close() {
-	p.writer.Close()
-	if p.reader != p.writer {
-		p.reader.Close()
+	for _, in := range p.instances {
+		in.writer.Close()
+		if in.reader != in.writer {
+			in.reader.Close()
+		}
 	}
+}
+
+// connections is how many connections the pools hold when full.
+func (p *pools) connections() int {
+	n := 0
+	for _, in := range p.instances {
+		n += p.size
+		if in.reader != in.writer {
+			n += p.size
+		}
+	}
+	return n
 }
 
 func (p *pools) serverVersion(ctx context.Context) (string, error) {
 	var v string
-	err := p.writer.QueryRow(ctx, "SHOW server_version").Scan(&v)
+	err := p.writer().QueryRow(ctx, "SHOW server_version").Scan(&v)
 	return v, err
 }
 
-// poolSize is how many connections each pool holds: the pool size of the open
-// model, the connections of the closed one.
+// poolSize is how many connections each pool holds: the client's pool size in the
+// open model, the connections of the closed one (one pool per endpoint).
 func poolSize(sc *scenarios.Scenario) int {
 	if sc.Load.Model == "closed" {
 		return sc.Load.Connections
 	}
-	return sc.Load.PoolSize
+	return sc.Client.PoolSize
 }
 
-// connect opens the writer and reader pools and proves they work, turning the usual
-// failures into errors that say what to do.
-func connect(ctx context.Context, tgt Target, sc *scenarios.Scenario) (*pools, error) {
-	size := poolSize(sc)
-	wdsn, rdsn := tgt.Endpoints()
-	writer, err := openPool(ctx, wdsn, size, tgt, sc)
-	if err != nil {
-		return nil, err
+// instances is how many application instances hold pools (one in the closed model,
+// which is pgbench's single client process).
+func instances(sc *scenarios.Scenario) int {
+	if sc.Load.Model == "closed" {
+		return 1
 	}
-	p := &pools{writer: writer, reader: writer, size: size}
-	if rdsn != wdsn {
-		if p.reader, err = openPool(ctx, rdsn, size, tgt, sc); err != nil {
-			writer.Close()
+	return max(sc.Client.AppInstances, 1)
+}
+
+// dnsServer is the target's DNS server for its endpoint names, "" when its
+// endpoints are addresses.
+func dnsServer(tgt Target) string {
+	if d, ok := tgt.(interface{ DNSServer() string }); ok {
+		return d.DNSServer()
+	}
+	return ""
+}
+
+// connect opens every instance's writer and reader pools and proves they work,
+// turning the usual failures into errors that say what to do.
+func connect(ctx context.Context, tgt Target, sc *scenarios.Scenario) (*pools, error) {
+	p := &pools{size: poolSize(sc)}
+	wdsn, rdsn := tgt.Endpoints()
+	for range instances(sc) {
+		// Each instance resolves names with its own cache, as separate processes do.
+		var lookup pgconn.LookupFunc
+		if server := dnsServer(tgt); server != "" {
+			r, err := newResolver(server, sc.Client.DNSCacheTTL)
+			if err != nil {
+				p.close()
+				return nil, fmt.Errorf("%w: %w", ErrInvalidInput, err)
+			}
+			lookup = r.LookupHost
+		}
+		writer, err := openPool(ctx, wdsn, p.size, tgt, sc, lookup)
+		if err != nil {
+			p.close()
 			return nil, err
 		}
+		in := instancePools{writer: writer, reader: writer}
+		if rdsn != wdsn {
+			if in.reader, err = openPool(ctx, rdsn, p.size, tgt, sc, lookup); err != nil {
+				writer.Close()
+				p.close()
+				return nil, err
+			}
+		}
+		p.instances = append(p.instances, in)
 	}
 	return p, nil
 }
 
-func openPool(ctx context.Context, dsn string, size int, tgt Target, sc *scenarios.Scenario) (*pgxpool.Pool, error) {
+func openPool(ctx context.Context, dsn string, size int, tgt Target, sc *scenarios.Scenario, lookup pgconn.LookupFunc) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgx masks the password when it quotes a DSN in a parse error.
 		return nil, fmt.Errorf("%w: target.dsn: the DSN is malformed (%v): write it as postgres://USER:PASSWORD@HOST:PORT/DB or as key=value pairs (host=… port=… user=… dbname=…)", ErrInvalidInput, err)
 	}
+	cl := sc.Client
 	cfg.MaxConns = int32(size)
-	cfg.MaxConnLifetime = sc.Load.ConnMaxLifetime.D()
+	cfg.MaxConnLifetime = cl.MaxLifetime.D()
 	cfg.MaxConnLifetimeJitter = cfg.MaxConnLifetime / 5
-	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	if sc.Load.Model == "closed" {
+		// pgbench keeps its connections: so does the closed loop.
+		cfg.MaxConnLifetime, cfg.MaxConnLifetimeJitter = time.Duration(1<<63-1), 0
+	}
+	cfg.ConnConfig.ConnectTimeout = cl.ConnectTimeout.D()
+	cfg.ConnConfig.DialFunc = dialer(cl).DialContext
+	if lookup != nil {
+		cfg.ConnConfig.LookupFunc = lookup
+	}
+	validate := cl.ValidateOnBorrow
+	cfg.ShouldPing = func(_ context.Context, p pgxpool.ShouldPingParams) bool {
+		return validate && p.IdleDuration > time.Second
+	}
 	cfg.ConnConfig.DefaultQueryExecMode = tgt.ExecMode()
 	if tgt.EndpointMode() == scenarios.EndpointDirect {
 		// Through an endpoint, the server may reject unknown startup parameters
@@ -90,6 +160,20 @@ func openPool(ctx context.Context, dsn string, size int, tgt Target, sc *scenari
 		return nil, describeConnectError(cfg, err)
 	}
 	return pool, nil
+}
+
+// dialer is the client's socket setup: the connect timeout, keepalives, and
+// TCP_USER_TIMEOUT when set, so a silently dropped peer is noticed after it (with
+// keepalives probing an idle connection as often) instead of hanging until the
+// operation's deadline.
+func dialer(cl scenarios.Client) *net.Dialer {
+	d := &net.Dialer{Timeout: cl.ConnectTimeout.D()}
+	if ut := cl.TCPUserTimeout.D(); ut > 0 {
+		idle := max(ut/3, time.Second)
+		d.KeepAliveConfig = net.KeepAliveConfig{Enable: true, Idle: idle, Interval: idle, Count: 3}
+		d.Control = setUserTimeout(ut)
+	}
+	return d
 }
 
 // warm opens the pool's connections before the clock starts, so connection set-up is

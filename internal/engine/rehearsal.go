@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/rehearse-dev/rehearse/loadgen"
 	"github.com/rehearse-dev/rehearse/scenarios"
 	"github.com/rehearse-dev/rehearse/workload"
 )
@@ -44,6 +45,7 @@ type Rehearsal struct {
 	tgt      Target
 	wl       workload.Workload
 	pools    *pools
+	retry    loadgen.Retry
 	versions map[string]string
 }
 
@@ -60,6 +62,10 @@ func Open(ctx context.Context, sc *scenarios.Scenario, cfg Config) (*Rehearsal, 
 	if err != nil {
 		return nil, err
 	}
+	retry, err := retryPolicy(sc.Client.Retry)
+	if err != nil {
+		return nil, err
+	}
 	if a, ok := wl.(activeSessions); ok && sc.Load.Model == "open" {
 		n := cfg.ActiveSessions
 		if n == 0 {
@@ -71,7 +77,7 @@ func Open(ctx context.Context, sc *scenarios.Scenario, cfg Config) (*Rehearsal, 
 	if err != nil {
 		return nil, err
 	}
-	r := &Rehearsal{sc: sc, cfg: cfg, log: log, tgt: tgt, wl: wl,
+	r := &Rehearsal{sc: sc, cfg: cfg, log: log, tgt: tgt, wl: wl, retry: retry,
 		versions: map[string]string{"rehearse": cfg.Version, "go": runtime.Version()}}
 	if err := r.setUp(ctx); err != nil {
 		r.Close(context.WithoutCancel(ctx), false)
@@ -86,7 +92,7 @@ func (r *Rehearsal) setUp(ctx context.Context) error {
 		return err
 	}
 	fmt.Fprintf(r.log, "setting up workload %s\n", r.wl.Name())
-	if err := r.wl.Setup(ctx, r.pools.writer, r.log); err != nil {
+	if err := r.wl.Setup(ctx, r.pools.writer(), r.log); err != nil {
 		return interrupted(ctx, "during workload setup", fmt.Errorf("workload setup failed: %w", err))
 	}
 	if v, err := r.pools.serverVersion(ctx); err == nil {
@@ -112,3 +118,12 @@ func (r *Rehearsal) Close(ctx context.Context, keep bool) {
 // Versions are the versions the rehearsal's results record: rehearse, Go and, once
 // connected, PostgreSQL. The map is the caller's.
 func (r *Rehearsal) Versions() map[string]string { return maps.Clone(r.versions) }
+
+// retryPolicy is the load generator's form of the client's retry policy.
+func retryPolicy(r scenarios.Retry) (loadgen.Retry, error) {
+	on, err := loadgen.ParseClasses(r.On)
+	if err != nil {
+		return loadgen.Retry{}, fmt.Errorf("%w: client.retry.on: %w", ErrInvalidInput, err)
+	}
+	return loadgen.Retry{MaxAttempts: r.MaxAttempts, Backoff: r.Backoff.D(), MaxBackoff: r.MaxBackoff.D(), On: on}, nil
+}

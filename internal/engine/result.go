@@ -44,6 +44,7 @@ func (r *Rehearsal) buildResult(sc *scenarios.Scenario, spec StepSpec, stats loa
 		},
 		Availability: sum.Availability,
 		Integrity:    integ,
+		Client:       clientInfo(sc),
 		Version:      r.cfg.Version,
 	}
 	if sc.Load.Model == "closed" {
@@ -64,3 +65,17 @@ func (r *Rehearsal) buildResult(sc *scenarios.Scenario, spec StepSpec, stats loa
 
 // Round3 rounds to three decimals, as results record rates and seconds.
 func Round3(v float64) float64 { return math.Round(v*1000) / 1000 }
+
+// clientInfo records the client behaviour the step used.
+func clientInfo(sc *scenarios.Scenario) *result.Client {
+	c := sc.Client
+	ms := func(d scenarios.Duration) float64 { return Round3(float64(d.D()) / float64(time.Millisecond)) }
+	return &result.Client{
+		Preset: c.Preset, AppInstances: instances(sc), PoolSize: poolSize(sc),
+		ConnectTimeoutMs: ms(c.ConnectTimeout), MaxLifetimeS: Round3(c.MaxLifetime.D().Seconds()),
+		ValidateOnBorrow: c.ValidateOnBorrow, DNSCacheTTL: c.DNSCacheTTL, TCPUserTimeoutMs: ms(c.TCPUserTimeout),
+		Failover: c.Failover,
+		Retry: result.ClientRetry{MaxAttempts: c.Retry.MaxAttempts, BackoffMs: ms(c.Retry.Backoff), MaxBackoffMs: ms(c.Retry.MaxBackoff),
+			On: append([]string{}, c.Retry.On...)},
+	}
+}

@@ -216,7 +216,9 @@ func settle(duration time.Duration, start time.Time, cut *cutover, p *loadgen.Pr
 func (r *Rehearsal) loadConfig(sc *scenarios.Scenario, rec *loadgen.Recorder, progress io.Writer) (loadgen.Config, float64) {
 	l := sc.Load
 	cfg := loadgen.Config{
-		Workload: r.wl, Writer: loadgen.NewPgxPool(r.pools.writer), Reader: loadgen.NewPgxPool(r.pools.reader),
+		Workload:        r.wl,
+		Instances:       r.loadInstances(),
+		Retry:           r.retry,
 		Duration:        l.Duration.D(),
 		Sessions:        l.Sessions,
 		Workers:         l.Workers,
@@ -247,6 +249,23 @@ func (r *Rehearsal) logStart(sc *scenarios.Scenario, cfg loadgen.Config, target 
 	}
 	fmt.Fprintf(r.log, "running %s: %d sessions, %.0f actions/s (%s), %d workers, pool %d, for %v\n",
 		r.wl.Name(), cfg.Sessions, target, l.Arrival, cfg.Workers, r.pools.size, l.Duration)
+	if n := len(r.pools.instances); n > 1 {
+		fmt.Fprintf(r.log, "  from %d application instances (%d connections in all)\n", n, r.pools.connections())
+	}
+}
+
+// loadInstances wraps each application instance's pools for the load generator.
+func (r *Rehearsal) loadInstances() []loadgen.Instance {
+	out := make([]loadgen.Instance, len(r.pools.instances))
+	for i, in := range r.pools.instances {
+		w := loadgen.NewPgxPool(in.writer)
+		rd := w
+		if in.reader != in.writer {
+			rd = loadgen.NewPgxPool(in.reader)
+		}
+		out[i] = loadgen.Instance{Writer: w, Reader: rd}
+	}
+	return out
 }
 
 // Schedule is the open-loop arrival schedule of sc: its rate profile (ramp stages,
