@@ -67,6 +67,9 @@ type htmlData struct {
 	IntegOK    bool
 	Load       []kv
 	Env        []kv
+	Client     []kv
+	Failures   []failureRow
+	Users      string
 }
 
 // HTML writes res as one self-contained HTML page: the verdict, inline SVG charts
@@ -91,6 +94,9 @@ func HTML(w io.Writer, res *result.Result) error {
 		IntegOK:    integrityVerdict(res.Integrity) == "OK: no data lost",
 		Load:       loadRows(res),
 		Env:        envRows(res),
+		Client:     clientRows(res),
+		Failures:   failureRows(res),
+		Users:      usersSentence(res),
 	}
 	if res.Migration != nil {
 		d.Gantt = template.HTML(ganttChart(res)) //nolint:gosec
@@ -128,7 +134,8 @@ func cards(res *result.Result) []card {
 		{"Longest write outage", fmtMs(res.Availability.WriteUnavailableMaxMs), false},
 		{"Longest read outage", fmtMs(res.Availability.ReadUnavailableMaxMs), false},
 		{"Lost acknowledged writes", lost, !res.Integrity.Checked || res.Integrity.LostAcknowledgedWrites > 0},
-		{"Error rate", fmtPercent(errRate), false},
+		{"Failed (users)", fmt.Sprintf("%d (%s)", res.Totals.Failed, fmtPercent(errRate)), false},
+		{"Failed attempts", strconv.FormatInt(res.Totals.FailedAttempts, 10), false},
 		{"Achieved / target rate", ratio, bad},
 		{"Transactions", strconv.FormatInt(res.Totals.Transactions, 10), false},
 	}

@@ -19,6 +19,7 @@ func Markdown(w io.Writer, res *result.Result) error {
 	mdVerdict(bw, res)
 	mdSLOChecks(bw, res)
 	mdCutover(bw, res)
+	mdFailures(bw, res)
 	mdLatency(bw, res)
 	mdErrors(bw, res)
 	mdUnavailability(bw, res)
@@ -31,6 +32,11 @@ func Markdown(w io.Writer, res *result.Result) error {
 
 	p("\n## Load\n\n")
 	mdKV(bw, loadRows(res))
+
+	if rows := clientRows(res); rows != nil {
+		p("\n## Client\n\n")
+		mdKV(bw, rows)
+	}
 
 	p("\n## Environment\n\n")
 	mdKV(bw, envRows(res))
@@ -101,16 +107,26 @@ func mdLatency(w io.Writer, res *result.Result) {
 		fmt.Fprintf(w, "No operations ran.\n")
 		return
 	}
-	mdTable(w, []string{"operation", "kind", "phase", "count", "errors", "p50", "p90", "p99", "p99.9", "max"}, "---|---|---|--:|--:|--:|--:|--:|--:|--:")
+	mdTable(w, []string{"operation", "kind", "phase", "count", "failed", "failed attempts", "p50", "p90", "p99", "p99.9", "max"}, "---|---|---|--:|--:|--:|--:|--:|--:|--:|--:")
 	for _, r := range latencyRows(res) {
-		mdRow(w, r.Op, r.Kind, r.Phase, i64(r.Count), i64(r.Errors), msCell(r.Lat.P50), msCell(r.Lat.P90), msCell(r.Lat.P99), msCell(r.Lat.P999), msCell(r.Lat.Max))
+		mdRow(w, r.Op, r.Kind, r.Phase, i64(r.Count), i64(r.Errors), i64(r.FailedAttempts), msCell(r.Lat.P50), msCell(r.Lat.P90), msCell(r.Lat.P99), msCell(r.Lat.P999), msCell(r.Lat.Max))
+	}
+}
+
+// mdFailures writes the two numbers per phase: the operations users saw fail (after
+// the client's retries) and the failed attempts the database saw.
+func mdFailures(w io.Writer, res *result.Result) {
+	fmt.Fprintf(w, "\n## Failures: what users saw and what the database saw\n\n%s\n\n", mdText(usersSentence(res)))
+	mdTable(w, []string{"phase", "operations", "failed (users)", "failed attempts (database)"}, "---|--:|--:|--:")
+	for _, r := range failureRows(res) {
+		mdRow(w, r.Phase, i64(r.Count), i64(r.Failed), i64(r.Attempted))
 	}
 }
 
 // mdErrors writes every error class with its count, when it was first and last seen
 // and an example.
 func mdErrors(w io.Writer, res *result.Result) {
-	fmt.Fprintf(w, "\n## Errors\n\n")
+	fmt.Fprintf(w, "\n## Failed attempts by class\n\nEvery failed attempt, including those a retry made good.\n\n")
 	if len(res.Errors) == 0 {
 		fmt.Fprintf(w, "No errors.\n")
 		return

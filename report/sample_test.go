@@ -97,6 +97,9 @@ func sampleBase(mode string) *result.Result {
 		EndedAt:   start.Add(40 * time.Second),
 		DurationS: 40,
 		Version:   "v0.1.0-dev",
+		Client: &result.Client{Preset: "hikari", AppInstances: 8, PoolSize: 16, ConnectTimeoutMs: 30000, MaxLifetimeS: 1800,
+			ValidateOnBorrow: true, DNSCacheTTL: "30s", Failover: "none",
+			Retry: result.ClientRetry{MaxAttempts: 3, BackoffMs: 100, MaxBackoffMs: 2000, On: []string{"connection", "admin_shutdown"}}},
 	}
 }
 

@@ -1,8 +1,10 @@
 package report
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/rehearse-dev/rehearse/result"
 )
@@ -41,6 +43,7 @@ func PageVerdict(res *result.Result) Verdict {
 type phaseRow struct {
 	Op, Kind, Phase string
 	Count, Errors   int64
+	FailedAttempts  int64
 	Lat             result.Latency
 }
 
@@ -49,13 +52,13 @@ type phaseRow struct {
 func latencyRows(res *result.Result) []phaseRow {
 	var rows []phaseRow
 	for _, o := range res.Operations {
-		rows = append(rows, phaseRow{Op: o.Name, Kind: o.Kind, Phase: phaseAll, Count: o.Count, Errors: o.Errors, Lat: o.LatencyMs})
+		rows = append(rows, phaseRow{Op: o.Name, Kind: o.Kind, Phase: phaseAll, Count: o.Count, Errors: o.Errors, FailedAttempts: o.Attempts.Failed, Lat: o.LatencyMs})
 		for _, ph := range phaseOrder(o.Phases) {
 			p := o.Phases[ph]
 			if p.Count == 0 && p.Errors == 0 {
 				continue
 			}
-			rows = append(rows, phaseRow{Op: o.Name, Kind: o.Kind, Phase: ph, Count: p.Count, Errors: p.Errors, Lat: p.LatencyMs})
+			rows = append(rows, phaseRow{Op: o.Name, Kind: o.Kind, Phase: ph, Count: p.Count, Errors: p.Errors, FailedAttempts: p.FailedAttempts, Lat: p.LatencyMs})
 		}
 	}
 	return rows
@@ -105,7 +108,7 @@ func loadRows(res *result.Result) []kv {
 		{"Arrivals", strconv.FormatInt(l.Arrivals, 10)},
 		{"Transactions", strconv.FormatInt(res.Totals.Transactions, 10)},
 		{"Succeeded / failed / ambiguous", strconv.FormatInt(res.Totals.Succeeded, 10) + " / " + strconv.FormatInt(res.Totals.Failed, 10) + " / " + strconv.FormatInt(res.Totals.Ambiguous, 10)},
-		{"Retries", strconv.FormatInt(res.Totals.Retries, 10)},
+		{"Attempts / failed attempts / retries", strconv.FormatInt(res.Totals.Attempts, 10) + " / " + strconv.FormatInt(res.Totals.FailedAttempts, 10) + " / " + strconv.FormatInt(res.Totals.Retries, 10)},
 	}
 }
 
@@ -230,4 +233,79 @@ func checkLimit(c result.SLOCheck) string {
 		return "≥ " + fmtValue(c.Limit, c.Unit)
 	}
 	return "≤ " + fmtValue(c.Limit, c.Unit)
+}
+
+// failureRow is one phase's two numbers: the operations that still failed after the
+// client's retries (what users saw) and every failed attempt (what the database
+// saw).
+type failureRow struct {
+	Phase                    string
+	Count, Failed, Attempted int64
+	Retried                  int64
+}
+
+// failureRows lists the failures of the whole run and of each phase.
+func failureRows(res *result.Result) []failureRow {
+	all := failureRow{Phase: phaseAll}
+	byPhase := map[string]*failureRow{}
+	for _, o := range res.Operations {
+		all.Count += o.Count
+		all.Failed += o.Errors
+		all.Attempted += o.Attempts.Failed
+		all.Retried += o.Attempts.Retried
+		for ph, p := range o.Phases {
+			r := byPhase[ph]
+			if r == nil {
+				r = &failureRow{Phase: ph}
+				byPhase[ph] = r
+			}
+			r.Count += p.Count
+			r.Failed += p.Errors
+			r.Attempted += p.FailedAttempts
+		}
+	}
+	rows := []failureRow{all}
+	for _, ph := range phaseOrder(byPhase) {
+		rows = append(rows, *byPhase[ph])
+	}
+	return rows
+}
+
+// usersSentence says in one line what users saw against what the database saw.
+func usersSentence(res *result.Result) string {
+	t := res.Totals
+	s := fmt.Sprintf("Users saw %d failed operations of %d (after the client's retries); the database saw %d failed attempts", t.Failed, t.Transactions, t.FailedAttempts)
+	if t.Retries > 0 {
+		s += fmt.Sprintf(" (%d retries)", t.Retries)
+	}
+	return s + "."
+}
+
+// clientRows describes the client behaviour the run used.
+func clientRows(res *result.Result) []kv {
+	c := res.Client
+	if c == nil {
+		return nil
+	}
+	retry := "none"
+	if c.Retry.MaxAttempts > 1 {
+		retry = fmt.Sprintf("up to %d attempts on %s, backoff %s doubling to %s", c.Retry.MaxAttempts, strings.Join(c.Retry.On, ", "), fmtMs(c.Retry.BackoffMs), fmtMs(c.Retry.MaxBackoffMs))
+	}
+	timeout := func(ms float64, zero string) string {
+		if ms == 0 {
+			return zero
+		}
+		return fmtMs(ms)
+	}
+	return []kv{
+		{"Preset", orDash(c.Preset)},
+		{"App instances × pool size", fmt.Sprintf("%d × %d per endpoint", c.AppInstances, c.PoolSize)},
+		{"Connect timeout", timeout(c.ConnectTimeoutMs, "none")},
+		{"Max connection lifetime", fmtDuration(c.MaxLifetimeS)},
+		{"Validate on borrow", yesNo(c.ValidateOnBorrow)},
+		{"DNS cache", orDash(c.DNSCacheTTL)},
+		{"TCP user timeout", timeout(c.TCPUserTimeoutMs, "OS default")},
+		{"Failover", orDash(c.Failover)},
+		{"Retries", retry},
+	}
 }

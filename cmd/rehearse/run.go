@@ -107,8 +107,8 @@ func summarize(w io.Writer, res *result.Result, out string) {
 	if res.Load.Model == "closed" {
 		rate = fmt.Sprintf("%.1f/s on %d connections (closed loop)", res.Load.AchievedRate, res.Load.PoolSize)
 	}
-	fmt.Fprintf(w, "%s  %s  %d transactions (%d failed, %d ambiguous), %s\n",
-		v.Label(), res.Scenario.Name, res.Totals.Transactions, res.Totals.Failed, res.Totals.Ambiguous, rate)
+	fmt.Fprintf(w, "%s  %s  %d transactions (%d failed, %d failed attempts, %d ambiguous), %s\n",
+		v.Label(), res.Scenario.Name, res.Totals.Transactions, res.Totals.Failed, res.Totals.FailedAttempts, res.Totals.Ambiguous, rate)
 	for _, r := range v.Reasons {
 		fmt.Fprintf(w, "  - %s\n", r)
 	}
