@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,11 +23,14 @@ const (
 	maxBackoff = 500 * time.Millisecond
 )
 
-// PgxPool runs operations on a pgxpool, with reconnect backoff.
+// PgxPool runs operations on a pgxpool, with reconnect backoff. A session whose
+// operation sets Hold keeps its connection for its next operation (a transaction
+// block stays on one connection).
 type PgxPool struct {
 	pool      *pgxpool.Pool
 	failUntil atomic.Int64 // unix nanoseconds before which no connect is attempted
 	backoff   atomic.Int64
+	held      sync.Map // *workload.Session → *pgxpool.Conn
 }
 
 var _ Pool = (*PgxPool)(nil)
@@ -36,6 +40,11 @@ func NewPgxPool(p *pgxpool.Pool) *PgxPool { return &PgxPool{pool: p} }
 
 // Run implements Pool.
 func (p *PgxPool) Run(ctx context.Context, op workload.OpFunc, s *workload.Session, r *rand.Rand) (time.Time, error) {
+	if s.Pinned != 0 {
+		if c, ok := p.held.LoadAndDelete(s); ok {
+			return p.run(ctx, c.(*pgxpool.Conn), op, s, r)
+		}
+	}
 	if fu := p.failUntil.Load(); fu > 0 {
 		if wait := time.Until(time.Unix(0, fu)); wait > 0 {
 			t := time.NewTimer(wait)
@@ -64,8 +73,28 @@ func (p *PgxPool) Run(ctx context.Context, op workload.OpFunc, s *workload.Sessi
 		p.backoff.Store(0)
 		p.failUntil.Store(0)
 	}
+	return p.run(ctx, c, op, s, r)
+}
+
+// run runs op on c, then keeps c for the session when it asked to hold it, else
+// releases it (a connection left in a transaction is closed by the pool).
+func (p *PgxPool) run(ctx context.Context, c *pgxpool.Conn, op workload.OpFunc, s *workload.Session, r *rand.Rand) (time.Time, error) {
 	sent := time.Now()
-	err = op(ctx, c.Conn(), s, r)
+	err := op(ctx, c.Conn(), s, r)
+	if s.Hold && err == nil && !c.Conn().IsClosed() {
+		p.held.Store(s, c)
+		return sent, nil
+	}
+	s.Hold = false
 	c.Release()
 	return sent, err
+}
+
+// ReleaseHeld releases every connection a session still holds: the run is over.
+func (p *PgxPool) ReleaseHeld() {
+	p.held.Range(func(k, v any) bool {
+		p.held.Delete(k)
+		v.(*pgxpool.Conn).Release()
+		return true
+	})
 }

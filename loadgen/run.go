@@ -32,8 +32,12 @@ type Config struct {
 	Instances []Instance
 	// Retry is the application's retry policy (zero: no retries).
 	Retry Retry
-	// Pacer schedules arrivals (open loop). Nil selects the closed loop.
+	// Pacer schedules arrivals (open loop). Nil selects the closed loop, unless
+	// Arrivals is set.
 	Pacer Pacer
+	// Arrivals replays a schedule of arrivals that belong to given sessions (a
+	// captured log): open loop, each session running its arrivals in order.
+	Arrivals Arrivals
 	// Duration is how long arrivals run. 0 means until Prepared.Stop is called (or
 	// ctx is cancelled): a caller that must outlast something it watches, such as a
 	// cutover, stops the run itself.
@@ -127,15 +131,25 @@ func Prepare(cfg Config) (*Prepared, error) {
 	if cfg.Workers <= 0 {
 		return nil, errors.New("loadgen: Workers must be positive")
 	}
-	if cfg.Pacer != nil && cfg.Sessions <= 0 {
+	if cfg.Pacer != nil && cfg.Arrivals != nil {
+		return nil, errors.New("loadgen: Config takes a Pacer or Arrivals, not both")
+	}
+	if (cfg.Pacer != nil || cfg.Arrivals != nil) && cfg.Sessions <= 0 {
 		return nil, ErrNoSessions
 	}
 	if cfg.Duration < 0 {
 		return nil, errors.New("loadgen: Duration must not be negative")
 	}
 	r := &runner{cfg: cfg, ops: cfg.Workload.Ops(), stop: make(chan struct{})}
-	if cfg.Pacer != nil {
+	switch {
+	case cfg.Pacer != nil:
 		r.buildSessions()
+	case cfg.Arrivals != nil:
+		r.sessions = make([]workload.Session, cfg.Sessions)
+		seedRnd := rand.New(rand.NewPCG(cfg.Seed, 0xabcdef))
+		for i := range r.sessions {
+			r.sessions[i] = cfg.Workload.NewSession(i, seedRnd)
+		}
 	}
 	return &Prepared{r: r}, nil
 }
@@ -153,13 +167,17 @@ func (p *Prepared) Run(ctx context.Context, start time.Time) (Stats, error) {
 	go r.tick(stopTick, tickDone)
 
 	var stats Stats
-	if cfg.Pacer == nil {
+	switch {
+	case cfg.Arrivals != nil:
+		stats = r.replay(ctx, opCtx, cancelOps)
+	case cfg.Pacer == nil:
 		stats = r.closed(ctx, opCtx, cancelOps)
-	} else {
+	default:
 		stats = r.open(ctx, opCtx, cancelOps)
 	}
 	close(stopTick)
 	<-tickDone
+	r.releaseHeld()
 	stats.Start = start
 	cfg.Recorder.FlushFinal(time.Since(start))
 	return stats, nil
@@ -220,6 +238,18 @@ func (r *runner) elapsed() time.Duration {
 		e = min(e, r.cfg.Duration)
 	}
 	return e
+}
+
+// releaseHeld hands back the connections sessions still hold at the run's end.
+func (r *runner) releaseHeld() {
+	type releaser interface{ ReleaseHeld() }
+	for _, in := range r.cfg.Instances {
+		for _, p := range []Pool{in.Writer, in.Reader} {
+			if h, ok := p.(releaser); ok {
+				h.ReleaseHeld()
+			}
+		}
+	}
 }
 
 // waitGrace waits for in-flight work, cancelling it after the grace period.

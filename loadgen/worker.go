@@ -9,6 +9,12 @@ import (
 	"github.com/rehearse-dev/rehearse/workload"
 )
 
+// Which pool holds a session's connection (workload.Session.Pinned).
+const (
+	pinnedWriter uint8 = iota + 1
+	pinnedReader
+)
+
 // worker holds one goroutine's private state: its RNG and recording handle.
 type worker struct {
 	r   *runner
@@ -34,7 +40,12 @@ func (w *worker) exec(ctx context.Context, s *workload.Session, inst int, intend
 	in := &cfg.Instances[inst]
 	pool := in.Reader
 	var flags uint8
-	if op.Kind == workload.Write {
+	switch {
+	case s.Pinned == pinnedWriter:
+		// The session holds a connection (an open transaction block): stay on it.
+		pool = in.Writer
+	case s.Pinned == pinnedReader:
+	case op.Kind == workload.Write:
 		pool = in.Writer
 		if cfg.MisroutedWrites > 0 && w.rnd.Float64() < cfg.MisroutedWrites {
 			pool = in.Reader
@@ -86,6 +97,13 @@ func (w *worker) exec(ctx context.Context, s *workload.Session, inst int, intend
 			flags |= flagAmbiguous
 		}
 		break
+	}
+	s.Pinned = 0
+	if s.Hold {
+		s.Pinned = pinnedReader
+		if pool == in.Writer {
+			s.Pinned = pinnedWriter
+		}
 	}
 	end := w.r.since()
 	sentNs := end

@@ -41,6 +41,14 @@ type Session struct {
 	Token int64
 	// Left is the number of actions left before the user logs out.
 	Left int32
+	// Hold asks to keep the connection the operation ran on for the session's next
+	// operation (an open transaction block); the operation sets it, and clears it
+	// when the block ends. The load generator then runs the next operation on that
+	// connection, whatever its kind.
+	Hold bool
+	// Pinned is which endpoint's pool holds the session's connection: set by the
+	// load generator, not by workloads.
+	Pinned uint8
 }
 
 // OpFunc runs one operation on a connection. It returns ErrAmbiguous (wrapped) when
