@@ -149,7 +149,7 @@ type Recorder struct {
 	scratch []sample
 	// ivAll merges the operations' interval histograms for the timeline row; it is
 	// reused every second rather than allocated (about 200 KB each).
-	ivAll   *hdr.Histogram
+	ivAll    *hdr.Histogram
 	errSeen  int64 // failed attempts in the current interval
 	ivFailed int64 // operations that finally failed in the current interval
 	ivErrs   [numClasses]int64
