@@ -9,6 +9,7 @@ import (
 	"html/template"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/rehearse-dev/rehearse/result"
 )
@@ -91,7 +92,7 @@ func HTML(w io.Writer, res *result.Result) error {
 		Avail:      availabilityRows(res.Availability),
 		Integrity:  integrityRows(res),
 		IntegrityV: integrityVerdict(res.Integrity),
-		IntegOK:    integrityVerdict(res.Integrity) == "OK: no data lost",
+		IntegOK:    strings.HasPrefix(integrityVerdict(res.Integrity), "OK"),
 		Load:       loadRows(res),
 		Env:        envRows(res),
 		Client:     clientRows(res),

@@ -161,6 +161,8 @@ func integrityVerdict(in result.Integrity) string {
 	switch {
 	case !in.Checked:
 		return "not checked"
+	case in.LostWriteCheck == result.LostWriteCheckNone && in.BalanceConserved:
+		return "OK: invariants held (no lost-write check)"
 	case in.BalanceConserved && in.LostAcknowledgedWrites == 0 && in.DuplicateWrites == 0:
 		return "OK: no data lost"
 	default:

@@ -229,7 +229,14 @@ type Integrity struct {
 	// Invariants are a workload's own checks (a script workload's invariants),
 	// each evaluated before the load and after it. Added field.
 	Invariants []Invariant `json:"invariants,omitempty"`
+	// LostWriteCheck is "none" when the workload cannot tell its acknowledged writes
+	// apart (a replay, a script workload without `acknowledged`): lost writes were
+	// not and could not be counted. Empty when they were. Added field.
+	LostWriteCheck string `json:"lost_write_check,omitempty"`
 }
+
+// LostWriteCheckNone marks a workload that has no lost-write check.
+const LostWriteCheckNone = "none"
 
 // Invariant is one of a workload's own integrity checks: a query returning one
 // value, expected unchanged across the run or equal to a number.

@@ -59,10 +59,14 @@ func Evaluate(res *result.Result, slo scenarios.SLO) result.SLOVerdict {
 		checks = append(checks, result.SLOCheck{Name: "max read unavailability", Limit: lim, Value: v, Passed: v <= lim, Unit: result.UnitMs})
 	}
 	lost := result.SLOCheck{Name: "lost acknowledged writes", Limit: float64(slo.MaxLostWrites), Unit: result.UnitCount}
-	if res.Integrity.Checked {
+	switch {
+	case res.Integrity.LostWriteCheck == result.LostWriteCheckNone:
+		lost.Passed = true
+		lost.Reason = "not applicable: the workload cannot tell its acknowledged writes apart (no lost-write check)"
+	case res.Integrity.Checked:
 		lost.Value = float64(res.Integrity.LostAcknowledgedWrites)
 		lost.Passed = res.Integrity.LostAcknowledgedWrites <= slo.MaxLostWrites
-	} else {
+	default:
 		lost.Reason = "integrity not checked"
 	}
 	checks = append(checks, lost)

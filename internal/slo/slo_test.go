@@ -64,6 +64,8 @@ func TestEvaluate(t *testing.T) {
 	noIntegrity.Integrity = result.Integrity{}
 	lost := sample(t)
 	lost.Integrity.LostAcknowledgedWrites = 3
+	noCheck := sample(t)
+	noCheck.Integrity = result.Integrity{Checked: true, BalanceConserved: true, LostWriteCheck: result.LostWriteCheckNone}
 	rareOp := sample(t)
 	rareOp.Operations = append(rareOp.Operations, result.Operation{Name: "rare", Kind: "write", Phases: map[string]result.Phase{}})
 	noCut := sample(t)
@@ -100,6 +102,7 @@ func TestEvaluate(t *testing.T) {
 		{"read unavailability", wet, scenarios.SLO{MaxReadUnavailable: ms(500)}, true, map[string]string{"max read unavailability": "pass"}},
 		{"integrity not checked", noIntegrity, scenarios.SLO{}, false, map[string]string{"lost acknowledged writes": "integrity not checked"}},
 		{"lost writes", lost, scenarios.SLO{}, false, map[string]string{"lost acknowledged writes": "FAIL"}},
+		{"no lost-write check", noCheck, scenarios.SLO{}, true, map[string]string{"lost acknowledged writes": "not applicable"}},
 		{"lost writes tolerated", lost, scenarios.SLO{MaxLostWrites: 3}, true, map[string]string{"lost acknowledged writes": "pass"}},
 		{"achieved rate", wet, scenarios.SLO{MinAchievedRate: 1.5}, false, map[string]string{"achieved rate / target": "FAIL"}},
 		{"no operations", &result.Result{Integrity: result.Integrity{Checked: true}}, scenarios.SLO{Latency: []scenarios.LatencySLO{{Max: ms(5)}}}, false,
