@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rehearse-dev/rehearse/internal/engine"
 	"github.com/rehearse-dev/rehearse/scenarios"
 )
 
@@ -28,6 +29,10 @@ func newScenarioCmd(s streams) *cobra.Command {
 			var failed error
 			for _, path := range args {
 				sc, err := scenarios.LoadFile(path)
+				if err == nil {
+					// The workload's own files: scripts' syntax, a capture's format.
+					_, err = engine.NewWorkload(sc)
+				}
 				if err != nil {
 					fmt.Fprintln(s.err, err)
 					failed = fmt.Errorf("%w: %d of %d file(s) invalid", scenarios.ErrInvalid, countInvalid(args), len(args))
@@ -65,7 +70,11 @@ func newScenarioCmd(s streams) *cobra.Command {
 func countInvalid(paths []string) int {
 	n := 0
 	for _, p := range paths {
-		if _, err := scenarios.LoadFile(p); err != nil {
+		sc, err := scenarios.LoadFile(p)
+		if err == nil {
+			_, err = engine.NewWorkload(sc)
+		}
+		if err != nil {
 			n++
 		}
 	}

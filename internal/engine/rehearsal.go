@@ -11,6 +11,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -20,6 +21,7 @@ import (
 	"github.com/rehearse-dev/rehearse/loadgen"
 	"github.com/rehearse-dev/rehearse/scenarios"
 	"github.com/rehearse-dev/rehearse/workload"
+	"github.com/rehearse-dev/rehearse/workload/script"
 )
 
 // VerifyTimeout bounds the integrity check and teardown, which run even when the run
@@ -58,7 +60,7 @@ func Open(ctx context.Context, sc *scenarios.Scenario, cfg Config) (*Rehearsal, 
 		log = io.Discard
 		cfg.Target.Log = log
 	}
-	wl, err := NewWorkload(sc.Workload)
+	wl, err := NewWorkload(sc)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +95,18 @@ func (r *Rehearsal) setUp(ctx context.Context) error {
 	}
 	fmt.Fprintf(r.log, "setting up workload %s\n", r.wl.Name())
 	if err := r.wl.Setup(ctx, r.pools.writer(), r.log); err != nil {
+		if errors.Is(err, script.ErrInvalid) {
+			return fmt.Errorf("%w: %w", ErrInvalidInput, err)
+		}
 		return interrupted(ctx, "during workload setup", fmt.Errorf("workload setup failed: %w", err))
+	}
+	if b, ok := r.wl.(baseliner); ok {
+		if err := b.Baseline(ctx, r.pools.writer()); err != nil {
+			if errors.Is(err, script.ErrInvalid) {
+				return fmt.Errorf("%w: %w", ErrInvalidInput, err)
+			}
+			return interrupted(ctx, "checking the workload before the load", err)
+		}
 	}
 	if v, err := r.pools.serverVersion(ctx); err == nil {
 		r.versions["postgresql"] = v

@@ -1,18 +1,32 @@
 package engine
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"path/filepath"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rehearse-dev/rehearse/scenarios"
 	"github.com/rehearse-dev/rehearse/workload"
 	"github.com/rehearse-dev/rehearse/workload/banking"
+	"github.com/rehearse-dev/rehearse/workload/script"
 	"github.com/rehearse-dev/rehearse/workload/tpcb"
 )
 
-// NewWorkload builds the workload a scenario names, sized by its workload section.
-// A new workload goes in this switch (and in scenarios' list of names).
-func NewWorkload(cfg scenarios.Workload) (workload.Workload, error) {
+// NewWorkload builds the workload sc names, sized by its workload section; files it
+// names are relative to the scenario file. A new workload goes in this switch (and
+// in scenarios' list of names). A workload's own input problems (a script's syntax,
+// a capture that is not a csvlog) wrap ErrInvalidInput.
+func NewWorkload(sc *scenarios.Scenario) (workload.Workload, error) {
+	cfg := sc.Workload
 	switch cfg.Name {
+	case scenarios.WorkloadScript:
+		w, err := script.New(scriptConfig(sc))
+		if errors.Is(err, script.ErrInvalid) {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidInput, err)
+		}
+		return w, err
 	case scenarios.WorkloadBanking:
 		return banking.New(banking.Config{
 			Customers: cfg.Customers, AccountsPerCustomer: cfg.AccountsPerCustomer,
@@ -29,3 +43,35 @@ func NewWorkload(cfg scenarios.Workload) (workload.Workload, error) {
 // activeSessions is implemented by workloads whose users can already be logged in
 // when the run starts (banking).
 type activeSessions interface{ SetActiveSessions(n int) }
+
+// scriptConfig is the script workload's configuration from sc, its paths resolved
+// against the scenario file's directory.
+func scriptConfig(sc *scenarios.Scenario) script.Config {
+	w := sc.Workload
+	cfg := script.Config{Setup: relTo(sc, w.Setup), SetupCheck: w.SetupCheck, Scale: w.Scale, Seed: w.Seed}
+	for _, f := range w.Scripts {
+		cfg.Scripts = append(cfg.Scripts, script.ScriptFile{File: relTo(sc, f.File), Weight: f.Weight, Kind: f.Kind})
+	}
+	for _, in := range w.Invariants {
+		cfg.Invariants = append(cfg.Invariants, script.Invariant{Name: in.Name, SQL: in.SQL, Expect: in.Expect})
+	}
+	if a := w.Acknowledged; a != nil {
+		cfg.Acknowledged = &script.Acknowledged{Table: a.Table, Column: a.Column}
+	}
+	return cfg
+}
+
+// relTo resolves a path named in sc against the scenario file's directory.
+func relTo(sc *scenarios.Scenario, path string) string {
+	if path == "" || filepath.IsAbs(path) || sc.File == "" {
+		return path
+	}
+	return filepath.Join(filepath.Dir(sc.File), path)
+}
+
+// baseliner is a workload that checks, after setup and before the load, what only
+// the database can tell, and records what Verify compares with (a script
+// workload's invariants and acknowledged column).
+type baseliner interface {
+	Baseline(ctx context.Context, pool *pgxpool.Pool) error
+}
