@@ -5,26 +5,30 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"path/filepath"
 	"strconv"
 	"sync"
 
 	"github.com/rehearse-dev/rehearse/migrate"
+	"github.com/rehearse-dev/rehearse/migrate/dnsserver"
 	"github.com/rehearse-dev/rehearse/migrate/pgsql"
 )
 
 // Endpoints are the cluster's writer and reader endpoints, through which the load
-// connects (migrate/endpoint implements them: DNS-like proxies or PgBouncer).
+// connects (migrate/endpoint implements them: DNS records, PgBouncer, or TCP
+// forwarders).
 type Endpoints interface {
-	// WriterAddr and ReaderAddr are the host:port the load connects to.
+	// WriterAddr and ReaderAddr are the host:port the load connects to: a name the
+	// cluster's DNS server answers, or an IP address.
 	WriterAddr() string
 	ReaderAddr() string
-	// Hold prepares a writer change: PgBouncer pauses (clients wait); a DNS-like
-	// endpoint does nothing (the old writer's connections break when it stops).
+	// Hold prepares a writer change: PgBouncer pauses (clients wait); DNS does
+	// nothing (the old writer's connections break when it stops).
 	Hold(ctx context.Context) error
-	// Release points the endpoints at writer (and readers) and lets traffic flow; a
-	// DNS-like endpoint first keeps sending new connections to the old writer for its
-	// stale window.
+	// Release points the endpoints at writer (and readers, node addresses) and lets
+	// traffic flow; DNS records flip only after their propagation delay, and until
+	// then the names still lead to the old writer.
 	Release(ctx context.Context, writer string, readers []string) error
 	// SetReaders sets the reader endpoint's members (none: the writer).
 	SetReaders(ctx context.Context, readers []string) error
@@ -37,9 +41,17 @@ type Endpoints interface {
 
 // ClusterConfig describes a local cluster.
 type ClusterConfig struct {
-	// Node is the template for every node (Dir, Bin, Fsync, sizes, Log); Name is
-	// ignored: nodes are named node1, node2, ...
+	// Node is the template for every node (Dir, Bin, Fsync, sizes, Log); Name, Host
+	// and Port are ignored: nodes are named node1, node2, ..., and each listens on an
+	// address of its own (see Loopback) on the cluster's Port.
 	Node Config
+	// Port is the port every node listens on; 0 means PreferredPort (5432) when it is
+	// free, else any free port.
+	Port int
+	// DNS is the cluster's DNS server, on which each node's instance name answers
+	// its address while the node is in the cluster; nil: no names. The caller owns
+	// it (and closes it after the cluster).
+	DNS *dnsserver.Server
 	// Endpoints builds the endpoints once the first writer runs, given its address.
 	Endpoints func(ctx context.Context, writer string) (Endpoints, error)
 	// Synchronous makes a caught-up replica a synchronous standby, as Aurora's shared
@@ -53,6 +65,7 @@ type ClusterConfig struct {
 type Cluster struct {
 	cfg    ClusterConfig
 	log    io.Writer
+	lb     *Loopback
 	mu     sync.Mutex
 	nodes  map[string]*Node
 	order  []string
@@ -76,8 +89,13 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 	if c.log == nil {
 		c.log = io.Discard
 	}
-	ncfg := c.nodeConfig()
-	n, err := InitPrimary(ctx, ncfg)
+	lb, err := NewLoopback(cfg.Port)
+	if err != nil {
+		return nil, err
+	}
+	c.lb = lb
+	fmt.Fprintf(c.log, "cluster nodes on %s, port %d\n", lb.Prefix(), lb.Port())
+	n, err := c.initNode(ctx, func(cfg Config) (*Node, error) { return InitPrimary(ctx, cfg) })
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +112,34 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 	return c, nil
 }
 
-func addr(n *Node) string { return "127.0.0.1:" + strconv.Itoa(n.Port()) }
+func addr(n *Node) string { return n.Addr() }
+
+// initNode creates the next node with init (InitPrimary, or InitReplica of the
+// writer) on the next free address of the cluster's block. When another process
+// takes the address before the server binds it, it moves on to the next address.
+func (c *Cluster) initNode(ctx context.Context, init func(Config) (*Node, error)) (*Node, error) {
+	c.mu.Lock()
+	cfg := c.nodeConfig()
+	c.mu.Unlock()
+	var last error
+	for range portAttempts {
+		host, err := c.lb.Next()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Host, cfg.Port = host.String(), c.lb.Port()
+		n, err := init(cfg)
+		if err == nil {
+			return n, nil
+		}
+		if !errors.Is(err, ErrPortInUse) || ctx.Err() != nil {
+			return nil, err
+		}
+		fmt.Fprintf(c.log, "%s was taken before %s could bind it; trying the next address\n", c.lb.HostPort(host), cfg.Name)
+		last = err
+	}
+	return nil, last
+}
 
 func (c *Cluster) nodeConfig() Config {
 	cfg := c.cfg.Node
@@ -108,11 +153,24 @@ func (c *Cluster) nodeConfig() Config {
 	return cfg
 }
 
+// add makes n a member and gives it its instance name.
 func (c *Cluster) add(n *Node) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.nodes[n.Name()] = n
 	c.order = append(c.order, n.Name())
+	c.mu.Unlock()
+	if d := c.cfg.DNS; d != nil {
+		if err := d.SetHost(d.Names().Instance(n.Name()), netip.MustParseAddr(n.Host())); err != nil {
+			fmt.Fprintf(c.log, "warning: instance name of %s: %v\n", n.Name(), err)
+		}
+	}
+}
+
+// unname removes node's instance name.
+func (c *Cluster) unname(node string) {
+	if d := c.cfg.DNS; d != nil {
+		d.Remove(d.Names().Instance(node))
+	}
 }
 
 func (c *Cluster) node(id string) (*Node, error) {
@@ -154,6 +212,12 @@ func (c *Cluster) ReaderEndpoint() string {
 	}
 	return c.eps.ReaderAddr()
 }
+
+// Port returns the port every node listens on, each on its own address.
+func (c *Cluster) Port() int { return c.lb.Port() }
+
+// Prefix returns the block of loopback addresses the nodes listen on.
+func (c *Cluster) Prefix() netip.Prefix { return c.lb.Prefix() }
 
 // Kind implements migrate.Provider.
 func (c *Cluster) Kind() string { return "local" }
@@ -209,11 +273,8 @@ func (c *Cluster) PlanReplica(ctx context.Context) (map[string]any, error) {
 // CreateReplica implements migrate.Provider: pg_basebackup under load, start, and
 // wait until the writer sees it streaming; the reader endpoint then includes it.
 func (c *Cluster) CreateReplica(ctx context.Context) (migrate.Node, error) {
-	c.mu.Lock()
-	cfg := c.nodeConfig()
-	c.mu.Unlock()
 	w := c.Writer()
-	n, err := InitReplica(ctx, cfg, w)
+	n, err := c.initNode(ctx, func(cfg Config) (*Node, error) { return InitReplica(ctx, cfg, w) })
 	if err != nil {
 		return migrate.Node{}, err
 	}
@@ -283,6 +344,7 @@ func (c *Cluster) Close(ctx context.Context) error {
 	c.mu.Unlock()
 	for _, n := range nodes {
 		errs = append(errs, n.Close(ctx))
+		c.unname(n.Name())
 	}
 	return errors.Join(errs...)
 }

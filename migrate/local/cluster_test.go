@@ -2,7 +2,11 @@ package local
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -159,6 +163,12 @@ func TestClusterPlannedSwitchoverAndFailback(t *testing.T) {
 	}
 	if rep.ID != "node2" {
 		t.Fatalf("replica id %s", rep.ID)
+	}
+	// Each node on its own address of the cluster's block, all on one port.
+	n1, n2 := c.nodes["node1"], c.nodes["node2"]
+	if n1.Host() == n2.Host() || n1.Port() != c.Port() || n2.Port() != c.Port() ||
+		!c.Prefix().Contains(netip.MustParseAddr(n1.Host())) || !c.Prefix().Contains(netip.MustParseAddr(n2.Host())) || rep.Addr != n2.Addr() {
+		t.Fatalf("node1 %s, node2 %s (reported %s): want two addresses of %s on port %d", n1.Addr(), n2.Addr(), rep.Addr, c.Prefix(), c.Port())
 	}
 	w.waitAcked(t, 50)
 	lag, err := c.Lag(ctx, "node2")
@@ -355,5 +365,36 @@ func TestEngineNodeDiesPartway(t *testing.T) {
 				t.Fatalf("%d acknowledged writes lost", n)
 			}
 		})
+	}
+}
+
+// Two blocks differ; a taken address is skipped; the port is shared.
+func TestLoopback(t *testing.T) {
+	a, err := NewLoopback(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewLoopback(a.Port())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Prefix() == b.Prefix() || b.Port() != a.Port() || a.Prefix().Bits() != 24 || a.Prefix().Addr().As4()[1] == 0 {
+		t.Fatalf("blocks %s and %s (ports %d, %d): want two different /24s outside 127.0.0.0/16, one port", a.Prefix(), b.Prefix(), a.Port(), b.Port())
+	}
+	first, err := a.Next()
+	if err != nil || first != hostAt(a.Prefix(), 2) {
+		t.Fatalf("first address %v (%v), want .2 of %s", first, err, a.Prefix())
+	}
+	// Something else listens on .3: the next address is .4.
+	busy, err := net.Listen("tcp", net.JoinHostPort(hostAt(a.Prefix(), 3).String(), strconv.Itoa(a.Port())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	if next, err := a.Next(); err != nil || next != hostAt(a.Prefix(), 4) {
+		t.Fatalf("next address %v (%v), want .4 (.3 is taken)", next, err)
+	}
+	if _, err := NewLoopback(70000); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("NewLoopback(70000) = %v, want ErrInvalidConfig", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
@@ -15,6 +16,8 @@ import (
 const (
 	// DefaultName is the node name used when Config.Name is empty.
 	DefaultName = "node1"
+	// DefaultHost is the address a node listens on when Config.Host is empty.
+	DefaultHost = "127.0.0.1"
 	// DefaultMaxConnections is used when Config.MaxConnections is 0.
 	DefaultMaxConnections = 100
 	// DefaultSharedBuffers is used when Config.SharedBuffers is empty.
@@ -36,7 +39,11 @@ type Config struct {
 	Dir string
 	// Name is the node name, e.g. "node1" (the default); letters, digits, '_', '-', '.'.
 	Name string
-	// Port is the 127.0.0.1 TCP port; 0 picks a free one.
+	// Host is the loopback IPv4 address the node listens on; empty means 127.0.0.1.
+	// A cluster gives each node an address of its own (see Loopback), so its nodes
+	// can share one port, as Aurora instances share 5432.
+	Host string
+	// Port is the TCP port on Host; 0 picks a free one.
 	Port int
 	// Fsync turns on fsync (and initdb's sync). Off, the zero value, is much faster
 	// and only loses data on an OS crash, which a local rehearsal does not simulate.
@@ -72,6 +79,9 @@ func (c Config) withDefaults() Config {
 	if c.Name == "" {
 		c.Name = DefaultName
 	}
+	if c.Host == "" {
+		c.Host = DefaultHost
+	}
 	if c.MaxConnections == 0 {
 		c.MaxConnections = DefaultMaxConnections
 	}
@@ -99,6 +109,9 @@ func (c Config) Validate() []error {
 	}
 	if !nameRE.MatchString(c.Name) || c.Name == "." || c.Name == ".." {
 		bad("Name %q: use letters, digits, '_', '-' and '.' only", c.Name)
+	}
+	if ip, err := netip.ParseAddr(c.Host); err != nil || !ip.Is4() || !ip.IsLoopback() {
+		bad("Host %q: want a loopback IPv4 address (127.0.0.0/8)", c.Host)
 	}
 	if c.Port < 0 || c.Port > 65535 {
 		bad("Port %d: want 0 (pick a free one) or 1-65535", c.Port)
@@ -141,7 +154,7 @@ func (c Config) settings(port int) []setting {
 		return "off"
 	}
 	s := []setting{
-		{"listen_addresses", "127.0.0.1"},
+		{"listen_addresses", c.Host},
 		{"port", strconv.Itoa(port)},
 		{"unix_socket_directories", ""},
 		{"max_connections", strconv.Itoa(c.MaxConnections)},
@@ -195,10 +208,12 @@ func replaceManagedBlock(conf, block string) (string, error) {
 
 // hbaConf is the whole pg_hba.conf: trust over loopback TCP only, for every database
 // and for replication. There are no Unix sockets (unix_socket_directories = ”).
+// Clients may come from any loopback address: the nodes of a cluster listen on
+// addresses of their own in 127.0.0.0/8, and replicate from each other's.
 const hbaConf = `# Written by rehearse: loopback TCP only, trusted (a local rehearsal target).
 # TYPE  DATABASE     USER  ADDRESS       METHOD
-host    all          all   127.0.0.1/32  trust
-host    replication  all   127.0.0.1/32  trust
+host    all          all   127.0.0.0/8   trust
+host    replication  all   127.0.0.0/8   trust
 `
 
 func sortedKeys(m map[string]string) []string {

@@ -3,12 +3,15 @@ package local
 import (
 	"context"
 	"fmt"
+	"net"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/rehearse-dev/rehearse/migrate"
+	"github.com/rehearse-dev/rehearse/migrate/dnsserver"
 	"github.com/rehearse-dev/rehearse/migrate/pgsql"
 )
 
@@ -86,22 +89,26 @@ func (c *Cluster) Redirect(ctx context.Context, writer string) (map[string]any, 
 		return detail, err
 	}
 	detail["release_ms"] = ms(time.Since(start))
-	port, err := c.probeWriterEndpoint(ctx)
+	reached, err := c.probeWriterEndpoint(ctx)
 	if err != nil {
 		return detail, err
 	}
-	if port != n.Port() {
-		return detail, fmt.Errorf("local: the writer endpoint reaches port %d, not %s's %d", port, writer, n.Port())
+	if reached != n.Addr() {
+		return detail, fmt.Errorf("local: the writer endpoint reaches %s, not %s's %s", reached, writer, n.Addr())
 	}
 	return detail, nil
 }
 
-// probeWriterEndpoint connects through the writer endpoint and returns the port of
-// the primary it reached.
-func (c *Cluster) probeWriterEndpoint(ctx context.Context) (int, error) {
+// probeWriterEndpoint connects through the writer endpoint, resolving its name
+// through the cluster's DNS server when it has one, and returns the address
+// (host:port) of the primary it reached.
+func (c *Cluster) probeWriterEndpoint(ctx context.Context) (string, error) {
 	cfg, err := pgx.ParseConfig("postgres://" + Superuser + "@" + c.WriterEndpoint() + "/postgres?sslmode=disable")
 	if err != nil {
-		return 0, err
+		return "", err
+	}
+	if c.cfg.DNS != nil {
+		cfg.LookupFunc = dnsserver.NewResolver(c.cfg.DNS.Addr()).LookupHost
 	}
 	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
 	tick := time.NewTicker(10 * time.Millisecond)
@@ -109,19 +116,20 @@ func (c *Cluster) probeWriterEndpoint(ctx context.Context) (int, error) {
 	for {
 		cctx, cancel := context.WithTimeout(ctx, connectTimeout)
 		conn, err := pgx.ConnectConfig(cctx, cfg)
+		var host string
 		var port int
 		var rec bool
 		if err == nil {
-			err = conn.QueryRow(cctx, "SELECT inet_server_port(), pg_is_in_recovery()").Scan(&port, &rec)
+			err = conn.QueryRow(cctx, "SELECT host(inet_server_addr()), inet_server_port(), pg_is_in_recovery()").Scan(&host, &port, &rec)
 			conn.Close(context.WithoutCancel(ctx))
 		}
 		cancel()
 		if err == nil && !rec {
-			return port, nil
+			return net.JoinHostPort(host, strconv.Itoa(port)), nil
 		}
 		select {
 		case <-ctx.Done():
-			return 0, fmt.Errorf("local: the writer endpoint does not reach a primary (last error %v): %w", err, ctx.Err())
+			return "", fmt.Errorf("local: the writer endpoint does not reach a primary (last error %v): %w", err, ctx.Err())
 		case <-tick.C:
 		}
 	}
@@ -174,6 +182,7 @@ func (c *Cluster) Remove(ctx context.Context, node string) error {
 	delete(c.nodes, node)
 	c.order = slices.DeleteFunc(c.order, func(id string) bool { return id == node })
 	c.mu.Unlock()
+	c.unname(node)
 	if c.eps != nil {
 		if err := c.eps.SetReaders(ctx, c.readers()); err != nil {
 			return err

@@ -12,8 +12,8 @@ var (
 	// ErrNoBinaries means no usable PostgreSQL server binaries (postgres, initdb,
 	// pg_ctl) were found.
 	ErrNoBinaries = errors.New("local: PostgreSQL server binaries not found")
-	// ErrNoFreePort means no free 127.0.0.1 port could be obtained for a node.
-	ErrNoFreePort = errors.New("local: no free port on 127.0.0.1")
+	// ErrNoFreePort means no free loopback address and port could be obtained for a node.
+	ErrNoFreePort = errors.New("local: no free loopback port")
 	// ErrPortInUse means the port a node must listen on is already taken.
 	ErrPortInUse = errors.New("local: port already in use")
 	// ErrNoOSUser means the process runs as root and the unprivileged OS user that

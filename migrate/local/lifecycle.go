@@ -56,7 +56,7 @@ func (n *Node) writeConf(port int) error {
 // start runs pg_ctl start -w; n.mu must be held.
 func (n *Node) start(ctx context.Context) error {
 	if pid := n.PID(); pid != 0 {
-		return fmt.Errorf("%w: %s (pid %d, port %d)", ErrAlreadyRunning, n.cfg.Name, pid, n.port)
+		return fmt.Errorf("%w: %s (pid %d, %s)", ErrAlreadyRunning, n.cfg.Name, pid, n.Addr())
 	}
 	// A postmaster.pid left by a crash names a dead (or zombie) process; the server
 	// would refuse to start while a zombie holds that pid, so drop the stale lock.
@@ -66,7 +66,7 @@ func (n *Node) start(ctx context.Context) error {
 		}
 	}
 	wait := waitSeconds(ctx, defaultStartWait)
-	fmt.Fprintf(n.cfg.Log, "start %s on 127.0.0.1:%d\n", n.cfg.Name, n.port)
+	fmt.Fprintf(n.cfg.Log, "start %s on %s\n", n.cfg.Name, n.Addr())
 	offset := fileSize(n.logFile)
 	_, err := n.run(ctx, time.Duration(wait)*time.Second+commandGrace, "pg_ctl",
 		"start", "-D", n.dataDir, "-l", n.logFile, "-w", "-t", strconv.Itoa(wait))
@@ -75,13 +75,13 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	n.stopStray(ctx)
 	ce := asCommandError(err)
-	ce.Op = fmt.Sprintf("start %s on 127.0.0.1:%d", n.cfg.Name, n.port)
+	ce.Op = fmt.Sprintf("start %s on %s", n.cfg.Name, n.Addr())
 	ce.LogFile = n.logFile
 	ce.LogTail = tailFile(n.logFile, offset, logTailLines, logTailBytes)
 	switch {
 	case portConflict(ce.LogTail):
 		ce.Kind = ErrPortInUse
-		ce.Hint = fmt.Sprintf("port %d on 127.0.0.1 is taken by another process; free it, or use Port 0 to pick a free one", n.port)
+		ce.Hint = fmt.Sprintf("%s is taken by another process; free it, or use Port 0 to pick a free one", n.Addr())
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || strings.Contains(ce.Output, "server did not start in time"):
 		ce.Hint = fmt.Sprintf("the server was not ready within %d s (crash recovery can take long); allow more time via the context deadline, and check the server log", wait)
 	default:

@@ -1,7 +1,9 @@
 // Package local runs PostgreSQL server processes from the machine's own binaries: the
-// embedded local target of rehearse. A Node is one server (data directory, port, log);
-// InitPrimary creates and starts a primary. Nodes listen on 127.0.0.1 only, without
-// Unix sockets, and trust loopback connections, for normal and replication sessions.
+// embedded local target of rehearse. A Node is one server (data directory, address,
+// log); InitPrimary creates and starts a primary. Nodes listen on one loopback address
+// only (127.0.0.1 by default; a Cluster gives each node an address of its own in a
+// /24 of 127.0.0.0/8, on a port they share), without Unix sockets, and trust loopback
+// connections, for normal and replication sessions.
 //
 // PostgreSQL refuses to run as root. When this process is root, every server program
 // runs as the "postgres" OS user (via process credentials, no sudo), and the work
@@ -12,8 +14,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -85,7 +89,7 @@ func InitPrimary(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("%w: %s; remove it (or the node) first, or choose another Name or Dir", ErrDataDirExists, n.dataDir)
 	}
 	if n.cfg.Port != 0 {
-		if err := checkPortFree(n.cfg.Port); err != nil {
+		if err := checkPortFree(n.cfg.Host, n.cfg.Port); err != nil {
 			return nil, err
 		}
 	}
@@ -101,10 +105,7 @@ func InitPrimary(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, err
 		}
 	} else {
-		pick := n.cfg.pickPort
-		if pick == nil {
-			pick = freePort
-		}
+		pick := n.pickPort()
 		try := func(port int) error {
 			err := n.startOnPort(ctx, port)
 			if errors.Is(err, ErrPortInUse) {
@@ -158,8 +159,22 @@ func newNode(cfg Config) (*Node, error) {
 // Name returns the node name.
 func (n *Node) Name() string { return n.cfg.Name }
 
-// Port returns the 127.0.0.1 port the node listens on.
+// Port returns the port the node listens on.
 func (n *Node) Port() int { return n.port }
+
+// Host returns the loopback address the node listens on.
+func (n *Node) Host() string { return n.cfg.Host }
+
+// Addr returns the node's host:port.
+func (n *Node) Addr() string { return net.JoinHostPort(n.cfg.Host, strconv.Itoa(n.port)) }
+
+// pickPort returns the free-port picker for the node's host.
+func (n *Node) pickPort() func() (int, error) {
+	if n.cfg.pickPort != nil {
+		return n.cfg.pickPort
+	}
+	return func() (int, error) { return freePort(n.cfg.Host) }
+}
 
 // DataDir returns the node's data directory.
 func (n *Node) DataDir() string { return n.dataDir }
@@ -177,10 +192,10 @@ func (n *Node) Bin() Binaries { return n.cfg.Bin }
 // Version returns the version of the binaries, e.g. "15.18".
 func (n *Node) Version() string { return n.cfg.Bin.Version }
 
-// DSN returns a connection URL for database db as the superuser, e.g.
-// "postgres://postgres@127.0.0.1:5433/rehearse?sslmode=disable".
+// DSN returns a connection URL for database db as the superuser at the node's own
+// address, e.g. "postgres://postgres@127.0.0.1:5433/rehearse?sslmode=disable".
 func (n *Node) DSN(db string) string {
-	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", Superuser, n.port, db)
+	return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", Superuser, n.Addr(), db)
 }
 
 // PID returns the postmaster's pid, or 0 when the server is not running.
@@ -215,7 +230,7 @@ func (n *Node) WaitReady(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("local: %s not ready at 127.0.0.1:%d: %w (last error: %v)", n.cfg.Name, n.port, ctx.Err(), err)
+			return fmt.Errorf("local: %s not ready at %s: %w (last error: %v)", n.cfg.Name, n.Addr(), ctx.Err(), err)
 		case <-tick.C:
 		}
 	}

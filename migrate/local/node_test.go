@@ -94,7 +94,7 @@ func TestPrimary(t *testing.T) {
 		if picks == 1 {
 			return busyPort, nil
 		}
-		return freePort()
+		return freePort("127.0.0.1")
 	}
 
 	n := startPrimary(t, cfg)

@@ -5,25 +5,31 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"syscall"
 )
 
-// freePort asks the kernel for a free 127.0.0.1 port. Another process may take it
+// freePort asks the kernel for a free port on host. Another process may take it
 // before the server binds it; callers retry (retryPorts).
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func freePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrNoFreePort, err)
+		return 0, fmt.Errorf("%w: on %s: %w", ErrNoFreePort, host, err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// checkPortFree fails with ErrPortInUse when port cannot be bound on 127.0.0.1.
-func checkPortFree(port int) error {
-	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+// checkPortFree fails with ErrPortInUse when port cannot be bound on host.
+func checkPortFree(host string, port int) error {
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
+	l, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRNOTAVAIL) {
+		return fmt.Errorf("%w: %s: %s is not an address of this machine (%v); Linux routes all of 127.0.0.0/8 to the loopback interface, other systems need it added (macOS: ifconfig lo0 alias %s)",
+			ErrNoFreePort, addr, host, err, host)
+	}
 	if err != nil {
-		return fmt.Errorf("%w: 127.0.0.1:%d cannot be bound (%v); stop whatever listens there, choose another Port, or use Port 0 to pick a free one",
-			ErrPortInUse, port, err)
+		return fmt.Errorf("%w: %s cannot be bound (%v); stop whatever listens there, choose another Port, or use Port 0 to pick a free one",
+			ErrPortInUse, addr, err)
 	}
 	return l.Close()
 }

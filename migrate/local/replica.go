@@ -38,9 +38,14 @@ func InitReplica(ctx context.Context, cfg Config, primary *Node) (*Node, error) 
 		ok = true
 		return nil, fmt.Errorf("%w: %s; remove it first, or choose another Name or Dir", ErrDataDirExists, n.dataDir)
 	}
+	if n.cfg.Port != 0 { // before the copy, which can take long
+		if err := checkPortFree(n.cfg.Host, n.cfg.Port); err != nil {
+			return nil, err
+		}
+	}
 	fmt.Fprintf(n.cfg.Log, "pg_basebackup %s from %s (slot %s)\n", n.cfg.Name, primary.Name(), n.cfg.Name)
 	if _, err := n.run(ctx, basebackupTimeout, "pg_basebackup",
-		"-D", n.dataDir, "-h", "127.0.0.1", "-p", strconv.Itoa(primary.Port()), "-U", Superuser,
+		"-D", n.dataDir, "-h", primary.Host(), "-p", strconv.Itoa(primary.Port()), "-U", Superuser,
 		"-R", "-C", "-S", n.cfg.Name, "-X", "stream", "--checkpoint=fast", "--no-password"); err != nil {
 		ce := asCommandError(err)
 		ce.Op = fmt.Sprintf("pg_basebackup %s from %s", n.cfg.Name, primary.Name())
@@ -50,15 +55,15 @@ func InitReplica(ctx context.Context, cfg Config, primary *Node) (*Node, error) 
 	if err := n.setStandby(primary, n.cfg.Name); err != nil {
 		return nil, err
 	}
-	pick := n.cfg.pickPort
-	if pick == nil {
-		pick = freePort
-	}
-	if _, err := retryPorts(portAttempts, pick, func(port int) error { return n.startOnPort(ctx, port) }); err != nil {
+	if n.cfg.Port != 0 {
+		if err := n.startOnPort(ctx, n.cfg.Port); err != nil {
+			return nil, err
+		}
+	} else if _, err := retryPorts(portAttempts, n.pickPort(), func(port int) error { return n.startOnPort(ctx, port) }); err != nil {
 		return nil, err
 	}
 	ok = true
-	fmt.Fprintf(n.cfg.Log, "replica %s of %s ready on 127.0.0.1:%d\n", n.cfg.Name, primary.Name(), n.port)
+	fmt.Fprintf(n.cfg.Log, "replica %s of %s ready on %s\n", n.cfg.Name, primary.Name(), n.Addr())
 	return n, nil
 }
 
@@ -82,7 +87,7 @@ func (n *Node) setStandby(primary *Node, slot string) error {
 		keep = append(keep, l)
 	}
 	keep = append(keep,
-		fmt.Sprintf("primary_conninfo = 'host=127.0.0.1 port=%d user=%s application_name=%s'", primary.Port(), Superuser, n.cfg.Name),
+		fmt.Sprintf("primary_conninfo = 'host=%s port=%d user=%s application_name=%s'", primary.Host(), primary.Port(), Superuser, n.cfg.Name),
 		fmt.Sprintf("primary_slot_name = '%s'", slot), "")
 	if err := os.WriteFile(auto, []byte(strings.Join(keep, "\n")), 0o600); err != nil {
 		return fmt.Errorf("local: write %s: %w", auto, err)
@@ -254,7 +259,7 @@ func (n *Node) rewind(ctx context.Context, primary *Node) (bool, error) {
 	}
 	fmt.Fprintf(n.cfg.Log, "pg_rewind %s from %s\n", n.cfg.Name, primary.Name())
 	out, err := n.run(ctx, basebackupTimeout, "pg_rewind", "-D", n.dataDir,
-		"--source-server", fmt.Sprintf("host=127.0.0.1 port=%d user=%s dbname=postgres", primary.Port(), Superuser))
+		"--source-server", fmt.Sprintf("host=%s port=%d user=%s dbname=postgres", primary.Host(), primary.Port(), Superuser))
 	if err != nil {
 		ce := asCommandError(err)
 		ce.Op = fmt.Sprintf("pg_rewind %s from %s", n.cfg.Name, primary.Name())

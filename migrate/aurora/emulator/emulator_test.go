@@ -189,8 +189,8 @@ func TestThrottlingIsRetried(t *testing.T) {
 }
 
 func TestFunctionsSQL(t *testing.T) {
-	sql := FunctionsSQL(map[string]string{"node1": "demo-instance-1", "node2": "o'brien"}, map[string]int{"node1": 5432, "node2": 5433})
-	for _, want := range []string{"('node1', 5432, 'demo-instance-1')", "('node2', 5433, 'o''brien')", "aurora_replica_status()", "aurora_db_instance_identifier()", "MASTER_SESSION_ID"} {
+	sql := FunctionsSQL(map[string]string{"node1": "demo-instance-1", "node2": "o'brien"}, map[string]string{"node1": "127.4.5.2:5432", "node2": "127.4.5.3:5432"})
+	for _, want := range []string{"('node1', '127.4.5.2', 5432, 'demo-instance-1')", "('node2', '127.4.5.3', 5432, 'o''brien')", "aurora_replica_status()", "aurora_db_instance_identifier()", "MASTER_SESSION_ID"} {
 		if !strings.Contains(sql, want) {
 			t.Errorf("missing %q in:\n%s", want, sql)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -84,11 +85,12 @@ func (l *LocalBackend) ReaderEndpoint() string { return l.c.ReaderEndpoint() }
 // Writer implements Backend.
 func (l *LocalBackend) Writer() string { return l.c.Writer().Name() }
 
-// NodeAddr implements Backend.
+// NodeAddr implements Backend: the node's own loopback address, on the port every
+// node shares, as Aurora instances share 5432.
 func (l *LocalBackend) NodeAddr(node string) string {
 	for _, n := range l.c.Nodes() {
 		if n.Name() == node {
-			return "127.0.0.1:" + strconv.Itoa(n.Port())
+			return n.Addr()
 		}
 	}
 	return ""
@@ -180,11 +182,11 @@ func (l *LocalBackend) Remove(ctx context.Context, node string) error {
 // aurora_db_instance_identifier() on the writer, in the postgres and workload
 // databases; they replicate to every node.
 func (l *LocalBackend) Sync(ctx context.Context, ids map[string]string) error {
-	ports := map[string]int{}
+	addrs := map[string]string{}
 	for _, n := range l.c.Nodes() {
-		ports[n.Name()] = n.Port()
+		addrs[n.Name()] = n.Addr()
 	}
-	sql := FunctionsSQL(ids, ports)
+	sql := FunctionsSQL(ids, addrs)
 	w := l.c.Writer()
 	var errs []error
 	for _, db := range []string{"postgres", local.Database} {
@@ -203,14 +205,17 @@ func (l *LocalBackend) Sync(ctx context.Context, ids map[string]string) error {
 
 // FunctionsSQL returns the SQL that creates Aurora PostgreSQL's
 // aurora_replica_status() and aurora_db_instance_identifier() on plain PostgreSQL,
-// for nodes named in ids (node -> instance id) listening on ports (node -> port).
+// for nodes named in ids (node -> instance id) listening on addrs (node ->
+// host:port). A server finds itself by the address the connection reached
+// (inet_server_addr, inet_server_port): the nodes share a port, each on its own
+// address.
 //
 // aurora_replica_status() has a row for the writer (session_id MASTER_SESSION_ID,
 // durable_lsn its current WAL position) and one per replica from
 // pg_stat_replication (current_read_lsn its replay LSN, replica_lag_in_msec its
 // replay lag); LSNs are bigint byte positions, as on Aurora. Only a subset of
 // Aurora's columns is provided.
-func FunctionsSQL(ids map[string]string, ports map[string]int) string {
+func FunctionsSQL(ids map[string]string, addrs map[string]string) string {
 	nodes := make([]string, 0, len(ids))
 	for n := range ids {
 		nodes = append(nodes, n)
@@ -218,18 +223,20 @@ func FunctionsSQL(ids map[string]string, ports map[string]int) string {
 	sort.Strings(nodes)
 	var rows []string
 	for _, n := range nodes {
-		rows = append(rows, fmt.Sprintf("(%s, %d, %s)", lit(n), ports[n], lit(ids[n])))
+		host, port, _ := net.SplitHostPort(addrs[n])
+		p, _ := strconv.Atoi(port)
+		rows = append(rows, fmt.Sprintf("(%s, %s, %d, %s)", lit(n), lit(host), p, lit(ids[n])))
 	}
 	if len(rows) == 0 {
-		rows = append(rows, "(NULL::text, NULL::int, NULL::text)")
+		rows = append(rows, "(NULL::text, NULL::text, NULL::int, NULL::text)")
 	}
-	m := "WITH m(node, port, instance) AS (VALUES " + strings.Join(rows, ", ") + ")"
+	m := "WITH m(node, host, port, instance) AS (VALUES " + strings.Join(rows, ", ") + ")"
 	return `CREATE OR REPLACE FUNCTION public.aurora_replica_status()
 RETURNS TABLE (server_id text, session_id text, durable_lsn bigint, highest_lsn_rcvd bigint,
   current_read_lsn bigint, replica_lag_in_msec real, last_update_timestamp timestamptz)
 LANGUAGE sql STABLE AS $rehearse$
 ` + m + `
-SELECT (SELECT instance FROM m WHERE port = inet_server_port()), 'MASTER_SESSION_ID'::text,
+SELECT (SELECT instance FROM m WHERE host = host(inet_server_addr()) AND port = inet_server_port()), 'MASTER_SESSION_ID'::text,
   (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint, NULL::bigint, NULL::bigint, NULL::real, now()
 WHERE NOT pg_is_in_recovery()
 UNION ALL
@@ -241,7 +248,7 @@ $rehearse$;
 CREATE OR REPLACE FUNCTION public.aurora_db_instance_identifier() RETURNS text
 LANGUAGE sql STABLE AS $rehearse$
 ` + m + `
-SELECT instance FROM m WHERE port = inet_server_port()
+SELECT instance FROM m WHERE host = host(inet_server_addr()) AND port = inet_server_port()
 $rehearse$;`
 }
 
