@@ -280,11 +280,11 @@ func (w *Workload) prepared(ctx context.Context, c *pgx.Conn, f *frame, st *stmt
 	rr := c.PgConn().ExecStatement(ctx, sd, params, nil, nil)
 	if st.result == resultNone {
 		_, err = rr.Close()
-		return !pgconn.SafeToRetry(err), err
+		return mayHaveRun(err), err
 	}
 	rows := f.keepLastRow(rr)
 	if _, err := rr.Close(); err != nil {
-		return !pgconn.SafeToRetry(err), err
+		return mayHaveRun(err), err
 	}
 	return true, f.store(st, rr.FieldDescriptions(), rows, w.sym.names)
 }
@@ -324,7 +324,7 @@ func (w *Workload) simple(ctx context.Context, c *pgx.Conn, f *frame, st *stmt) 
 		lastRows, lastFields = rows, append(lastFields[:0], fields...)
 	}
 	if err := mrr.Close(); err != nil {
-		return !pgconn.SafeToRetry(err), err
+		return mayHaveRun(err), err
 	}
 	if storeErr != nil {
 		return true, storeErr
@@ -334,6 +334,10 @@ func (w *Workload) simple(ctx context.Context, c *pgx.Conn, f *frame, st *stmt) 
 	}
 	return true, nil
 }
+
+// mayHaveRun reports whether a statement that ended with err may have reached the
+// server. (SafeToRetry allocates, so it is asked only on failure.)
+func mayHaveRun(err error) bool { return err == nil || !pgconn.SafeToRetry(err) }
 
 // keepLastRow reads a result's rows, keeping a copy of the last, and returns how
 // many there were.
