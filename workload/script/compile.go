@@ -58,6 +58,7 @@ type stmt struct {
 	params   []int // slot of each parameter, in order
 	compound bool
 	txn      txnClass
+	verb     string // the first keyword, lower-cased
 	result   resultMode
 	// columns maps a \gset or \aset result column (without the prefix) to a slot.
 	columns  map[string]int
@@ -323,7 +324,7 @@ func (s *symbols) compile(file string, cmds []rawCmd) (*compiled, []problem) {
 // statement compiles an SQL command: its text with parameters, the slots of its
 // parameters, and the slots its \gset or \aset may set.
 func (s *symbols) statement(t *sqlText) (*stmt, error) {
-	st := &stmt{compound: t.compound, txn: t.txn, result: t.result, prefix: t.prefix}
+	st := &stmt{compound: t.compound, txn: t.txn, verb: t.verb, result: t.result, prefix: t.prefix}
 	var b strings.Builder
 	for i, piece := range t.pieces {
 		b.WriteString(piece)

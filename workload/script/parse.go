@@ -57,6 +57,7 @@ type sqlText struct {
 	vars     []string
 	compound bool // joined with \;
 	txn      txnClass
+	verb     string // the first keyword, lower-cased
 	result   resultMode
 	prefix   string // \gset or \aset prefix
 }
@@ -179,6 +180,7 @@ func (p *scriptParser) scanSQL() (sql *sqlText, start int, backslash bool) {
 		}
 		t.pieces = append(t.pieces, strings.TrimRightFunc(cur.String(), func(r rune) bool { return r < 0x80 && isSpace(byte(r)) }))
 		t.txn = classify(firstWord)
+		t.verb = firstWord
 		return &t
 	}
 	for p.pos < len(src) {

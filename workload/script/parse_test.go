@@ -423,6 +423,8 @@ func TestConfigProblems(t *testing.T) {
 		}},
 		{"setup file", Config{Scripts: []ScriptFile{{File: good, Weight: 1}}, Setup: filepath.Join(dir, "setup.sql")},
 			[]string{"setup.sql: cannot read the setup file"}},
+		{"setup check alone", Config{Scripts: []ScriptFile{{File: good, Weight: 1}}, SetupCheck: "SELECT 1"},
+			[]string{"setup_check is given without a setup file"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

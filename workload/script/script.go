@@ -2,21 +2,40 @@
 // pgbench's script language, run as a rehearsal's load.
 //
 // A file that runs under `pgbench -M prepared -f` runs here unchanged: SQL commands
-// (a :variable becomes a parameter of a statement prepared once per connection),
-// \set with pgbench's expression language and functions, \sleep, \if/\elif/\else/
-// \endif, and \gset/\aset. What pgbench has and rehearse does not run (\shell,
-// \setshell, pipelines) is rejected when the workload is built, with the file and
-// line, never skipped.
+// (each a statement prepared once per connection, its :variables its parameters,
+// sent as text), \set with pgbench's expression language and functions, \sleep,
+// \if/\elif/\else/\endif, and \gset/\aset. What pgbench has and rehearse does
+// not run (\shell, \setshell, pipelines) is rejected when the workload is built,
+// with the file and line, never skipped; so are undefined variables, bad
+// expressions and unbalanced conditionals, all at once.
 //
 // Each script file is one operation, drawn by weight. A session is one simulated
-// user, pgbench's client: its variables persist from one execution to the next, and
-// :client_id (also :session_id) is its index. Rehearse adds :txid, a fresh UUID per
-// execution: a write script that stores it lets Verify check that every
-// acknowledged execution left exactly one row, on any schema. Invariants, SQL
-// queries with an expected value, are checked before and after the load.
+// user, pgbench's client: its variables persist from one execution to the next,
+// and :client_id and :session_id (the same number: a rehearse session is what
+// pgbench calls a client) are its index. :scale, :random_seed and :default_seed
+// are built in too, and rehearse adds :txid, a fresh UUID per execution, as text: a
+// write script that stores it lets Verify check that every acknowledged execution
+// left its row exactly once, on any schema. Invariants, queries with an expected
+// value, are checked before and after the load.
 //
-// The engine's sequence is New, Setup (on the writer), Baseline (after Setup,
-// before the load), the load, then Verify.
+// The engine's sequence is New, Setup (on the writer), Baseline (on the writer,
+// after Setup and before the load), the load, then Verify (on the writer).
+//
+// Where it differs from pgbench:
+//   - A NULL stored by \gset or \aset, or set by \set, is sent as SQL NULL
+//     (pgbench sends an empty string or the text NULL).
+//   - :variables inside quoted strings, quoted identifiers and comments are not
+//     substituted; pgbench substitutes them, which breaks prepared statements.
+//   - Built-in variables start afresh with every execution: a script may overwrite
+//     them (not :txid) for the rest of that execution.
+//   - Each session draws its random values from its own stream, seeded from the
+//     seed and the session's index, so runs repeat but the values are not
+//     pgbench's; hash and permute give pgbench's values. :default_seed is derived
+//     from the seed.
+//   - A command joined with \; is sent in one round trip with the simple protocol,
+//     its variables as quoted literals (pgbench -M prepared cannot prepare it).
+//   - least and greatest take any number of arguments (pgbench: 16), a statement
+//     any number of variables (pgbench: 255).
 package script
 
 import (
@@ -254,6 +273,9 @@ func New(cfg Config) (*Workload, error) {
 		}
 	}
 	w.setupCheck = cfg.SetupCheck
+	if cfg.SetupCheck != "" && cfg.Setup == "" {
+		top = append(top, "setup_check is given without a setup file: give the setup file it guards, or remove the check")
+	}
 
 	if len(top) > 0 || len(problems) > 0 {
 		sort.SliceStable(problems, func(i, j int) bool {

@@ -104,12 +104,12 @@ func (w *Workload) Setup(ctx context.Context, pool *pgxpool.Pool, log io.Writer)
 
 // describePgError renders a server error for a message about the user's SQL.
 func describePgError(e *pgconn.PgError) string {
-	s := fmt.Sprintf("%s: %s (SQLSTATE %s)", e.Severity, e.Message, e.Code)
+	s := fmt.Sprintf("%s: %s (SQLSTATE %s", e.Severity, e.Message, e.Code)
 	if e.Detail != "" {
-		s += "; " + e.Detail
+		s += "; " + strings.TrimSuffix(e.Detail, ".")
 	}
 	if e.Hint != "" {
-		s += "; hint: " + e.Hint
+		s += "; hint: " + strings.TrimSuffix(e.Hint, ".")
 	}
-	return s
+	return s + ")"
 }

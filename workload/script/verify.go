@@ -66,10 +66,11 @@ func (w *Workload) newInvariants(cfg []Invariant) []string {
 }
 
 // Baseline checks what only the database can tell, after Setup and before the
-// load: that the acknowledged table and column exist and can hold :txid, and that
-// every invariant's SQL runs and returns exactly one row with one column. It
-// reports every problem at once, in an error wrapping ErrInvalid, and records each
-// invariant's value before the load, which Verify compares with.
+// load: that the acknowledged table and column exist and can hold :txid, that every
+// invariant's SQL runs and returns exactly one row with one column, and that the
+// scripts' statements prepare (see checkStatements). It reports every problem at
+// once, in an error wrapping ErrInvalid, and records each invariant's value before
+// the load, which Verify compares with.
 func (w *Workload) Baseline(ctx context.Context, pool *pgxpool.Pool) error {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
@@ -86,6 +87,11 @@ func (w *Workload) Baseline(ctx context.Context, pool *pgxpool.Pool) error {
 			problems = append(problems, msg)
 		}
 	}
+	ps, err := w.checkStatements(ctx, conn.Conn())
+	if err != nil {
+		return fmt.Errorf("script: baseline: %w", err)
+	}
+	problems = append(problems, ps...)
 	for i := range w.invariants {
 		inv := &w.invariants[i]
 		text, msg, err := evalInvariant(ctx, conn.Conn(), inv.SQL)
@@ -351,3 +357,47 @@ func (s *keySource) Next() bool {
 
 func (s *keySource) Values() ([]any, error) { return s.vals, nil }
 func (s *keySource) Err() error             { return nil }
+
+// stateVerbs start statements that change what later statements find: when a
+// script has one, a statement may refer to what it creates, so only syntax errors
+// are reported before the load.
+var stateVerbs = map[string]bool{
+	"create": true, "alter": true, "drop": true, "set": true, "reset": true, "comment": true,
+	"grant": true, "revoke": true, "discard": true, "declare": true, "prepare": true,
+	"deallocate": true, "load": true, "security": true,
+}
+
+// checkStatements prepares (never runs) every statement of the scripts as the
+// load will, so that an SQL syntax error, a missing table or column, or a
+// parameter whose type cannot be inferred is reported before the load rather than
+// by every execution. Compound commands cannot be prepared and are not checked.
+func (w *Workload) checkStatements(ctx context.Context, c *pgx.Conn) ([]string, error) {
+	stateful := false
+	for _, sc := range w.scripts {
+		for _, in := range sc.prog {
+			if in.op == opSQL && stateVerbs[in.stmt.verb] {
+				stateful = true
+			}
+		}
+	}
+	var problems []string
+	for _, sc := range w.scripts {
+		for _, in := range sc.prog {
+			if in.op != opSQL || in.stmt.compound {
+				continue
+			}
+			_, err := c.PgConn().Prepare(ctx, "", in.stmt.sql, nil)
+			var pgErr *pgconn.PgError
+			switch {
+			case errors.As(err, &pgErr):
+				if pgErr.Code == "42601" || !stateful && strings.HasPrefix(pgErr.Code, "42") {
+					problems = append(problems, fmt.Sprintf("%s:%d: %s: %s: fix the statement (it was prepared against the database after setup, not run)",
+						sc.file, in.line, in.stmt.first, describePgError(pgErr)))
+				}
+			case err != nil:
+				return nil, err
+			}
+		}
+	}
+	return problems, nil
+}

@@ -381,10 +381,26 @@ func TestBaselineRejectsBadInput(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
 		name       string
+		script     string // default: testdata/shop/order.sql
 		invariants []Invariant
 		ack        Acknowledged
 		want       []string
 	}{
+		{
+			name:   "statements",
+			script: "\\set x 1\nSELEC 1;\nSELECT nope FROM orders;\nSELECT :x;\nSELECT :x::int, 'ok' \\; SELEC 2;\nINSERT INTO orders (txid, customer, amount) VALUES (:txid, 1, :x);\n",
+			ack:    Acknowledged{Table: "orders", Column: "txid"},
+			want: []string{
+				`s.sql:2: SELEC 1: ERROR: syntax error at or near "SELEC" (SQLSTATE 42601): fix the statement (it was prepared against the database after setup, not run)`,
+				`s.sql:3: SELECT nope FROM orders: ERROR: column "nope" does not exist (SQLSTATE 42703; hint: Perhaps you meant to reference the column "orders.note")`,
+			},
+		},
+		{
+			name:   "statements after a statement that changes the schema",
+			script: "CREATE TEMP TABLE IF NOT EXISTS scratch (a int);\nINSERT INTO scratch VALUES (1);\nSELEC 1;\nINSERT INTO orders (txid, customer, amount) VALUES (:txid, 1, 1);\n",
+			ack:    Acknowledged{Table: "orders", Column: "txid"},
+			want:   []string{`s.sql:3: SELEC 1: ERROR: syntax error at or near "SELEC"`},
+		},
 		{
 			name: "invariants",
 			invariants: []Invariant{
@@ -421,8 +437,12 @@ func TestBaselineRejectsBadInput(t *testing.T) {
 	_ = w0
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			file := "testdata/shop/order.sql"
+			if tt.script != "" {
+				file = writeFile(t, t.TempDir(), "s.sql", tt.script)
+			}
 			w, err := New(Config{
-				Scripts:      []ScriptFile{{File: "testdata/shop/order.sql", Weight: 1}},
+				Scripts:      []ScriptFile{{File: file, Weight: 1}},
 				Invariants:   tt.invariants,
 				Acknowledged: &tt.ack,
 			})
