@@ -295,7 +295,7 @@ var exprKeywords = map[string]bool{
 	"then": true, "else": true, "end": true, "as": true, "collate": true, "at": true,
 	"any": true, "all": true, "some": true, "distinct": true, "from": true, "array": true,
 	"row": true, "exists": true, "cast": true, "interval": true, "filter": true, "over": true,
-	"within": true, "user": true, "current_user": true, "session_user": true,
+	"within": true, "unknown": true, "document": true, "normalized": true, "user": true, "current_user": true, "session_user": true,
 	"current_role": true, "system_user": true, "current_catalog": true, "current_schema": true,
 }
 
@@ -311,19 +311,49 @@ func itemName(toks []sqlTok) (string, bool) {
 	if n >= 2 && isWord(toks[n-2], "as") && (toks[n-1].kind == stIdent || toks[n-1].kind == stQuoted) {
 		return identName(toks[n-1]), true
 	}
-	if name, ok := exprName(toks); ok {
-		return name, true
+	// expr alias: a name right after a token that can end an expression.
+	last, prev := toks[n-1], sqlTok{kind: stOp}
+	if n >= 2 {
+		prev = toks[n-2]
 	}
-	// expr alias (a bare alias after an expression we can name)
-	last := toks[n-1]
-	if n >= 2 && (last.kind == stQuoted || last.kind == stIdent && !exprKeywords[last.text]) {
-		if prev := toks[n-2]; !(prev.kind == stPunct && (prev.text == "." || prev.text == "::")) {
-			if _, ok := exprName(toks[:n-1]); ok {
-				return identName(last), true
-			}
+	if (last.kind == stQuoted || last.kind == stIdent && !exprKeywords[last.text]) && endsExpr(prev) {
+		ambiguous := false
+		depthScan(toks[:n-1], func(i, depth int) bool {
+			t := toks[i]
+			// After a cast or in a typed literal, a word may belong to the type
+			// (double precision, interval '1' day).
+			ambiguous = depth == 0 && (t.kind == stPunct && t.text == "::" || t.kind == stIdent && typeWords[t.text])
+			return !ambiguous
+		})
+		if ambiguous {
+			return "", false
 		}
+		return identName(last), true
 	}
-	return "", false
+	return exprName(toks)
+}
+
+// endsExpr reports whether an expression can end with t, so that a name after it
+// is an alias.
+func endsExpr(t sqlTok) bool {
+	switch t.kind {
+	case stQuoted, stLiteral, stParam:
+		return true
+	case stIdent:
+		return !exprKeywords[t.text] || t.text == "null" || t.text == "true" || t.text == "false" || t.text == "end"
+	case stPunct:
+		return t.text == ")" || t.text == "]"
+	}
+	return false
+}
+
+// typeWords appear in type names and typed literals, where a following word may
+// be part of the type rather than an alias.
+var typeWords = map[string]bool{
+	"interval": true, "time": true, "timestamp": true, "date": true, "zone": true, "precision": true,
+	"varying": true, "with": true, "without": true, "year": true, "month": true, "day": true,
+	"hour": true, "minute": true, "second": true, "national": true, "character": true, "char": true,
+	"bit": true, "double": true,
 }
 
 // operatorKeywords make an item an expression, which PostgreSQL names ?column?.
@@ -370,7 +400,7 @@ func exprName(toks []sqlTok) (string, bool) {
 			}
 			return true
 		})
-		if hasOp || cut <= 0 || !isColumnRef(toks[:cut]) {
+		if hasOp || cut <= 0 || !isColumnRef(toks[:cut]) || !castChain(toks[cut:]) {
 			return "", false
 		}
 		return exprName(toks[:cut])
@@ -403,7 +433,7 @@ func exprName(toks []sqlTok) (string, bool) {
 	if p > 0 && p < n && toks[p].kind == stPunct && toks[p].text == "(" && closesAt(toks, p) == n-1 && isColumnRef(toks[:p]) {
 		name := identName(toks[p-1])
 		switch name {
-		case "trim", "cast", "treat", "collation", "normalize", "xmlelement", "xmlforest", "xmlparse",
+		case "trim", "extract", "cast", "treat", "collation", "normalize", "xmlelement", "xmlforest", "xmlparse",
 			"xmlpi", "xmlroot", "xmlserialize", "xmlexists", "json_object", "json_array":
 			return "", false
 		}
@@ -413,6 +443,35 @@ func exprName(toks []sqlTok) (string, bool) {
 		return name, true
 	}
 	return "", false
+}
+
+// castChain reports whether toks is a chain of simple casts: ::name[.name][(...)][[]]...
+func castChain(toks []sqlTok) bool {
+	i := 0
+	for i < len(toks) {
+		if !(toks[i].kind == stPunct && toks[i].text == "::") || i+1 >= len(toks) {
+			return false
+		}
+		i++
+		if toks[i].kind != stIdent && toks[i].kind != stQuoted {
+			return false
+		}
+		i++
+		if i+1 < len(toks) && toks[i].kind == stPunct && toks[i].text == "." && (toks[i+1].kind == stIdent || toks[i+1].kind == stQuoted) {
+			i += 2
+		}
+		if i < len(toks) && toks[i].kind == stPunct && toks[i].text == "(" {
+			end := closesAt(toks, i)
+			if end < 0 {
+				return false
+			}
+			i = end + 1
+		}
+		for i+1 < len(toks) && toks[i].kind == stPunct && toks[i].text == "[" && toks[i+1].kind == stPunct && toks[i+1].text == "]" {
+			i += 2
+		}
+	}
+	return true
 }
 
 // isColumnRef reports whether toks is name(.name)*.

@@ -108,9 +108,17 @@ type Invariant struct {
 	Expect string
 }
 
-// Acknowledged is the table and column in which write scripts store :txid.
+// Acknowledged is the table and column in which write scripts store :txid. Each
+// acknowledged execution of a write script that uses :txid must leave exactly one
+// row holding it: Verify reports a missing one as a lost write and extra ones as
+// duplicates. An execution whose statements using :txid did not run (skipped by
+// \if) is not checked.
 type Acknowledged struct {
-	Table, Column string
+	// Table is the table's name as SQL would write it, optionally schema-qualified.
+	Table string
+	// Column is the column's name as the catalog holds it; it must be of type uuid
+	// or a text type.
+	Column string
 }
 
 // ExpectUnchanged is the Expect of an invariant whose value must not change.
@@ -212,7 +220,7 @@ func New(cfg Config) (*Workload, error) {
 			problems = append(problems, problem{sf.File, 0, fmt.Sprintf("cannot read the script: %v", unwrapPath(err))})
 			continue
 		}
-		cmds, ps := parseScript(sf.File, string(text))
+		cmds, ps := parseScript(sf.File, strings.TrimPrefix(string(text), "\ufeff"))
 		problems = append(problems, ps...)
 		if len(cmds) == 0 && len(ps) == 0 {
 			problems = append(problems, problem{sf.File, 0, "the script is empty: write at least one SQL command"})
@@ -266,7 +274,7 @@ func New(cfg Config) (*Workload, error) {
 		if err != nil {
 			problems = append(problems, problem{cfg.Setup, 0, fmt.Sprintf("cannot read the setup file: %v", unwrapPath(err))})
 		} else {
-			stmts, ps := splitSetup(cfg.Setup, string(text))
+			stmts, ps := splitSetup(cfg.Setup, strings.TrimPrefix(string(text), "\ufeff"))
 			problems = append(problems, ps...)
 			w.setup = stmts
 			w.setupFile = cfg.Setup
