@@ -5,69 +5,78 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/rehearse-dev/rehearse/migrate/dnsserver"
 )
 
-// DNS is the dns endpoint mode: a writer and a reader Proxy standing for Aurora's
-// cluster and reader endpoints, and a stale-DNS window applied at failover.
-type DNS struct {
-	writer, reader *Proxy
-	stale          time.Duration
-	after          func(time.Duration) <-chan time.Time
-	log            io.Writer
+// confirmPoll paces Release's queries for the flipped record.
+const confirmPoll = 10 * time.Millisecond
 
-	failMu sync.Mutex // serialises Failover (it waits out the stale window)
+// DNS is the dns endpoint mode: the cluster (writer) endpoint and the reader endpoint
+// are records on the cluster's DNS server, as on Aurora. The writer endpoint is a
+// CNAME to the writer's instance name; the reader endpoint a CNAME to one reader's
+// instance name per query, in turn (the writer's when there is no reader, and while
+// write forwarding is on); each instance name answers the node's own address, on the
+// port all nodes share. Clients connect to the nodes themselves: there is nothing in
+// between to drop, hold or redirect a connection.
+type DNS struct {
+	rec         records
+	port        string
+	propagation time.Duration
+	after       func(time.Duration) <-chan time.Time
+	log         io.Writer
+
+	flipMu sync.Mutex // serialises Release's flips (each waits out the propagation delay)
 
 	mu         sync.Mutex
-	current    string   // the writer node the endpoints resolve to (after any window)
+	current    string   // the writer node the records name
+	next       string   // the writer the records flip to after the delay ("" when none is pending)
 	readers    []string // the reader endpoint's members
 	forwarding bool
-	stalled    bool // inside a stale window: the endpoints keep the old view
 	closed     bool
 }
 
-// DNSOption tunes a DNS.
-type DNSOption func(*DNS)
-
-// WithAfter replaces the timer that times the stale window (time.After by default),
-// so tests can end the window when they choose.
-func WithAfter(after func(time.Duration) <-chan time.Time) DNSOption {
-	return func(d *DNS) { d.after = after }
-}
-
-// NewDNS starts the dns mode's two endpoints: the writer endpoint reaches writer, the
-// reader endpoint reaches readers (round-robin; the writer when there are none).
-// stale is the stale-DNS window of Failover (0: none). log receives endpoint changes;
-// nil discards them.
-func NewDNS(writer string, readers []string, stale time.Duration, log io.Writer, opts ...DNSOption) (*DNS, error) {
-	if log == nil {
-		log = io.Discard
+// NewDNS sets up the dns mode's records on cfg.DNS: the writer endpoint names
+// cfg.Writer's instance, the reader endpoint cfg.Readers' (the writer's when there
+// are none). The nodes' instance names must already be on the server (the cluster
+// puts them there) and the nodes share one port. It writes the server's address and
+// the endpoint names to cfg.Log, for dig. cfg.Propagation times Release's flip.
+func NewDNS(cfg Config, opts ...Option) (*DNS, error) {
+	cfg.Mode = ModeDNS
+	cfg = cfg.withDefaults()
+	if errs := cfg.Validate(); len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
-	if err := checkHostPort(writer); err != nil {
-		return nil, fmt.Errorf("endpoint: dns writer: %w", err)
+	_, port, _ := net.SplitHostPort(cfg.Writer)
+	d := &DNS{
+		rec: records{srv: cfg.DNS, names: cfg.DNS.Names()}, port: port,
+		propagation: cfg.Propagation, after: applyOptions(opts).after, log: cfg.Log,
+		current: cfg.Writer, readers: slices.Clone(cfg.Readers),
 	}
-	if stale < 0 {
-		return nil, fmt.Errorf("%w: stale window %v is negative", ErrInvalidConfig, stale)
+	if err := d.checkPorts(append([]string{cfg.Writer}, cfg.Readers...)); err != nil {
+		return nil, err
 	}
-	d := &DNS{stale: stale, after: time.After, log: log, current: writer, readers: slices.Clone(readers)}
-	for _, o := range opts {
-		o(d)
-	}
-	w, err := NewProxy("writer", []string{writer}, log)
+	d.mu.Lock()
+	err := d.apply()
+	d.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	r, err := NewProxy("reader", readerTargets(writer, readers, false), log)
-	if err != nil {
-		_ = w.Close()
-		return nil, err
-	}
-	d.writer, d.reader = w, r
-	fmt.Fprintf(log, "dns endpoints: writer %s -> %s, reader %s -> %v\n", w.Addr(), writer, r.Addr(), r.Backends())
+	n := d.rec.names
+	fmt.Fprintf(d.log, "dns endpoints on the DNS server %s (ttl %v, records flip %v after a redirect):\n"+
+		"  writer endpoint %s -> %s\n  reader endpoint %s -> %s\n  try: dig @%s -p %s %s\n",
+		d.rec.srv.Addr(), d.rec.srv.TTL(), d.propagation,
+		n.Writer(), strings.Join(d.rec.srv.Alias(n.Writer()), " | "),
+		n.Reader(), strings.Join(d.rec.srv.Alias(n.Reader()), " | "),
+		hostOf(d.rec.srv.Addr()), portOf(d.rec.srv.Addr()), n.Writer())
 	return d, nil
 }
 
@@ -77,20 +86,17 @@ func (d *DNS) Name() string { return ModeDNS }
 // ExecMode returns pgx's default exec mode: connections reach PostgreSQL directly.
 func (d *DNS) ExecMode() pgx.QueryExecMode { return ExecMode(ModeDNS) }
 
-// WriterAddr returns the writer endpoint's 127.0.0.1:port.
-func (d *DNS) WriterAddr() string { return d.writer.Addr() }
+// WriterAddr returns the writer endpoint's name and the nodes' port.
+func (d *DNS) WriterAddr() string { return net.JoinHostPort(d.rec.names.Writer(), d.port) }
 
-// ReaderAddr returns the reader endpoint's 127.0.0.1:port.
-func (d *DNS) ReaderAddr() string { return d.reader.Addr() }
+// ReaderAddr returns the reader endpoint's name and the nodes' port.
+func (d *DNS) ReaderAddr() string { return net.JoinHostPort(d.rec.names.Reader(), d.port) }
 
-// WriterProxy returns the writer endpoint's proxy (for inspection: Conns, Backends).
-func (d *DNS) WriterProxy() *Proxy { return d.writer }
+// Server returns the DNS server the records are on.
+func (d *DNS) Server() *dnsserver.Server { return d.rec.srv }
 
-// ReaderProxy returns the reader endpoint's proxy.
-func (d *DNS) ReaderProxy() *Proxy { return d.reader }
-
-// Writer returns the writer node the writer endpoint resolves to, once any stale
-// window is over.
+// Writer returns the writer node the writer endpoint's record names now (the old
+// writer while a flip waits out its propagation delay).
 func (d *DNS) Writer() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -98,84 +104,87 @@ func (d *DNS) Writer() string {
 }
 
 // Hold does nothing in the dns mode: DNS cannot hold clients back. The old writer's
-// connections break when it stops (as on Aurora, where it restarts), and Release
-// drops any that remain.
+// connections break when it stops, as on Aurora, where it restarts.
 func (d *DNS) Hold(ctx context.Context) error { return nil }
 
 // Release makes writer the writer and readers the reader endpoint's members. When
-// the writer changes this is Failover from the current writer; otherwise the reader
-// membership changes at once.
+// the writer changes, the records keep naming the old writer for the propagation
+// delay; then both flip, and Release returns once the server answers the writer
+// endpoint with writer's instance. Clients that cached the old answer keep reaching
+// the old node until their cache expires. When ctx ends during the delay the records
+// flip at once and ctx's error is returned. When the writer is unchanged the reader
+// endpoint changes at once.
 func (d *DNS) Release(ctx context.Context, writer string, readers []string) error {
-	if err := checkHostPort(writer); err != nil {
+	if err := d.checkPorts(append([]string{writer}, readers...)); err != nil {
 		return fmt.Errorf("endpoint: dns release: %w", err)
 	}
-	old := d.Writer()
-	if old == writer {
-		return d.SetReaders(ctx, readers)
-	}
-	return d.Failover(ctx, old, writer, readers)
-}
-
-// Failover emulates the endpoints during an Aurora failover from oldWriter to
-// newWriter. It drops every connection to oldWriter on both endpoints at once; then,
-// for the stale window, new connections keep going where they went before (the
-// writer endpoint to oldWriter: reset right after connecting while it is down (see
-// Proxy), 25006 on writes once it runs as a standby; the reader endpoint to its old members); then the writer
-// endpoint switches to newWriter and the reader endpoint to readers (newWriter when
-// there are none, or while forwarding is on), and Failover returns.
-//
-// Connections made during the window are not dropped at the switch: on Aurora they
-// stay on the old node until the client reconnects. When ctx ends during the window
-// the switch is made at once and ctx's error is returned.
-func (d *DNS) Failover(ctx context.Context, oldWriter, newWriter string, readers []string) error {
-	if err := checkHostPort(newWriter); err != nil {
-		return fmt.Errorf("endpoint: dns failover: %w", err)
-	}
-	for _, r := range readers {
-		if err := checkHostPort(r); err != nil {
-			return fmt.Errorf("endpoint: dns failover: %w", err)
-		}
-	}
-	d.failMu.Lock()
-	defer d.failMu.Unlock()
-
+	d.flipMu.Lock()
+	defer d.flipMu.Unlock()
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
-		return fmt.Errorf("endpoint: dns failover: %w", ErrClosed)
+		return fmt.Errorf("endpoint: dns release: %w", ErrClosed)
 	}
-	d.stalled = true
-	d.current = newWriter
+	old := d.current
 	d.readers = slices.Clone(readers)
+	if old == writer {
+		err := d.apply()
+		d.mu.Unlock()
+		return err
+	}
+	d.next = writer
 	d.mu.Unlock()
-
-	dropped := d.writer.Drop(oldWriter) + d.reader.Drop(oldWriter)
-	fmt.Fprintf(d.log, "dns failover %s -> %s: dropped %d connection(s) to the old writer; stale window %v\n",
-		oldWriter, newWriter, dropped, d.stale)
+	fmt.Fprintf(d.log, "dns: the writer endpoint flips from %s to %s in %v (ttl %v)\n", old, writer, d.propagation, d.rec.srv.TTL())
 
 	var err error
-	if d.stale > 0 {
+	if d.propagation > 0 {
 		select {
-		case <-d.after(d.stale):
+		case <-d.after(d.propagation):
 		case <-ctx.Done():
-			err = fmt.Errorf("endpoint: dns failover: stale window cut short, endpoints switched anyway: %w", ctx.Err())
+			err = fmt.Errorf("endpoint: dns release: propagation delay cut short, records flipped anyway: %w", ctx.Err())
 		}
 	}
-
 	d.mu.Lock()
-	d.stalled = false
-	d.apply()
+	d.current, d.next = writer, ""
+	aerr := d.apply()
 	d.mu.Unlock()
-	return err
+	if aerr != nil {
+		return errors.Join(err, aerr)
+	}
+	if err != nil {
+		return err
+	}
+	return d.confirm(ctx, writer)
 }
 
-// SetReaders changes the reader endpoint's members for new connections (none: the
-// writer). During a stale window it takes effect at the switch.
-func (d *DNS) SetReaders(ctx context.Context, readers []string) error {
-	for _, r := range readers {
-		if err := checkHostPort(r); err != nil {
-			return fmt.Errorf("endpoint: dns readers: %w", err)
+// confirm asks the server until its answer for the writer endpoint names writer's
+// instance: the records are in place, not just set.
+func (d *DNS) confirm(ctx context.Context, writer string) error {
+	want, err := d.rec.instance(writer)
+	if err != nil {
+		return err
+	}
+	tick := time.NewTicker(confirmPoll)
+	defer tick.Stop()
+	for {
+		a, err := dnsserver.Lookup(ctx, d.rec.srv.Addr(), d.rec.names.Writer(), "udp")
+		if err == nil && strings.EqualFold(a.CNAME, want) {
+			return nil
 		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("endpoint: dns release: the server does not answer %s for %s (last answer %q, %v): %w",
+				want, d.rec.names.Writer(), a.CNAME, err, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// SetReaders changes the reader endpoint's members (none: the writer). While a flip
+// waits out its propagation delay, it takes effect with the flip.
+func (d *DNS) SetReaders(ctx context.Context, readers []string) error {
+	if err := d.checkPorts(readers); err != nil {
+		return fmt.Errorf("endpoint: dns readers: %w", err)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -183,13 +192,12 @@ func (d *DNS) SetReaders(ctx context.Context, readers []string) error {
 		return fmt.Errorf("endpoint: dns readers: %w", ErrClosed)
 	}
 	d.readers = slices.Clone(readers)
-	d.apply()
-	return nil
+	return d.apply()
 }
 
 // SetForwarding turns write-forwarding emulation on or off: while on, the reader
-// endpoint's new connections reach the writer. Established connections stay where
-// they are. During a stale window it takes effect at the switch.
+// endpoint names the writer. Established connections stay where they are. While a
+// flip waits out its propagation delay, it takes effect with the flip.
 func (d *DNS) SetForwarding(ctx context.Context, on bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -197,11 +205,10 @@ func (d *DNS) SetForwarding(ctx context.Context, on bool) error {
 		return fmt.Errorf("endpoint: dns forwarding: %w", ErrClosed)
 	}
 	if d.forwarding != on {
-		fmt.Fprintf(d.log, "dns write forwarding %v\n", on)
+		fmt.Fprintf(d.log, "dns: write forwarding %v\n", on)
 	}
 	d.forwarding = on
-	d.apply()
-	return nil
+	return d.apply()
 }
 
 // Forwarding reports whether write forwarding is on.
@@ -211,21 +218,89 @@ func (d *DNS) Forwarding() bool {
 	return d.forwarding
 }
 
-// apply points the proxies at the current view, unless a stale window holds the old
-// one; d.mu must be held.
-func (d *DNS) apply() {
-	if d.stalled || d.closed {
-		return
+// apply writes the current view to the records, unless a flip is pending (the
+// records keep the old view until it happens); d.mu must be held.
+func (d *DNS) apply() error {
+	if d.next != "" || d.closed {
+		return nil
 	}
-	d.writer.SetBackends([]string{d.current})
-	d.reader.SetBackends(readerTargets(d.current, d.readers, d.forwarding))
+	return d.rec.set(d.current, d.readers, d.forwarding)
 }
 
-// Close closes both endpoints and their connections. It is idempotent; ctx is unused
-// (closing never blocks on the network).
+// checkPorts checks that every address is host:port on the nodes' port: a DNS
+// answer carries no port.
+func (d *DNS) checkPorts(addrs []string) error {
+	for _, a := range addrs {
+		if err := checkHostPort(a); err != nil {
+			return err
+		}
+		if _, p, _ := net.SplitHostPort(a); d.port != "" && p != d.port {
+			return fmt.Errorf("%w: node %s: the dns mode needs every node on port %s (a DNS answer has no port)", ErrInvalidConfig, a, d.port)
+		}
+	}
+	return nil
+}
+
+// Close removes the endpoint records (the names then answer NXDOMAIN); the server
+// itself is its owner's to close. It is idempotent; ctx is unused.
 func (d *DNS) Close(ctx context.Context) error {
 	d.mu.Lock()
-	d.closed = true
-	d.mu.Unlock()
-	return errors.Join(d.writer.Close(), d.reader.Close())
+	defer d.mu.Unlock()
+	if !d.closed {
+		d.closed = true
+		d.rec.remove()
+	}
+	return nil
 }
+
+// records keeps a cluster's writer and reader endpoint records on its DNS server,
+// from node addresses, through the instance names the cluster registered.
+type records struct {
+	srv   *dnsserver.Server
+	names dnsserver.Names
+}
+
+// set points the writer endpoint at writer's instance and the reader endpoint at
+// readers' (the writer's when there are none, or while forwarding is on).
+func (r records) set(writer string, readers []string, forwarding bool) error {
+	w, err := r.instance(writer)
+	if err != nil {
+		return err
+	}
+	targets := readerTargets(writer, readers, forwarding)
+	rs := make([]string, len(targets))
+	for i, a := range targets {
+		if rs[i], err = r.instance(a); err != nil {
+			return err
+		}
+	}
+	return errors.Join(r.srv.SetAlias(r.names.Writer(), w), r.srv.SetAlias(r.names.Reader(), rs...))
+}
+
+// instance returns the instance name registered for node address addr.
+func (r records) instance(addr string) (string, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("%w: node %q: %w", ErrInvalidConfig, addr, err)
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return "", fmt.Errorf("%w: node %q: want an IP address, which an instance name answers", ErrInvalidConfig, addr)
+	}
+	suffix := "." + r.names.ID + "." + r.names.Zone
+	for _, name := range r.srv.HostsAt(ip) {
+		if label, ok := strings.CutSuffix(name, suffix); ok && !strings.Contains(label, ".") {
+			return name, nil
+		}
+	}
+	return "", fmt.Errorf("%w: node %s has no instance name (*%s) on the DNS server; the cluster names its nodes there", ErrInvalidConfig, addr, suffix)
+}
+
+// remove deletes the endpoint records.
+func (r records) remove() {
+	r.srv.Remove(r.names.Writer())
+	r.srv.Remove(r.names.Reader())
+}
+
+func hostOf(addr string) string { h, _, _ := net.SplitHostPort(addr); return h }
+func portOf(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }

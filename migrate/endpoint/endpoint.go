@@ -1,21 +1,27 @@
-// Package endpoint emulates Aurora's cluster endpoints in front of a local (or
+// Package endpoint provides Aurora's cluster endpoints in front of a local (or
 // container) cluster. The load always connects to a writer endpoint and a reader
 // endpoint, never to nodes directly, so a switchover is seen the way an application
-// sees it on Aurora. There are two modes:
+// sees it on Aurora. There are two modes, and an internal third:
 //
-//   - dns (DNS): two TCP forwarders on 127.0.0.1 stand for the DNS names of
-//     Aurora's cluster and reader endpoints. At a failover the old writer's
-//     connections drop, and for a stale-DNS window new connections still reach the
-//     old node (refused while it is down, read-only errors, SQLSTATE 25006, once it
-//     runs as a standby), as they do on Aurora while clients cache the old address.
+//   - dns (DNS): the cluster endpoint and reader endpoint are names on the cluster's
+//     DNS server (migrate/dnsserver), CNAMEs to the instances' own names, which
+//     answer each node's own address. At a failover the records flip to the new
+//     writer after a propagation delay; until a client's cached answer expires (the
+//     TTL) it still reaches the old node: refused while it is down, read-only errors
+//     (SQLSTATE 25006) once it runs as a standby. Nothing is simulated: what clients
+//     see comes from the TTL, their cache and their retries.
 //   - proxy (PgBouncerPair): one real PgBouncer per endpoint in transaction pooling
-//     mode. A switchover PAUSEs it, repoints it at the new writer and RESUMEs it, so
-//     client connections survive, as with RDS Proxy.
+//     mode, each with a name of its own on the DNS server. A switchover PAUSEs it,
+//     repoints it at the new writer and RESUMEs it, so client connections survive,
+//     as with RDS Proxy.
+//   - forward (Forwarders): two TCP forwarders on 127.0.0.1 with a stale window that
+//     stands for DNS caching, for clients that must reach the endpoints at
+//     127.0.0.1:port (the Aurora emulator); not offered to scenarios.
 //
 // Write forwarding is emulated at the endpoint: while it is on, new connections to
 // the reader endpoint are served by the writer.
 //
-// Both modes implement Mode, which the cutover provider holds.
+// Every mode implements Mode, which the cutover provider holds.
 package endpoint
 
 import (
@@ -27,18 +33,29 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/rehearse-dev/rehearse/migrate/dnsserver"
 )
 
 // Endpoint modes, as spelled in scenarios and on the command line (--endpoint).
 const (
-	// ModeDNS is the Aurora-like DNS endpoint emulation (the default).
+	// ModeDNS is the Aurora-like DNS mode (the default).
 	ModeDNS = "dns"
 	// ModeProxy is the PgBouncer (RDS Proxy-like) mode.
 	ModeProxy = "proxy"
+	// ModeForward is the TCP forwarder mode with a stale window, for clients that
+	// must reach the endpoints at 127.0.0.1:port; scenarios do not offer it.
+	ModeForward = "forward"
 )
 
-// DefaultStale is the dns mode's stale window when Config.Stale is 0.
-const DefaultStale = 2 * time.Second
+// DefaultPropagation is how long after a redirect the dns mode's records flip (and
+// the forward mode's stale window lasts) when Config.Propagation is 0.
+const DefaultPropagation = 2 * time.Second
+
+// DefaultStale is the former name of DefaultPropagation.
+//
+// Deprecated: use DefaultPropagation.
+const DefaultStale = DefaultPropagation
 
 // Sentinel errors; match them with errors.Is.
 var (
@@ -54,24 +71,28 @@ var (
 )
 
 // Mode is a pair of cluster endpoints (writer and reader) that the cutover provider
-// steers through a switchover. Both DNS and PgBouncerPair implement it.
+// steers through a switchover. DNS, PgBouncerPair and Forwarders implement it.
 //
 // A planned switchover calls Hold, then stops the old writer and promotes the new
 // one, then calls Release with the new writer. What Hold and Release do differs by
 // mode, as it does on Aurora:
 //
 //   - dns: Hold does nothing (DNS cannot hold clients back; the old writer's
-//     connections break when it stops). Release drops what is still connected to the
-//     old writer on both endpoints, keeps new connections going to it for the stale
+//     connections break when it stops). Release waits the propagation delay, flips
+//     the records and returns once the DNS server answers with the new writer.
+//   - forward: Hold does nothing. Release drops what is still connected to the old
+//     writer on both endpoints, keeps new connections going to it for the stale
 //     window, then switches and returns.
 //   - proxy: Hold PAUSEs the PgBouncers that reach the writer, which waits for
 //     in-flight transactions and then holds new ones (clients block, they do not
 //     fail). Release repoints them and RESUMEs, and the held clients continue on the
 //     new writer over the same client connections.
 type Mode interface {
-	// Name returns the mode: ModeDNS or ModeProxy.
+	// Name returns the mode: ModeDNS, ModeProxy or ModeForward.
 	Name() string
-	// WriterAddr and ReaderAddr return the 127.0.0.1:port of the endpoints.
+	// WriterAddr and ReaderAddr return the host:port clients connect to: the
+	// endpoints' names on the DNS server (dns; proxy with a DNS server) and the port,
+	// or 127.0.0.1:port.
 	WriterAddr() string
 	ReaderAddr() string
 	// ExecMode is the pgx query exec mode the load's pools must use through these
@@ -83,7 +104,7 @@ type Mode interface {
 	Hold(ctx context.Context) error
 	// Release points the endpoints at writer, with readers as the reader endpoint's
 	// members (none: the writer), and undoes Hold. It returns once new connections
-	// reach writer.
+	// (dns: new lookups) reach writer.
 	Release(ctx context.Context, writer string, readers []string) error
 	// SetReaders changes the reader endpoint's members (none: the writer, as on
 	// Aurora). Established connections stay where they are.
@@ -98,14 +119,15 @@ type Mode interface {
 var (
 	_ Mode = (*DNS)(nil)
 	_ Mode = (*PgBouncerPair)(nil)
+	_ Mode = (*Forwarders)(nil)
 )
 
 // ExecMode returns the pgx query exec mode for connections through endpoints of the
 // given mode. PgBouncer 1.18 in transaction pooling mode does not support named
 // prepared statements (a statement prepared in one transaction may be gone, or on
 // another server connection, in the next), so proxy uses QueryExecModeExec, which
-// only uses the unnamed statement within one round trip. dns (and anything else)
-// keeps pgx's default, QueryExecModeCacheStatement.
+// only uses the unnamed statement within one round trip. dns and forward (and
+// anything else) keep pgx's default, QueryExecModeCacheStatement.
 func ExecMode(mode string) pgx.QueryExecMode {
 	if mode == ModeProxy {
 		return pgx.QueryExecModeExec
@@ -115,15 +137,26 @@ func ExecMode(mode string) pgx.QueryExecMode {
 
 // Config describes a pair of endpoints for New.
 type Config struct {
-	// Mode is ModeDNS (the default when empty) or ModeProxy.
+	// Mode is ModeDNS (the default when empty), ModeProxy or ModeForward.
 	Mode string
 	// Writer is the writer node's host:port. Required.
 	Writer string
 	// Readers are the reader nodes' host:port; none means the reader endpoint reaches
 	// the writer.
 	Readers []string
-	// Stale is the dns mode's stale-DNS window; 0 means DefaultStale. A negative value
-	// means no window.
+	// DNS is the cluster's DNS server, on which the nodes' instance names answer
+	// their addresses. The dns mode keeps the endpoint records on it (required; the
+	// nodes must then share one port); the proxy mode gives its PgBouncers names
+	// there and keeps the cluster endpoint records current as well (optional). The
+	// caller owns it.
+	DNS *dnsserver.Server
+	// Propagation is how long after a redirect the dns mode's records flip to the
+	// new writer (the forward mode's stale window); 0 means Stale, or
+	// DefaultPropagation when that is 0 too. A negative value means at once.
+	Propagation time.Duration
+	// Stale sets Propagation when that is 0.
+	//
+	// Deprecated: the dns mode has no stale window any more; set Propagation.
 	Stale time.Duration
 	// Dir is the proxy mode's work directory (PgBouncer configs and logs). Required
 	// for ModeProxy.
@@ -141,11 +174,14 @@ func (c Config) withDefaults() Config {
 	if c.Mode == "" {
 		c.Mode = ModeDNS
 	}
-	if c.Stale == 0 {
-		c.Stale = DefaultStale
+	if c.Propagation == 0 {
+		c.Propagation = c.Stale
 	}
-	if c.Stale < 0 {
-		c.Stale = 0
+	if c.Propagation == 0 {
+		c.Propagation = DefaultPropagation
+	}
+	if c.Propagation < 0 {
+		c.Propagation = 0
 	}
 	if c.Log == nil {
 		c.Log = io.Discard
@@ -160,8 +196,11 @@ func (c Config) Validate() []error {
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
 	}
-	if !slices.Contains([]string{ModeDNS, ModeProxy}, c.Mode) {
+	if !slices.Contains([]string{ModeDNS, ModeProxy, ModeForward}, c.Mode) {
 		bad("Mode %q: want %s or %s", c.Mode, ModeDNS, ModeProxy)
+	}
+	if c.Mode == ModeDNS && c.DNS == nil {
+		bad("DNS is nil; the dns mode keeps its records on the cluster's DNS server")
 	}
 	if c.Writer == "" {
 		bad("Writer is empty; set the writer node's host:port")
@@ -186,16 +225,40 @@ func (c Config) Validate() []error {
 }
 
 // New starts the endpoints cfg describes: NewDNS for ModeDNS, StartPgBouncerPair for
-// ModeProxy.
+// ModeProxy, NewForwarders for ModeForward.
 func New(ctx context.Context, cfg Config) (Mode, error) {
 	cfg = cfg.withDefaults()
 	if errs := cfg.Validate(); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	if cfg.Mode == ModeProxy {
+	switch cfg.Mode {
+	case ModeProxy:
 		return StartPgBouncerPair(ctx, cfg)
+	case ModeForward:
+		return NewForwarders(cfg.Writer, cfg.Readers, cfg.Propagation, cfg.Log)
 	}
-	return NewDNS(cfg.Writer, cfg.Readers, cfg.Stale, cfg.Log)
+	return NewDNS(cfg)
+}
+
+// Option tunes the dns and forward modes.
+type Option func(*options)
+
+type options struct {
+	after func(time.Duration) <-chan time.Time
+}
+
+func applyOptions(opts []Option) options {
+	o := options{after: time.After}
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+// WithAfter replaces the timer that times the propagation delay (the forward mode's
+// stale window), time.After by default, so tests can end it when they choose.
+func WithAfter(after func(time.Duration) <-chan time.Time) Option {
+	return func(o *options) { o.after = after }
 }
 
 // readerTargets is where the reader endpoint's new connections go: the writer while

@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/rehearse-dev/rehearse/migrate/dnsserver"
 )
 
 // PgBouncerPair is the proxy endpoint mode: a writer and a reader PgBouncer in
@@ -19,9 +23,14 @@ import (
 // PgBouncer 1.18 takes one host:port per database, so the reader PgBouncer reaches
 // one node: the first reader (the writer when there are none, or while write
 // forwarding is on).
+//
+// With a DNS server, each PgBouncer has a name of its own there (see
+// dnsserver.Names.Proxy), which clients connect to, and the pair keeps the cluster
+// endpoint records current too, at once, for whoever looks them up.
 type PgBouncerPair struct {
 	writer, reader *PgBouncer
 	log            io.Writer
+	rec            *records // nil without a DNS server
 
 	mu         sync.Mutex
 	current    string // the writer node
@@ -54,7 +63,43 @@ func StartPgBouncerPair(ctx context.Context, cfg Config) (*PgBouncerPair, error)
 		_ = w.Close()
 		return nil, err
 	}
-	return &PgBouncerPair{writer: w, reader: r, log: cfg.Log, current: cfg.Writer, readers: slices.Clone(cfg.Readers)}, nil
+	p := &PgBouncerPair{writer: w, reader: r, log: cfg.Log, current: cfg.Writer, readers: slices.Clone(cfg.Readers)}
+	if cfg.DNS != nil {
+		if err := p.name(cfg.DNS); err != nil {
+			_ = w.Close()
+			_ = r.Close()
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// name gives the PgBouncers their names on srv (they listen on 127.0.0.1) and sets
+// the cluster endpoint records.
+func (p *PgBouncerPair) name(srv *dnsserver.Server) error {
+	p.rec = &records{srv: srv, names: srv.Names()}
+	n := p.rec.names
+	lo := netip.MustParseAddr("127.0.0.1")
+	if err := errors.Join(srv.SetHost(n.Proxy("writer"), lo), srv.SetHost(n.Proxy("reader"), lo)); err != nil {
+		return fmt.Errorf("endpoint: proxy names: %w", err)
+	}
+	p.updateRecords()
+	fmt.Fprintf(p.log, "proxy endpoints on the DNS server %s (ttl %v):\n  writer pgbouncer %s\n  reader pgbouncer %s\n  try: dig @%s -p %s %s\n",
+		srv.Addr(), srv.TTL(), p.WriterAddr(), p.ReaderAddr(), hostOf(srv.Addr()), portOf(srv.Addr()), n.Proxy("writer"))
+	return nil
+}
+
+// updateRecords points the cluster endpoint records at the current writer and
+// readers; p.mu must be held (or p not yet shared). A node without an instance name
+// only costs the records, not the switchover: clients reach the PgBouncers by their
+// own names.
+func (p *PgBouncerPair) updateRecords() {
+	if p.rec == nil {
+		return
+	}
+	if err := p.rec.set(p.current, p.readers, p.forwarding); err != nil {
+		fmt.Fprintf(p.log, "warning: proxy endpoints: cluster endpoint records not updated: %v\n", err)
+	}
 }
 
 // Name returns ModeProxy.
@@ -64,11 +109,20 @@ func (p *PgBouncerPair) Name() string { return ModeProxy }
 // PgBouncer 1.18 in transaction pooling mode.
 func (p *PgBouncerPair) ExecMode() pgx.QueryExecMode { return ExecMode(ModeProxy) }
 
-// WriterAddr returns the writer PgBouncer's 127.0.0.1:port.
-func (p *PgBouncerPair) WriterAddr() string { return p.writer.Addr() }
+// WriterAddr returns the writer PgBouncer's name and port with a DNS server, else
+// its 127.0.0.1:port.
+func (p *PgBouncerPair) WriterAddr() string { return p.named("writer", p.writer) }
 
-// ReaderAddr returns the reader PgBouncer's 127.0.0.1:port.
-func (p *PgBouncerPair) ReaderAddr() string { return p.reader.Addr() }
+// ReaderAddr returns the reader PgBouncer's name and port with a DNS server, else
+// its 127.0.0.1:port.
+func (p *PgBouncerPair) ReaderAddr() string { return p.named("reader", p.reader) }
+
+func (p *PgBouncerPair) named(role string, b *PgBouncer) string {
+	if p.rec == nil {
+		return b.Addr()
+	}
+	return net.JoinHostPort(p.rec.names.Proxy(role), portOf(b.Addr()))
+}
 
 // WriterBouncer returns the writer endpoint's PgBouncer (for inspection).
 func (p *PgBouncerPair) WriterBouncer() *PgBouncer { return p.writer }
@@ -147,6 +201,7 @@ func (p *PgBouncerPair) Release(ctx context.Context, writer string, readers []st
 		errs = append(errs, b.Resume(ctx))
 	}
 	p.held = nil
+	p.updateRecords()
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("endpoint: proxy release: %w", err)
 	}
@@ -168,6 +223,7 @@ func (p *PgBouncerPair) SetReaders(ctx context.Context, readers []string) error 
 		return fmt.Errorf("endpoint: proxy readers: %w", ErrClosed)
 	}
 	p.readers = slices.Clone(readers)
+	p.updateRecords()
 	return p.reader.Repoint(ctx, readerTargets(p.current, p.readers, p.forwarding)[0])
 }
 
@@ -185,6 +241,7 @@ func (p *PgBouncerPair) SetForwarding(ctx context.Context, on bool) error {
 		return fmt.Errorf("endpoint: proxy forwarding %v: %w", on, err)
 	}
 	p.forwarding = on
+	p.updateRecords()
 	return nil
 }
 
@@ -195,9 +252,14 @@ func (p *PgBouncerPair) Forwarding() bool {
 	return p.forwarding
 }
 
-// Close stops both PgBouncers (see PgBouncer.Stop); it is idempotent.
+// Close stops both PgBouncers (see PgBouncer.Stop) and removes their names and the
+// cluster endpoint records; it is idempotent.
 func (p *PgBouncerPair) Close(ctx context.Context) error {
-	p.closed.Store(true)
+	if !p.closed.Swap(true) && p.rec != nil {
+		p.rec.remove()
+		p.rec.srv.Remove(p.rec.names.Proxy("writer"))
+		p.rec.srv.Remove(p.rec.names.Proxy("reader"))
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
 	return errors.Join(p.writer.Stop(ctx), p.reader.Stop(ctx))

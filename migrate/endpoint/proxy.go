@@ -23,10 +23,14 @@ const dialTimeout = 5 * time.Second
 // A client whose backend cannot be reached (the node is down) has its connection
 // reset (TCP RST) right after it was accepted, the closest a listening proxy can come
 // to a refused connection; clients see ECONNRESET or EOF while connecting.
+//
+// A backend may be a name: it is resolved for each new connection (see
+// WithResolver), as a client that caches nothing resolves it.
 type Proxy struct {
-	name   string
-	ln     net.Listener
-	log    io.Writer
+	name     string
+	ln       net.Listener
+	log      io.Writer
+	resolver *net.Resolver // nil: the default resolver
 	ctx    context.Context // cancelled by Close: ends pending dials
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the accept loop and every connection's goroutines
@@ -52,11 +56,20 @@ func (l *link) close() {
 	})
 }
 
+// ProxyOption tunes a Proxy.
+type ProxyOption func(*Proxy)
+
+// WithResolver makes the proxy resolve its backends' names with r, for each new
+// connection (dnsserver.NewResolver asks the cluster's DNS server only).
+func WithResolver(r *net.Resolver) ProxyOption {
+	return func(p *Proxy) { p.resolver = r }
+}
+
 // NewProxy starts a Proxy named name (for log lines) on a free 127.0.0.1 port,
 // forwarding new connections to backends (host:port). No backends is allowed: new
 // connections are then reset until SetBackends gives some. log receives one line per
 // backend change, drop and failed dial; nil discards them.
-func NewProxy(name string, backends []string, log io.Writer) (*Proxy, error) {
+func NewProxy(name string, backends []string, log io.Writer, opts ...ProxyOption) (*Proxy, error) {
 	if log == nil {
 		log = io.Discard
 	}
@@ -74,6 +87,9 @@ func NewProxy(name string, backends []string, log io.Writer) (*Proxy, error) {
 		name: name, ln: ln, log: log, ctx: ctx, cancel: cancel,
 		backends: slices.Clone(backends),
 		conns:    make(map[*link]struct{}),
+	}
+	for _, o := range opts {
+		o(p)
 	}
 	p.wg.Add(1)
 	go p.acceptLoop()
@@ -224,7 +240,7 @@ func (p *Proxy) serve(client net.Conn) {
 		reset(client)
 		return
 	}
-	d := net.Dialer{Timeout: dialTimeout}
+	d := net.Dialer{Timeout: dialTimeout, Resolver: p.resolver}
 	server, err := d.DialContext(p.ctx, "tcp", backend)
 	if err != nil {
 		if p.ctx.Err() == nil {

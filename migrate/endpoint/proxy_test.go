@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/rehearse-dev/rehearse/internal/testutil"
+	"github.com/rehearse-dev/rehearse/migrate/dnsserver"
 )
 
 // echoServer is a TCP server on 127.0.0.1 that greets each connection with its name
@@ -30,7 +32,13 @@ type echoServer struct {
 
 func newEchoServer(t *testing.T, name string) *echoServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return newEchoServerAt(t, name, "127.0.0.1:0")
+}
+
+// newEchoServerAt is newEchoServer on addr.
+func newEchoServerAt(t *testing.T, name, addr string) *echoServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,6 +145,34 @@ func TestProxyForwardsAndRoundRobins(t *testing.T) {
 	}
 	if n := p.ConnsTo(a.Addr()); n != 2 {
 		t.Errorf("ConnsTo(a) = %d, want 2", n)
+	}
+}
+
+// A backend name is resolved through the DNS server for each new connection.
+func TestProxyResolvesEachConnection(t *testing.T) {
+	srv := startDNSServer(t, time.Second, &testutil.SyncBuffer{})
+	a := newEchoServerAt(t, "a", "127.66.2.2:0")
+	_, port, _ := net.SplitHostPort(a.Addr())
+	newEchoServerAt(t, "b", net.JoinHostPort("127.66.2.3", port))
+	name := srv.Names().Writer()
+	if err := srv.SetHost(name, netip.MustParseAddr("127.66.2.2")); err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewProxy("writer", []string{net.JoinHostPort(name, port)}, &testutil.SyncBuffer{}, WithResolver(dnsserver.NewResolver(srv.Addr())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	first := dial(t, p.Addr())
+	if err := srv.SetHost(name, netip.MustParseAddr("127.66.2.3")); err != nil {
+		t.Fatal(err)
+	}
+	second := dial(t, p.Addr())
+	if first.server != "a" || second.server != "b" {
+		t.Errorf("connections reached %s then %s, want a, then b after the record changed", first.server, second.server)
+	}
+	if r, err := first.echo("still"); err != nil || r != "still" {
+		t.Errorf("the first connection after the change: %q, %v", r, err)
 	}
 }
 

@@ -19,7 +19,11 @@ import (
 )
 
 // LocalBackend is a Backend over a real local primary/replica cluster behind
-// Aurora-like endpoints.
+// Aurora-like endpoints. Its cluster endpoints are on 127.0.0.1 (the RDS API
+// reports them as 127.0.0.1:port, which a client reaches without the cluster's DNS
+// server): in the dns mode they are endpoint.Forwarders, whose stale window stands
+// for DNS caching; in the proxy mode PgBouncers. The nodes listen on loopback
+// addresses of their own, on one port.
 type LocalBackend struct {
 	c   *local.Cluster
 	log io.Writer
@@ -31,9 +35,11 @@ var _ Backend = (*LocalBackend)(nil)
 type LocalConfig struct {
 	// Node is the template for every node (Dir and Bin are required).
 	Node local.Config
-	// EndpointMode is endpoint.ModeDNS (default) or endpoint.ModeProxy.
+	// EndpointMode is endpoint.ModeDNS (default: forwarders on 127.0.0.1, see
+	// LocalBackend) or endpoint.ModeProxy.
 	EndpointMode string
-	// Stale is the dns endpoints' stale window (0: endpoint.DefaultStale; negative: none).
+	// Stale is the dns endpoints' stale window (0: endpoint.DefaultPropagation;
+	// negative: none).
 	Stale time.Duration
 	// PoolSize and MaxClientConn size the proxy mode's PgBouncers (0: defaults).
 	PoolSize, MaxClientConn int
@@ -46,11 +52,15 @@ func StartLocal(ctx context.Context, cfg LocalConfig) (*LocalBackend, error) {
 	if logw == nil {
 		logw = io.Discard
 	}
+	mode := cfg.EndpointMode
+	if mode == "" || mode == endpoint.ModeDNS {
+		mode = endpoint.ModeForward
+	}
 	c, err := local.StartCluster(ctx, local.ClusterConfig{
 		Node: cfg.Node,
 		Endpoints: func(ctx context.Context, writer string) (local.Endpoints, error) {
 			return endpoint.New(ctx, endpoint.Config{
-				Mode: cfg.EndpointMode, Writer: writer, Stale: cfg.Stale,
+				Mode: mode, Writer: writer, Propagation: cfg.Stale,
 				Dir:      filepath.Join(cfg.Node.Dir, "pgbouncer"),
 				PoolSize: cfg.PoolSize, MaxClientConn: cfg.MaxClientConn, Log: logw,
 			})
