@@ -265,19 +265,29 @@ func (f *frame) layoutParams(st *stmt, names []string) ([][]byte, error) {
 
 // prepared runs a command as `pgbench -M prepared` does: a statement prepared once
 // per connection, then one round trip (Bind, Execute, Sync) with text parameters.
-// sent reports whether the statement may have reached the server.
+// On a connection whose exec mode keeps no statements (through PgBouncer in
+// transaction pooling, where a named statement may be gone by the next
+// transaction) it runs as `pgbench -M extended` does instead: the unnamed
+// statement, parsed, bound and executed in one round trip. sent reports whether
+// the statement may have reached the server.
 func (w *Workload) prepared(ctx context.Context, c *pgx.Conn, f *frame, st *stmt) (sent bool, err error) {
 	params, err := f.layoutParams(st, w.sym.names)
 	if err != nil {
 		return false, err
 	}
-	// Preparing under the SQL text as name lets pgx name the statement after its
-	// hash and find it again on this connection without a round trip.
-	sd, err := c.Prepare(ctx, st.sql, st.sql)
-	if err != nil {
-		return false, err
+	var rr *pgconn.ResultReader
+	switch c.Config().DefaultQueryExecMode {
+	case pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe:
+		// Preparing under the SQL text as name lets pgx name the statement after
+		// its hash and find it again on this connection without a round trip.
+		sd, err := c.Prepare(ctx, st.sql, st.sql)
+		if err != nil {
+			return false, err
+		}
+		rr = c.PgConn().ExecStatement(ctx, sd, params, nil, nil)
+	default:
+		rr = c.PgConn().ExecParams(ctx, st.sql, params, nil, nil, nil)
 	}
-	rr := c.PgConn().ExecStatement(ctx, sd, params, nil, nil)
 	if st.result == resultNone {
 		_, err = rr.Close()
 		return mayHaveRun(err), err
@@ -343,9 +353,13 @@ func mayHaveRun(err error) bool { return err == nil || !pgconn.SafeToRetry(err) 
 // many there were.
 func (f *frame) keepLastRow(rr *pgconn.ResultReader) int {
 	n := 0
+	mark := len(f.arena)
 	for rr.NextRow() {
 		n++
 		vals := rr.Values()
+		// Each row replaces the one before in the arena; what is below mark belongs
+		// to variables set earlier and is never overwritten.
+		f.arena = f.arena[:mark]
 		f.row = f.row[:0]
 		f.rowNull = f.rowNull[:0]
 		for _, v := range vals {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"github.com/rehearse-dev/rehearse/internal/testutil"
 	"github.com/rehearse-dev/rehearse/workload"
 	"github.com/rehearse-dev/rehearse/workload/internal/pgtest"
+	"github.com/rehearse-dev/rehearse/workload/tpcb"
 )
 
 func newPool(t testing.TB, dsn string) *pgxpool.Pool {
@@ -595,5 +597,56 @@ INSERT INTO log VALUES (:client_id, :v, :n, :x2, :y::int + :i6, :txid);
 	}
 	if got := strings.Count(log.String(), ":4): int 1"); got != 12 {
 		t.Errorf("debug output: %d lines, want 12:\n%s", got, log.String())
+	}
+}
+
+// TestExecModes runs pgbench's script on a connection that keeps prepared
+// statements (pgx's default) and on one that must not (as through PgBouncer in
+// transaction pooling): the first prepares each statement once, the second none.
+func TestExecModes(t *testing.T) {
+	ctx := context.Background()
+	srv := pgtest.Start(t)
+	pool := newPool(t, srv.DSN)
+	builtin, err := tpcb.New(tpcb.Config{Scale: 1}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := builtin.Setup(ctx, pool, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	w, err := New(Config{Scripts: []ScriptFile{{File: "testdata/tpcb-like.sql", Weight: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		mode     pgx.QueryExecMode
+		prepared int64
+	}{{pgx.QueryExecModeCacheStatement, 7}, {pgx.QueryExecModeExec, 0}} {
+		cfg, err := pgx.ParseConfig(srv.DSN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.DefaultQueryExecMode = tt.mode
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := w.NewSession(0, nil)
+		for range 20 {
+			if err := w.Ops()[0].Run(ctx, conn, &s, nil); err != nil {
+				t.Fatalf("%v: %v", tt.mode, err)
+			}
+		}
+		var n int64
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_prepared_statements WHERE statement NOT LIKE '%pg_prepared_statements%'`, pgx.QueryExecModeSimpleProtocol).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != tt.prepared {
+			t.Errorf("%v: %d prepared statements, want %d", tt.mode, n, tt.prepared)
+		}
+		conn.Close(ctx)
+	}
+	if n := queryInts(t, pool, `SELECT count(*) FROM pgbench_history`)[0]; n != 40 {
+		t.Errorf("%d history rows, want 40", n)
 	}
 }
