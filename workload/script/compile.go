@@ -353,7 +353,9 @@ func (s *symbols) statement(t *sqlText) (*stmt, error) {
 	if t.compound {
 		st.pieces = t.pieces
 	}
-	st.sql = b.String()
+	if !t.compound {
+		st.sql = b.String()
+	}
 	var full strings.Builder
 	for i, piece := range t.pieces {
 		full.WriteString(piece)

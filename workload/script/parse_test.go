@@ -141,9 +141,9 @@ SELECT 1 AS one
 SELECT 1 AS i6 \; SELECT :a AS i7 \aset
 UPDATE t SET v = v + 1 RETURNING v \gset`,
 			want: `0 L1 set a
-1 L2 compound "SELECT  AS x ; SELECT 2 AS y" pieces=["SELECT " " AS x ; SELECT 2 AS y"] params=a gset="p_" txn=0
+1 L2 compound "" pieces=["SELECT " " AS x ; SELECT 2 AS y"] params=a gset="p_" txn=0
 2 L3 prepared "SELECT 1 AS one" gset="" txn=0
-3 L5 compound "SELECT 1 AS i6 ; SELECT  AS i7" pieces=["SELECT 1 AS i6 ; SELECT " " AS i7"] params=a aset="" txn=0
+3 L5 compound "" pieces=["SELECT 1 AS i6 ; SELECT " " AS i7"] params=a aset="" txn=0
 4 L6 prepared "UPDATE t SET v = v + 1 RETURNING v" gset="" txn=0
 `,
 		},
