@@ -6,8 +6,11 @@
 // it, with both endpoint modes (migrate/endpoint). A crash kills the writer's
 // container; a network cut disconnects it from the run's network.
 //
-// The load reaches the containers only through ports published on 127.0.0.1 (and
-// the endpoints in front of them); replication stays on the run's network. Every
+// The load reaches the containers only through their published ports (and the
+// endpoints in front of them): each container on a loopback address of its own, in
+// a /24 of 127.0.0.0/8 that is the run's, on one host port they share (5432 when it
+// is free), as Aurora instances share 5432; replication stays on the run's network.
+// With a DNS server (Config.DNS), each node's instance name answers its address. Every
 // container and the network carry the run's label (LabelRun); Close removes them by
 // handle and by label, also after a failure or a cancelled context.
 //
@@ -28,6 +31,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,7 +41,9 @@ import (
 	"github.com/testcontainers/testcontainers-go"
 
 	"github.com/rehearse-dev/rehearse/migrate"
+	"github.com/rehearse-dev/rehearse/migrate/dnsserver"
 	"github.com/rehearse-dev/rehearse/migrate/endpoint"
+	"github.com/rehearse-dev/rehearse/migrate/local"
 )
 
 // cleanupTimeout bounds Close's removal of containers and the network when the
@@ -47,7 +54,8 @@ const cleanupTimeout = 2 * time.Minute
 type node struct {
 	id       string // node1, node2, ...; also its network alias and cluster_name
 	c        testcontainers.Container
-	hostPort int  // published on 127.0.0.1
+	hostIP   netip.Addr // the loopback address it is published on
+	hostPort int        // its published port, the same for every node
 	down     bool // killed (Crash) or stopped (Switchover): not serving
 	cut      bool // disconnected from the run's network
 	// crashed is set when the node was killed rather than stopped cleanly: it may have
@@ -55,7 +63,7 @@ type node struct {
 	crashed bool
 }
 
-func (n *node) addr() string { return "127.0.0.1:" + strconv.Itoa(n.hostPort) }
+func (n *node) addr() string { return net.JoinHostPort(n.hostIP.String(), strconv.Itoa(n.hostPort)) }
 
 // Cluster is a PostgreSQL cluster of containers behind writer and reader endpoints.
 type Cluster struct {
@@ -64,6 +72,8 @@ type Cluster struct {
 	runID      string
 	rehearsePG bool // the image has the rehearse-pg entrypoint
 	cli        *testcontainers.DockerClient
+	lb         *local.Loopback
+	ownDNS     bool // Start started cfg.DNS: Close closes it
 	netID      string
 	netName    string
 
@@ -112,6 +122,18 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	}()
 	if err := c.checkImage(ctx); err != nil {
 		return nil, err
+	}
+	if c.lb, err = local.NewLoopback(cfg.Port); err != nil {
+		return nil, fmt.Errorf("container: addresses to publish the nodes on: %w", err)
+	}
+	if c.cfg.DNS == nil {
+		c.cfg.DNS = c.cfg.Endpoint.DNS
+	}
+	if c.cfg.DNS == nil {
+		if c.cfg.DNS, err = dnsserver.Start(ctx, dnsserver.Config{Names: dnsserver.NewNames("rehearse"), Log: c.log}); err != nil {
+			return nil, fmt.Errorf("container: %w", err)
+		}
+		c.ownDNS = true
 	}
 	if err := c.createNetwork(ctx); err != nil {
 		return nil, err
@@ -185,6 +207,9 @@ func (c *Cluster) startEndpoints(ctx context.Context, writer string) (Endpoints,
 		newEps = func(ctx context.Context, writer string) (Endpoints, error) {
 			ec := c.cfg.Endpoint
 			ec.Writer, ec.Readers, ec.Log = writer, nil, c.log
+			if ec.DNS == nil {
+				ec.DNS = c.cfg.DNS
+			}
 			return endpoint.New(ctx, ec)
 		}
 	}
@@ -216,11 +241,24 @@ func (c *Cluster) nextID() string {
 	return id
 }
 
+// add makes n a member and gives it its instance name.
 func (c *Cluster) add(n *node) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.nodes[n.id] = n
 	c.order = append(c.order, n.id)
+	c.mu.Unlock()
+	if d := c.cfg.DNS; d != nil {
+		if err := d.SetHost(d.Names().Instance(n.id), n.hostIP); err != nil {
+			fmt.Fprintf(c.log, "warning: instance name of %s: %v\n", n.id, err)
+		}
+	}
+}
+
+// unname removes node id's instance name.
+func (c *Cluster) unname(id string) {
+	if d := c.cfg.DNS; d != nil {
+		d.Remove(d.Names().Instance(id))
+	}
 }
 
 func (c *Cluster) node(id string) (*node, error) {
@@ -245,6 +283,12 @@ func (c *Cluster) writerID() string {
 	return c.writer
 }
 
+// DNS returns the cluster's DNS server (Config.DNS, or the one Start started).
+func (c *Cluster) DNS() *dnsserver.Server { return c.cfg.DNS }
+
+// Port returns the host port every node is published on, each on its own address.
+func (c *Cluster) Port() int { return c.lb.Port() }
+
 // RunID returns the run's ID, the value of LabelRun on everything it created.
 func (c *Cluster) RunID() string { return c.runID }
 
@@ -254,14 +298,15 @@ func (c *Cluster) Network() string { return c.netName }
 // Image returns the image the nodes run.
 func (c *Cluster) Image() string { return c.cfg.Image }
 
-// WriterEndpoint and ReaderEndpoint are the 127.0.0.1:port the load connects to.
+// WriterEndpoint and ReaderEndpoint are the host:port the load connects to: the
+// endpoints' names on the DNS server and their port, or 127.0.0.1:port.
 func (c *Cluster) WriterEndpoint() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.eps.WriterAddr()
 }
 
-// ReaderEndpoint is the reader endpoint's 127.0.0.1:port.
+// ReaderEndpoint is the reader endpoint's host:port.
 func (c *Cluster) ReaderEndpoint() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -290,7 +335,8 @@ func urlEscape(s string) string {
 	return b.String()
 }
 
-// NodeAddr returns a node's published 127.0.0.1:port.
+// NodeAddr returns a node's published address: its own loopback address and the
+// port every node shares.
 func (c *Cluster) NodeAddr(id string) (string, error) {
 	n, err := c.node(id)
 	if err != nil {
@@ -311,7 +357,11 @@ func (c *Cluster) Close(ctx context.Context) error {
 	}
 	c.closed = true
 	eps := c.eps
+	ids := append([]string(nil), c.order...)
 	c.mu.Unlock()
+	for _, id := range ids {
+		c.unname(id)
+	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	var errs []error
@@ -328,6 +378,9 @@ func (c *Cluster) Close(ctx context.Context) error {
 	}
 	fmt.Fprintf(c.log, "removed run %s's containers and network\n", c.runID)
 	errs = append(errs, c.cli.Close())
+	if c.ownDNS {
+		errs = append(errs, c.cfg.DNS.Close())
+	}
 	return errors.Join(errs...)
 }
 

@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +17,7 @@ import (
 	"github.com/rehearse-dev/rehearse/internal/testutil"
 	"github.com/rehearse-dev/rehearse/migrate"
 	"github.com/rehearse-dev/rehearse/migrate/container"
+	"github.com/rehearse-dev/rehearse/migrate/dnsserver"
 	"github.com/rehearse-dev/rehearse/migrate/endpoint"
 )
 
@@ -47,13 +52,24 @@ func startCluster(t *testing.T, ctx context.Context, image string, cfg container
 	return c
 }
 
+// connConfig is the connection config for addr (an endpoint's name or a node's
+// address), resolving names through the cluster's DNS server.
+func connConfig(c *container.Cluster, addr string, mode pgx.QueryExecMode) (*pgx.ConnConfig, error) {
+	cfg, err := pgx.ParseConfig(c.DSN(addr, container.Database))
+	if err != nil {
+		return nil, err
+	}
+	cfg.LookupFunc = dnsserver.NewResolver(c.DNS().Addr()).LookupHost
+	cfg.DefaultQueryExecMode = mode
+	return cfg, nil
+}
+
 func connect(t *testing.T, ctx context.Context, c *container.Cluster, addr string, mode pgx.QueryExecMode) *pgx.Conn {
 	t.Helper()
-	cfg, err := pgx.ParseConfig(c.DSN(addr, container.Database))
+	cfg, err := connConfig(c, addr, mode)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.DefaultQueryExecMode = mode
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		t.Fatalf("connect %s: %v", addr, err)
@@ -64,11 +80,10 @@ func connect(t *testing.T, ctx context.Context, c *container.Cluster, addr strin
 
 // writerName connects through the writer endpoint and returns the node it reached.
 func writerName(ctx context.Context, c *container.Cluster, mode pgx.QueryExecMode) (string, error) {
-	cfg, err := pgx.ParseConfig(c.DSN(c.WriterEndpoint(), container.Database))
+	cfg, err := connConfig(c, c.WriterEndpoint(), mode)
 	if err != nil {
 		return "", err
 	}
-	cfg.DefaultQueryExecMode = mode
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return "", err
@@ -116,11 +131,10 @@ func (w *writer) run(ctx context.Context, c *container.Cluster, mode pgx.QueryEx
 	}()
 	for i := 1; ctx.Err() == nil; i++ {
 		if conn == nil {
-			cfg, err := pgx.ParseConfig(c.DSN(c.WriterEndpoint(), container.Database))
+			cfg, err := connConfig(c, c.WriterEndpoint(), mode)
 			if err != nil {
 				return
 			}
-			cfg.DefaultQueryExecMode = mode
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			conn, err = pgx.ConnectConfig(cctx, cfg)
 			cancel()
@@ -157,6 +171,16 @@ func (w *writer) ackedIDs() []int {
 	return append([]int(nil), w.acked...)
 }
 
+// lookup asks the cluster's DNS server for name's A record.
+func lookup(t *testing.T, c *container.Cluster, name string) dnsserver.Answer {
+	t.Helper()
+	a, err := dnsserver.Lookup(t.Context(), c.DNS().Addr(), name, "udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
 // missing returns the acknowledged ids absent from the load table.
 func missing(t *testing.T, ctx context.Context, conn *pgx.Conn, acked []int) []int {
 	t.Helper()
@@ -187,14 +211,18 @@ func missing(t *testing.T, ctx context.Context, conn *pgx.Conn, acked []int) []i
 // TestClusterLifecycle runs every provider operation against real containers, in
 // the order a rehearsal uses them, in dns endpoint mode: writes through the
 // endpoint, a replica, a planned switchover under a writing client with no
-// acknowledged write lost, a rejoin, a crash failover, a rejoin after the crash, a
-// network cut and restore, and removal.
+// acknowledged write lost (the records flip at the redirect), a rejoin, a crash
+// failover, a rejoin after the crash, a network cut and restore, and removal.
 func TestClusterLifecycle(t *testing.T) {
 	image := requireDocker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	c := startCluster(t, ctx, image, container.Config{Endpoint: endpoint.Config{Mode: endpoint.ModeDNS, Stale: 300 * time.Millisecond}})
+	c := startCluster(t, ctx, image, container.Config{Endpoint: endpoint.Config{Mode: endpoint.ModeDNS, Propagation: 300 * time.Millisecond}})
 	mode := endpoint.ExecMode(endpoint.ModeDNS)
+	names := c.DNS().Names()
+	if host, _, _ := strings.Cut(c.WriterEndpoint(), ":"); host != names.Writer() {
+		t.Fatalf("writer endpoint %s, want the name %s", c.WriterEndpoint(), names.Writer())
+	}
 
 	checks, err := c.Preflight(ctx)
 	if err != nil {
@@ -228,6 +256,28 @@ func TestClusterLifecycle(t *testing.T) {
 	if err != nil || topo.Writer != "node1" || len(topo.Nodes) != 2 || topo.Nodes[0].Version == "" {
 		t.Fatalf("Describe = %+v, %v", topo, err)
 	}
+	// Each container on a loopback address of its own, all on one port, reachable
+	// there directly and by its instance name.
+	a1, _ := c.NodeAddr("node1")
+	a2, _ := c.NodeAddr("node2")
+	h1, p1, _ := net.SplitHostPort(a1)
+	h2, p2, _ := net.SplitHostPort(a2)
+	if h1 == h2 || p1 != p2 || p1 != strconv.Itoa(c.Port()) || h1 == "127.0.0.1" || !netip.MustParseAddr(h1).IsLoopback() || !netip.MustParseAddr(h2).IsLoopback() {
+		t.Fatalf("nodes published on %s and %s: want two loopback addresses of their own, one port", a1, a2)
+	}
+	for id, addr := range map[string]string{"node1": a1, "node2": a2} {
+		for _, via := range []string{addr, net.JoinHostPort(names.Instance(id), p1)} {
+			conn := connect(t, ctx, c, via, mode)
+			var name string
+			if err := conn.QueryRow(ctx, "SELECT current_setting('cluster_name')").Scan(&name); err != nil || name != id {
+				t.Errorf("%s reached %q (%v), want %s", via, name, err, id)
+			}
+			conn.Close(ctx)
+		}
+	}
+	if a := lookup(t, c, names.Writer()); a.CNAME != names.Instance("node1") || a.Addrs[0].String() != h1 {
+		t.Errorf("writer endpoint answered %+v, want node1's name and %s", a, h1)
+	}
 
 	// Planned switchover with a client writing through the endpoint throughout.
 	var w writer
@@ -244,8 +294,14 @@ func TestClusterLifecycle(t *testing.T) {
 	if p.From != "node1" || p.To != "node2" || p.FinalLSN == "" || p.PromotedLSN == "" {
 		t.Errorf("Promotion = %+v", p)
 	}
+	if a := lookup(t, c, names.Writer()); a.CNAME != names.Instance("node1") {
+		t.Errorf("before the redirect the writer endpoint answered %s, want node1 still", a.CNAME)
+	}
 	if _, err := c.Redirect(ctx, "node2"); err != nil {
 		t.Fatalf("Redirect: %v", err)
+	}
+	if a := lookup(t, c, names.Writer()); a.CNAME != names.Instance("node2") || a.Addrs[0].String() != h2 {
+		t.Errorf("after the redirect the writer endpoint answered %+v, want node2's name and %s", a, h2)
 	}
 	before := len(w.ackedIDs())
 	testutil.Eventually(t, time.Minute, "50 more writes of the client acknowledged after the redirect",
@@ -341,6 +397,9 @@ func TestProxyModeSwitchover(t *testing.T) {
 	defer cancel()
 	c := startCluster(t, ctx, image, container.Config{Endpoint: endpoint.Config{Mode: endpoint.ModeProxy, Dir: t.TempDir()}})
 	mode := endpoint.ExecMode(endpoint.ModeProxy)
+	if host, _, _ := strings.Cut(c.WriterEndpoint(), ":"); host != c.DNS().Names().Proxy("writer") {
+		t.Fatalf("writer endpoint %s, want the writer PgBouncer's name", c.WriterEndpoint())
+	}
 	conn := connect(t, ctx, c, c.WriterEndpoint(), mode)
 	if _, err := conn.Exec(ctx, "CREATE TABLE marks (name text PRIMARY KEY)"); err != nil {
 		t.Fatal(err)

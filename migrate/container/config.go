@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rehearse-dev/rehearse/migrate/dnsserver"
 	"github.com/rehearse-dev/rehearse/migrate/endpoint"
 )
 
@@ -77,7 +78,7 @@ var (
 // Endpoints are the writer and reader endpoints the load connects to.
 // endpoint.Mode (dns proxies or a PgBouncer pair) implements it.
 type Endpoints interface {
-	// WriterAddr and ReaderAddr are the 127.0.0.1:port the load connects to.
+	// WriterAddr and ReaderAddr are the host:port the load connects to.
 	WriterAddr() string
 	ReaderAddr() string
 	// Hold prepares the endpoints for a writer change.
@@ -105,7 +106,7 @@ type Config struct {
 	RunID string
 	// Password is the superuser's password; empty means trust authentication
 	// (POSTGRES_HOST_AUTH_METHOD=trust), which is safe because ports are only
-	// published on 127.0.0.1 and the network is private to the run.
+	// published on loopback addresses and the network is private to the run.
 	Password string
 	// Fsync turns on fsync; off (the zero value) is faster and only loses data on a
 	// host crash, which a rehearsal does not simulate.
@@ -116,9 +117,19 @@ type Config struct {
 	SharedBuffers string
 	// ExtraConf are more server settings (-c name=value), after the provider's own.
 	ExtraConf map[string]string
-	// Endpoint configures the endpoints (Mode, Dir, Stale, pool sizes); Writer,
-	// Readers and Log are filled in by the provider. Mode "" means dns.
+	// Endpoint configures the endpoints (Mode, Dir, Propagation, pool sizes);
+	// Writer, Readers, Log and DNS (when nil: Config.DNS) are filled in by the
+	// provider. Mode "" means dns, which needs a DNS server.
 	Endpoint endpoint.Config
+	// DNS is the cluster's DNS server: each node's instance name answers its
+	// published address there, and the endpoints keep their records on it. The
+	// caller owns it (and closes it after the cluster). nil means Endpoint.DNS, or
+	// when that is nil too, a server Start starts on 127.0.0.1:0 and Close closes
+	// (see Cluster.DNS).
+	DNS *dnsserver.Server
+	// Port is the host port every node is published on, each on its own loopback
+	// address; 0 means 5432 when it is free, else any free port.
+	Port int
 	// NewEndpoints overrides how endpoints are built (tests, custom modes); nil
 	// means endpoint.New with Endpoint.
 	NewEndpoints func(ctx context.Context, writer string) (Endpoints, error)
@@ -182,6 +193,9 @@ func (c Config) Validate() []error {
 	}
 	if c.NewEndpoints == nil && c.Endpoint.Mode == endpoint.ModeProxy && c.Endpoint.Dir == "" {
 		bad("Endpoint.Dir is empty; the proxy mode needs a work directory for PgBouncer")
+	}
+	if c.Port < 0 || c.Port > 65535 {
+		bad("Port %d: want 0 (5432 when free, else any) or 1-65535", c.Port)
 	}
 	for k, v := range c.ExtraConf {
 		switch {

@@ -12,6 +12,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/rehearse-dev/rehearse/migrate"
+	"github.com/rehearse-dev/rehearse/migrate/dnsserver"
 	"github.com/rehearse-dev/rehearse/migrate/pgsql"
 )
 
@@ -97,12 +98,16 @@ func (c *Cluster) Redirect(ctx context.Context, writer string) (map[string]any, 
 	return detail, nil
 }
 
-// probeWriterEndpoint connects through the writer endpoint until it reaches node
-// want (its cluster_name) as a primary.
+// probeWriterEndpoint connects through the writer endpoint, resolving its name
+// through the cluster's DNS server when it has one, until it reaches node want (its
+// cluster_name) as a primary.
 func (c *Cluster) probeWriterEndpoint(ctx context.Context, want string) error {
 	cfg, err := pgx.ParseConfig(c.DSN(c.WriterEndpoint(), "postgres"))
 	if err != nil {
 		return err
+	}
+	if c.cfg.DNS != nil {
+		cfg.LookupFunc = dnsserver.NewResolver(c.cfg.DNS.Addr()).LookupHost
 	}
 	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
 	tick := time.NewTicker(10 * time.Millisecond)
@@ -216,6 +221,7 @@ func (c *Cluster) Remove(ctx context.Context, id string) error {
 	delete(c.nodes, id)
 	c.order = slices.DeleteFunc(c.order, func(x string) bool { return x == id })
 	c.mu.Unlock()
+	c.unname(id)
 	if err := c.eps.SetReaders(ctx, c.readers()); err != nil {
 		return err
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
-	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -17,20 +15,11 @@ import (
 	tcexec "github.com/testcontainers/testcontainers-go/exec"
 )
 
-// freePort asks the kernel for a free 127.0.0.1 port; Docker may lose the race for
-// it, and startNode then retries with another.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("container: no free port on 127.0.0.1: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// startNode creates and starts node id's container, publishing its port on a fixed
-// 127.0.0.1 port (so its address survives restarts), and waits until it accepts
-// connections. extraEnv adds to the shared environment (replica mode).
+// startNode creates and starts node id's container, publishing its port on the next
+// loopback address of the run's block and the run's port (fixed, so its address
+// survives restarts), and waits until it accepts connections. extraEnv adds to the
+// shared environment (replica mode). When Docker cannot bind the address (another
+// process took it), it moves on to the next address.
 func (c *Cluster) startNode(ctx context.Context, id string, extraEnv map[string]string) (*node, error) {
 	env := c.cfg.env()
 	for k, v := range extraEnv {
@@ -38,10 +27,11 @@ func (c *Cluster) startNode(ctx context.Context, id string, extraEnv map[string]
 	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		port, err := freePort()
+		ip, err := c.lb.Next()
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("container: an address to publish %s on: %w", id, err)
 		}
+		port := c.lb.Port()
 		req := testcontainers.GenericContainerRequest{
 			ContainerRequest: testcontainers.ContainerRequest{
 				Image:          c.cfg.Image,
@@ -54,7 +44,7 @@ func (c *Cluster) startNode(ctx context.Context, id string, extraEnv map[string]
 				NetworkAliases: map[string][]string{c.netName: {id}},
 				HostConfigModifier: func(hc *container.HostConfig) {
 					hc.PortBindings = network.PortMap{
-						network.MustParsePort(fmt.Sprintf("%d/tcp", pgPort)): {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: strconv.Itoa(port)}},
+						network.MustParsePort(fmt.Sprintf("%d/tcp", pgPort)): {{HostIP: ip, HostPort: strconv.Itoa(port)}},
 					}
 				},
 			},
@@ -72,7 +62,7 @@ func (c *Cluster) startNode(ctx context.Context, id string, extraEnv map[string]
 			}
 			return nil, lastErr
 		}
-		n := &node{id: id, c: ctr, hostPort: port}
+		n := &node{id: id, c: ctr, hostIP: ip, hostPort: port}
 		fmt.Fprintf(c.log, "container %s started for %s, published on %s\n", ctr.GetContainerID()[:12], id, n.addr())
 		if err := c.waitReady(ctx, n); err != nil {
 			c.removeContainer(ctx, ctr)
