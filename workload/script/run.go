@@ -276,8 +276,7 @@ func (w *Workload) prepared(ctx context.Context, c *pgx.Conn, f *frame, st *stmt
 		return false, err
 	}
 	var rr *pgconn.ResultReader
-	switch c.Config().DefaultQueryExecMode {
-	case pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe:
+	if keepsStatements(c) {
 		// Preparing under the SQL text as name lets pgx name the statement after
 		// its hash and find it again on this connection without a round trip.
 		sd, err := c.Prepare(ctx, st.sql, st.sql)
@@ -285,7 +284,7 @@ func (w *Workload) prepared(ctx context.Context, c *pgx.Conn, f *frame, st *stmt
 			return false, err
 		}
 		rr = c.PgConn().ExecStatement(ctx, sd, params, nil, nil)
-	default:
+	} else {
 		rr = c.PgConn().ExecParams(ctx, st.sql, params, nil, nil, nil)
 	}
 	if st.result == resultNone {
@@ -343,6 +342,24 @@ func (w *Workload) simple(ctx context.Context, c *pgx.Conn, f *frame, st *stmt) 
 		return true, f.store(st, lastFields, max(lastRows, 0), w.sym.names)
 	}
 	return true, nil
+}
+
+// keepsStatementsKey marks, in a connection's custom data, whether its exec mode
+// keeps prepared statements.
+const keepsStatementsKey = "rehearse/workload/script: keeps statements"
+
+// keepsStatements reports whether c's pgx exec mode keeps prepared statements
+// (pgx's default). It is worked out once per connection: Conn.Config copies the
+// whole configuration.
+func keepsStatements(c *pgx.Conn) bool {
+	data := c.PgConn().CustomData()
+	if keeps, ok := data[keepsStatementsKey].(bool); ok {
+		return keeps
+	}
+	mode := c.Config().DefaultQueryExecMode
+	keeps := mode == pgx.QueryExecModeCacheStatement || mode == pgx.QueryExecModeCacheDescribe
+	data[keepsStatementsKey] = keeps
+	return keeps
 }
 
 // mayHaveRun reports whether a statement that ended with err may have reached the
