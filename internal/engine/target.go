@@ -22,6 +22,10 @@ type Target interface {
 	EndpointMode() scenarios.EndpointMode
 	// Endpoints are the DSNs the load's writes and reads go to.
 	Endpoints() (writer, reader string)
+	// DNSServer is the host:port (UDP and TCP) of the DNS server that answers for
+	// the target's endpoint and instance names; "" when the endpoints are plain
+	// addresses (a node, a DSN, Aurora).
+	DNSServer() string
 	// ExecMode is how the load sends statements: a transaction-pooling proxy cannot
 	// keep a connection's prepared statements.
 	ExecMode() pgx.QueryExecMode
@@ -88,6 +92,7 @@ func openDSN(sc *scenarios.Scenario) *dsnTarget { return &dsnTarget{dsn: sc.Targ
 func (t *dsnTarget) Kind() scenarios.TargetKind             { return scenarios.TargetDSN }
 func (t *dsnTarget) EndpointMode() scenarios.EndpointMode   { return scenarios.EndpointDirect }
 func (t *dsnTarget) Endpoints() (string, string)            { return t.dsn, t.dsn }
+func (t *dsnTarget) DNSServer() string                      { return "" }
 func (t *dsnTarget) ExecMode() pgx.QueryExecMode            { return pgx.QueryExecModeCacheStatement }
 func (t *dsnTarget) Provider() migrate.Provider             { return nil }
 func (t *dsnTarget) DirectWriterDSN(context.Context) string { return t.dsn }

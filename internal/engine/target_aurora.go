@@ -48,6 +48,7 @@ func openAurora(ctx context.Context, sc *scenarios.Scenario, cfg TargetConfig) (
 func (t *auroraTarget) Kind() scenarios.TargetKind             { return scenarios.TargetAurora }
 func (t *auroraTarget) EndpointMode() scenarios.EndpointMode   { return scenarios.EndpointDNS }
 func (t *auroraTarget) Endpoints() (string, string)            { return t.writer, t.reader }
+func (t *auroraTarget) DNSServer() string                      { return "" }
 func (t *auroraTarget) ExecMode() pgx.QueryExecMode            { return pgx.QueryExecModeCacheStatement }
 func (t *auroraTarget) Provider() migrate.Provider             { return t.p }
 func (t *auroraTarget) DirectWriterDSN(context.Context) string { return t.writer }

@@ -10,15 +10,19 @@ import (
 
 	"github.com/rehearse-dev/rehearse/migrate"
 	"github.com/rehearse-dev/rehearse/migrate/container"
+	"github.com/rehearse-dev/rehearse/migrate/dnsserver"
 	"github.com/rehearse-dev/rehearse/migrate/endpoint"
 	"github.com/rehearse-dev/rehearse/scenarios"
 )
 
-// containerTarget is a writer container on a private network behind endpoints on
-// 127.0.0.1; the cutover adds replica containers.
+// containerTarget is a writer container on a private network, published on a
+// loopback address of its own, behind endpoints whose names the cluster's DNS server
+// answers; the cutover adds replica containers.
 type containerTarget struct {
-	cl   *container.Cluster
-	mode scenarios.EndpointMode
+	cl     *container.Cluster
+	dns    *dnsserver.Server
+	bridge *endpointBridge
+	mode   scenarios.EndpointMode
 }
 
 func openContainers(ctx context.Context, sc *scenarios.Scenario, cfg TargetConfig) (*containerTarget, error) {
@@ -30,29 +34,48 @@ func openContainers(ctx context.Context, sc *scenarios.Scenario, cfg TargetConfi
 	if err != nil {
 		return nil, err
 	}
+	srv, err := startDNS(ctx, sc, cfg.Log)
+	if err != nil {
+		return nil, err
+	}
 	mode := sc.Target.Endpoint
 	fmt.Fprintf(cfg.Log, "starting PostgreSQL containers from %s\n", img)
 	cl, err := container.Start(ctx, container.Config{
 		Image: img, Fsync: fsync(sc),
 		MaxConnections: sc.Target.MaxConnections, SharedBuffers: sc.Target.SharedBuffers,
-		Endpoint: endpoint.Config{Mode: string(mode), Dir: abs, Stale: staleWindow(sc),
+		DNS: srv,
+		Endpoint: endpoint.Config{Mode: string(mode), Dir: abs, Propagation: staleWindow(sc),
 			PoolSize: sc.Load.PoolSize, MaxClientConn: 2*sc.Load.Workers + 20},
 		Log: cfg.Log,
 	})
 	if err != nil {
+		_ = srv.Close()
 		return nil, interrupted(ctx, "while starting PostgreSQL", err)
 	}
-	return &containerTarget{cl: cl, mode: mode}, nil
+	bridge, err := bridgeEndpoints(ctx, mode, srv, cl.WriterEndpoint(), cl.ReaderEndpoint(), cfg.Log)
+	if err != nil {
+		_ = cl.Close(ctx)
+		_ = srv.Close()
+		return nil, err
+	}
+	return &containerTarget{cl: cl, dns: srv, bridge: bridge, mode: mode}, nil
 }
 
 func (t *containerTarget) Kind() scenarios.TargetKind           { return scenarios.TargetContainer }
 func (t *containerTarget) EndpointMode() scenarios.EndpointMode { return t.mode }
+
+// Endpoints are DSNs the system resolver can dial (see endpointBridge). Once the
+// pools resolve names through DNSServer, this returns the names themselves:
+// t.cl.DSN(t.cl.WriterEndpoint(), container.Database) and the reader's.
 func (t *containerTarget) Endpoints() (string, string) {
-	return t.cl.DSN(t.cl.WriterEndpoint(), container.Database), t.cl.DSN(t.cl.ReaderEndpoint(), container.Database)
+	return t.cl.DSN(t.bridge.writer, container.Database), t.cl.DSN(t.bridge.reader, container.Database)
 }
 func (t *containerTarget) ExecMode() pgx.QueryExecMode { return endpoint.ExecMode(string(t.mode)) }
+func (t *containerTarget) DNSServer() string           { return t.dns.Addr() }
 func (t *containerTarget) Provider() migrate.Provider  { return t.cl }
-func (t *containerTarget) Notes() []string             { return []string{endpointNote(t.mode)} }
+func (t *containerTarget) Notes() []string {
+	return []string{clusterNote(t.mode, t.dns, t.cl.Port(), t.cl.WriterEndpoint())}
+}
 
 func (t *containerTarget) DirectWriterDSN(ctx context.Context) string {
 	if topo, err := t.cl.Describe(ctx); err == nil {
@@ -65,12 +88,19 @@ func (t *containerTarget) DirectWriterDSN(ctx context.Context) string {
 }
 
 func (t *containerTarget) Close(ctx context.Context, keep bool, log io.Writer) {
+	t.bridge.close()
 	if keep {
-		w, _ := t.Endpoints()
-		fmt.Fprintf(log, "kept the containers running (run %s): writer endpoint %s\n", t.cl.RunID(), w)
+		// The endpoints and the DNS server end with this process: name the writer
+		// container's own address.
+		w := t.DirectWriterDSN(ctx)
+		fmt.Fprintf(log, "kept the containers running (run %s): the writer at %s; the endpoints and their DNS server ended with rehearse\n", t.cl.RunID(), w)
+		_ = t.dns.Close()
 		return
 	}
 	if err := t.cl.Close(ctx); err != nil {
 		fmt.Fprintf(log, "warning: removing the containers: %v\n", err)
+	}
+	if err := t.dns.Close(); err != nil {
+		fmt.Fprintf(log, "warning: stopping the DNS server: %v\n", err)
 	}
 }

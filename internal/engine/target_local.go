@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"path/filepath"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/rehearse-dev/rehearse/migrate"
+	"github.com/rehearse-dev/rehearse/migrate/dnsserver"
 	"github.com/rehearse-dev/rehearse/migrate/endpoint"
 	"github.com/rehearse-dev/rehearse/migrate/local"
 	"github.com/rehearse-dev/rehearse/scenarios"
@@ -55,6 +57,7 @@ func (t *localNode) Endpoints() (string, string) {
 	return dsn, dsn
 }
 func (t *localNode) ExecMode() pgx.QueryExecMode            { return pgx.QueryExecModeCacheStatement }
+func (t *localNode) DNSServer() string                      { return "" }
 func (t *localNode) Provider() migrate.Provider             { return nil }
 func (t *localNode) DirectWriterDSN(context.Context) string { return t.node.DSN(local.Database) }
 func (t *localNode) Notes() []string                        { return nil }
@@ -70,9 +73,12 @@ func (t *localNode) Close(ctx context.Context, keep bool, log io.Writer) {
 }
 
 // localCluster is an embedded primary behind writer and reader endpoints, which the
-// cutover adds replicas to.
+// cutover adds replicas to. Each node listens on a loopback address of its own, on
+// one port; the endpoints are names on the cluster's DNS server.
 type localCluster struct {
 	cluster *local.Cluster
+	dns     *dnsserver.Server
+	bridge  *endpointBridge
 	mode    scenarios.EndpointMode
 }
 
@@ -81,13 +87,18 @@ func openLocalCluster(ctx context.Context, sc *scenarios.Scenario, cfg TargetCon
 	if err != nil {
 		return nil, err
 	}
+	srv, err := startDNS(ctx, sc, cfg.Log)
+	if err != nil {
+		return nil, err
+	}
 	mode := sc.Target.Endpoint
 	cluster, err := local.StartCluster(ctx, local.ClusterConfig{
 		Node:        ncfg,
 		Synchronous: synchronous(sc),
+		DNS:         srv,
 		Endpoints: func(ctx context.Context, writer string) (local.Endpoints, error) {
 			return endpoint.New(ctx, endpoint.Config{
-				Mode: string(mode), Writer: writer, Stale: staleWindow(sc),
+				Mode: string(mode), Writer: writer, DNS: srv, Propagation: staleWindow(sc),
 				Dir:      filepath.Join(ncfg.Dir, "pgbouncer"),
 				PoolSize: sc.Load.PoolSize, MaxClientConn: 2*sc.Load.Workers + 20,
 				Log: cfg.Log,
@@ -95,39 +106,137 @@ func openLocalCluster(ctx context.Context, sc *scenarios.Scenario, cfg TargetCon
 		},
 	})
 	if err != nil {
+		_ = srv.Close()
 		return nil, interrupted(ctx, "while starting PostgreSQL", err)
 	}
-	return &localCluster{cluster: cluster, mode: mode}, nil
+	bridge, err := bridgeEndpoints(ctx, mode, srv, cluster.WriterEndpoint(), cluster.ReaderEndpoint(), cfg.Log)
+	if err != nil {
+		_ = cluster.Close(ctx)
+		_ = srv.Close()
+		return nil, err
+	}
+	return &localCluster{cluster: cluster, dns: srv, bridge: bridge, mode: mode}, nil
 }
 
 func (t *localCluster) Kind() scenarios.TargetKind           { return scenarios.TargetLocal }
 func (t *localCluster) EndpointMode() scenarios.EndpointMode { return t.mode }
+
+// Endpoints are DSNs the system resolver can dial (see endpointBridge). Once the
+// pools resolve names through DNSServer, this returns the names themselves:
+// endpointDSN(t.cluster.WriterEndpoint()), endpointDSN(t.cluster.ReaderEndpoint()).
 func (t *localCluster) Endpoints() (string, string) {
-	return endpointDSN(t.cluster.WriterEndpoint()), endpointDSN(t.cluster.ReaderEndpoint())
+	return endpointDSN(t.bridge.writer), endpointDSN(t.bridge.reader)
 }
 func (t *localCluster) ExecMode() pgx.QueryExecMode { return endpoint.ExecMode(string(t.mode)) }
+func (t *localCluster) DNSServer() string           { return t.dns.Addr() }
 func (t *localCluster) Provider() migrate.Provider  { return t.cluster }
 func (t *localCluster) DirectWriterDSN(context.Context) string {
 	return t.cluster.Writer().DSN(local.Database)
 }
-func (t *localCluster) Notes() []string { return []string{endpointNote(t.mode)} }
+func (t *localCluster) Notes() []string {
+	return []string{clusterNote(t.mode, t.dns, t.cluster.Port(), t.cluster.WriterEndpoint())}
+}
 
 func (t *localCluster) Close(ctx context.Context, keep bool, log io.Writer) {
+	t.bridge.close()
 	if keep {
-		// The endpoints live in this process (dns) or die with it (PgBouncer), so
-		// only the nodes outlast the run: name them directly.
+		// The DNS server and the endpoints live in this process (or die with it, as
+		// PgBouncer does), so only the nodes outlast the run: name them directly.
 		for _, n := range t.cluster.Nodes() {
 			fmt.Fprintf(log, "kept PostgreSQL %s running (pid %d, data %s): %s\n", n.Name(), n.PID(), n.DataDir(), n.DSN(local.Database))
 		}
-		fmt.Fprintf(log, "the writer is %s; the endpoints ended with rehearse\n", t.cluster.Writer().Name())
+		fmt.Fprintf(log, "the writer is %s; the endpoints and their DNS server ended with rehearse\n", t.cluster.Writer().Name())
+		_ = t.dns.Close()
 		return
 	}
 	if err := t.cluster.Close(ctx); err != nil {
 		fmt.Fprintf(log, "warning: stopping the cluster: %v\n", err)
+	}
+	if err := t.dns.Close(); err != nil {
+		fmt.Fprintf(log, "warning: stopping the DNS server: %v\n", err)
 	}
 }
 
 // endpointDSN is the DSN of an endpoint of an embedded cluster.
 func endpointDSN(addr string) string {
 	return "postgres://" + local.Superuser + "@" + addr + "/" + local.Database + "?sslmode=disable"
+}
+
+// startDNS starts the DNS server of a cluster target: on target.dns_addr, with
+// target.dns_ttl, its names labelled after the scenario. A taken address is an error
+// naming it (a runtime failure, not the scenario's: the address is valid).
+func startDNS(ctx context.Context, sc *scenarios.Scenario, log io.Writer) (*dnsserver.Server, error) {
+	srv, err := dnsserver.Start(ctx, dnsserver.Config{
+		Addr: sc.Target.DNSAddr, TTL: sc.Target.DNSTTL.D(), Names: dnsserver.NewNames(sc.Name), Log: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("target.dns_addr: %w", err)
+	}
+	return srv, nil
+}
+
+// endpointBridge lets the load's pools, which resolve host names with the system's
+// resolver, reach endpoint names only the cluster's DNS server answers, without
+// sending a query for them anywhere else. For dns endpoints it is a TCP forwarder
+// on 127.0.0.1 per endpoint that resolves the name through the server for every new
+// connection, as a client that caches nothing does, and forwards to the node the
+// answer names (connections to the old writer break when it stops; new ones reach
+// whichever node the records name). PgBouncers' names never change: the pools get
+// the address they answer. It goes once the pools resolve names through
+// Target.DNSServer themselves (pgx's LookupFunc).
+type endpointBridge struct {
+	writer, reader string // the host:port the pools dial
+	proxies        []*endpoint.Proxy
+}
+
+func bridgeEndpoints(ctx context.Context, mode scenarios.EndpointMode, srv *dnsserver.Server, writer, reader string, log io.Writer) (*endpointBridge, error) {
+	b := &endpointBridge{}
+	if mode != scenarios.EndpointDNS {
+		for _, ep := range []struct {
+			name string
+			out  *string
+		}{{writer, &b.writer}, {reader, &b.reader}} {
+			host, port, err := net.SplitHostPort(ep.name)
+			if err != nil {
+				return nil, err
+			}
+			a, err := dnsserver.Lookup(ctx, srv.Addr(), host, "udp")
+			if err != nil || len(a.Addrs) == 0 {
+				return nil, fmt.Errorf("resolve %s through the DNS server %s: %v (%w)", host, srv.Addr(), a.Addrs, err)
+			}
+			*ep.out = net.JoinHostPort(a.Addrs[0].String(), port)
+		}
+		return b, nil
+	}
+	for _, ep := range []struct {
+		role, name string
+		out        *string
+	}{{"writer", writer, &b.writer}, {"reader", reader, &b.reader}} {
+		p, err := endpoint.NewProxy(ep.role+" endpoint", []string{ep.name}, log, endpoint.WithResolver(dnsserver.NewResolver(srv.Addr())))
+		if err != nil {
+			b.close()
+			return nil, err
+		}
+		b.proxies = append(b.proxies, p)
+		*ep.out = p.Addr()
+	}
+	fmt.Fprintf(log, "the load reaches %s through %s and %s through %s, resolving the names for each new connection\n", writer, b.writer, reader, b.reader)
+	return b, nil
+}
+
+func (b *endpointBridge) close() {
+	for _, p := range b.proxies {
+		_ = p.Close()
+	}
+	b.proxies = nil
+}
+
+// clusterNote says what the endpoints of a local or container cluster are.
+func clusterNote(mode scenarios.EndpointMode, srv *dnsserver.Server, port int, writer string) string {
+	nodes := fmt.Sprintf(" Each node listens on a loopback address of its own, on port %d; a DNS server on %s answers the cluster's names (zone %s, TTL %v).", port, srv.Addr(), srv.Names().Zone, srv.TTL())
+	if mode == scenarios.EndpointProxy {
+		return endpointNote(mode) + nodes + " The PgBouncers have names of their own there."
+	}
+	host, _, _ := net.SplitHostPort(writer)
+	return "Endpoints: Aurora-like DNS." + nodes + " The cluster endpoint " + host + " answers a CNAME to the writer instance's name and its address, the reader endpoint one reader's per query, in turn; at the redirect the records flip to the new writer after cutover.dns_propagation, and a client reaches the old node (refused while it is down, read-only errors once it is a standby) until its cached answer expires. The load resolves the names for each new connection, caching nothing. Write forwarding is an emulation at the endpoint: while on, the reader endpoint answers the writer."
 }
