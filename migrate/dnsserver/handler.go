@@ -19,6 +19,10 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		m.SetReply(r)
 		s.answer(m, r.Question[0])
 	}
+	if opt := r.IsEdns0(); opt != nil {
+		// Answer EDNS with EDNS (RFC 6891), as dig and Go's resolver ask it.
+		m.SetEdns0(max(opt.UDPSize(), dns.MinMsgSize), false)
+	}
 	_ = w.WriteMsg(m)
 }
 

@@ -107,6 +107,13 @@ func TestWriterEndpoint(t *testing.T) {
 	if len(r.Answer) != 1 || !r.Answer[0].(*dns.A).A.Equal(ip3.AsSlice()) {
 		t.Errorf("instance node3: %v", r.Answer)
 	}
+	// EDNS is answered with EDNS.
+	q := new(dns.Msg)
+	q.SetQuestion(dns.Fqdn(n.Writer()), dns.TypeA)
+	q.SetEdns0(1232, false)
+	if r, _, err := (&dns.Client{Timeout: 5 * time.Second}).Exchange(q, s.Addr()); err != nil || r.IsEdns0() == nil || len(r.Answer) != 2 {
+		t.Errorf("an EDNS query: %v, %v; want the answer with an OPT record", r, err)
+	}
 	// A CNAME query answers the CNAME alone.
 	if r := exchange(t, s, "udp", n.Writer(), dns.TypeCNAME); len(r.Answer) != 1 {
 		t.Errorf("CNAME query: %v", r.Answer)
