@@ -56,8 +56,8 @@ type node struct {
 	c        testcontainers.Container
 	hostIP   netip.Addr // the loopback address it is published on
 	hostPort int        // its published port, the same for every node
-	down     bool // killed (Crash) or stopped (Switchover): not serving
-	cut      bool // disconnected from the run's network
+	down     bool       // killed (Crash) or stopped (Switchover): not serving
+	cut      bool       // disconnected from the run's network
 	// crashed is set when the node was killed rather than stopped cleanly: it may have
 	// diverged from the new writer and rejoins through pg_rewind.
 	crashed bool

@@ -30,10 +30,10 @@ type Proxy struct {
 	name     string
 	ln       net.Listener
 	log      io.Writer
-	resolver *net.Resolver // nil: the default resolver
-	ctx    context.Context // cancelled by Close: ends pending dials
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // the accept loop and every connection's goroutines
+	resolver *net.Resolver   // nil: the default resolver
+	ctx      context.Context // cancelled by Close: ends pending dials
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup // the accept loop and every connection's goroutines
 
 	mu       sync.Mutex
 	backends []string
