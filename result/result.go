@@ -28,10 +28,54 @@ type Result struct {
 	Availability Availability  `json:"availability"`
 	Integrity    Integrity     `json:"integrity"`
 	Client       *Client       `json:"client,omitempty"`
+	Database     *Database     `json:"database,omitempty"`
 	SLO          SLOVerdict    `json:"slo"`
 	Timeline     []TimelineRow `json:"timeline"`
 	Version      string        `json:"rehearse_version,omitempty"`
 	Notes        []string      `json:"notes,omitempty"`
+}
+
+// Database is the database's own numbers on the run's timeline: a series per node
+// and metric, sampled during the run, and the events the database or its control
+// plane reported. Added field.
+type Database struct {
+	Series []Series  `json:"series"`
+	Events []DBEvent `json:"events"`
+	// Missing says which series could not be collected and why (a permission the
+	// credentials lack, a metric the target does not offer).
+	Missing []string `json:"missing,omitempty"`
+	// Cost is the estimated cost of the rehearsed load (telemetry.price), if asked.
+	Cost *Cost `json:"cost,omitempty"`
+}
+
+// Series is one metric of one node over the run: points of [t_s, value].
+type Series struct {
+	Node   string       `json:"node"`
+	Metric string       `json:"metric"`
+	Unit   string       `json:"unit"`
+	Points [][2]float64 `json:"points"`
+	// Emulated marks a series the RDS API emulator derived rather than measured
+	// (e.g. ACU estimated from CPU).
+	Emulated bool `json:"emulated,omitempty"`
+}
+
+// DBEvent is something a node or the control plane reported at a moment of the run
+// (failover started, instance created).
+type DBEvent struct {
+	TS    float64 `json:"t_s"`
+	Node  string  `json:"node"`
+	Event string  `json:"event"`
+}
+
+// Cost is an estimate of what the rehearsed load costs per hour on Serverless v2
+// against the provisioned instance it replaces, from the run's ACU series.
+type Cost struct {
+	ACUHour            float64 `json:"acu_hour"`
+	ProvisionedHour    float64 `json:"provisioned_hour"`
+	MeanACU            float64 `json:"mean_acu"`
+	ServerlessPerHour  float64 `json:"serverless_per_hour"`
+	ProvisionedPerHour float64 `json:"provisioned_per_hour"`
+	Note               string  `json:"note"`
 }
 
 // Client is the client behaviour a run used: its pools, DNS caching, sockets and

@@ -70,3 +70,31 @@ func TestPresetsValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestTelemetryAndDatabaseSLOs(t *testing.T) {
+	tests := []struct {
+		name, yaml, err string
+	}{
+		{"defaults", "slo:\n  database:\n    - {metric: cpu, max: 80}\n", ""},
+		{"unknown metric", "slo:\n  database:\n    - {metric: cpu_temp, max: 80}\n", "slo.database[0].metric: unknown metric \"cpu_temp\"; use one of: acu, acu_utilization"},
+		{"unknown stat", "slo:\n  database:\n    - {metric: cpu, stat: p42, max: 80}\n", "slo.database[0].stat: unknown value \"p42\"; use one of: min, mean, p50, p95, p99, max"},
+		{"remote metrics", "telemetry:\n  metrics_addr: 0.0.0.0:9464\n", "telemetry.metrics_addr: must be a loopback host:port"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := scenarios.Parse("t.yaml", []byte(tt.yaml))
+			if tt.err == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d := s.SLO.Database[0]; d.Node != "writer" || d.Phase != "all" || d.Stat != "max" || s.Telemetry.SampleInterval.D() != time.Second {
+					t.Errorf("defaults %+v %+v", d, s.Telemetry)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("err = %v, want %q", err, tt.err)
+			}
+		})
+	}
+}

@@ -86,6 +86,33 @@ func DefaultMix() map[string]float64 {
 	}
 }
 
+// DatabaseMetrics are the database metrics rehearse samples, as written in
+// slo.database[].metric and result.json's database.series, with their units.
+// Treat it as read-only.
+var DatabaseMetrics = map[string]string{
+	"cpu":                "percent",
+	"rss":                "bytes",
+	"read_iops":          "ops/s",
+	"write_iops":         "ops/s",
+	"tps":                "tx/s",
+	"rollbacks":          "tx/s",
+	"connections_active": "count",
+	"connections":        "count",
+	"replica_lag_bytes":  "bytes",
+	"replica_lag_s":      "seconds",
+	"wal_bytes":          "bytes/s",
+	"checkpoints":        "count",
+	"acu":                "ACU",
+	"acu_utilization":    "percent",
+	"freeable_memory":    "bytes",
+}
+
+// DatabaseStats are the statistics a database SLO can take of a series.
+var DatabaseStats = []string{"min", "mean", "p50", "p95", "p99", "max"}
+
+// DatabaseNodes are the node roles a database SLO can name besides a node's name.
+var DatabaseNodes = []string{"writer", "reader", "replica", "rollback_target"}
+
 // DefaultLatencySLO is the value each slo.latency entry starts from: every operation,
 // every phase, the 99th percentile, and no limit until Max is set.
 func DefaultLatencySLO() LatencySLO {
@@ -140,6 +167,7 @@ func defaults() Scenario {
 			DNSAddr:        "127.0.0.1:0",
 			DNSTTL:         Duration(5 * time.Second),
 		},
+		Telemetry: Telemetry{SampleInterval: Duration(time.Second)},
 		Cutover: Cutover{
 			Kind:               "planned",
 			Warmup:             Duration(5 * time.Second),
@@ -154,6 +182,18 @@ func defaults() Scenario {
 
 // resolve fills the values that default to a function of other fields.
 func (s *Scenario) resolve() {
+	for i := range s.SLO.Database {
+		d := &s.SLO.Database[i]
+		if d.Node == "" {
+			d.Node = "writer"
+		}
+		if d.Phase == "" {
+			d.Phase = "all"
+		}
+		if d.Stat == "" {
+			d.Stat = "max"
+		}
+	}
 	for i := range s.Workload.Scripts {
 		if s.Workload.Scripts[i].Kind == "" {
 			s.Workload.Scripts[i].Kind = "write"
@@ -231,6 +271,11 @@ func (s *Scenario) Clone() *Scenario {
 	c.Load.Stages = slices.Clone(s.Load.Stages)
 	c.Cutover.Steps = slices.Clone(s.Cutover.Steps)
 	c.Notes = slices.Clone(s.Notes)
+	c.SLO.Database = slices.Clone(s.SLO.Database)
+	if s.Telemetry.Price != nil {
+		pr := *s.Telemetry.Price
+		c.Telemetry.Price = &pr
+	}
 	c.Client.Retry.On = slices.Clone(s.Client.Retry.On)
 	c.SLO.Latency = slices.Clone(s.SLO.Latency)
 	if s.Target.Fsync != nil {

@@ -30,6 +30,9 @@ type Scenario struct {
 	Cutover Cutover `yaml:"cutover"`
 	// SLO holds the limits the run is judged by.
 	SLO SLO `yaml:"slo"`
+	// Telemetry is what the run publishes and samples besides the load: live
+	// Prometheus metrics and the database's own numbers.
+	Telemetry Telemetry `yaml:"telemetry"`
 
 	// Notes are remarks on the file, such as a deprecated field it used; a run
 	// records them in its result.
@@ -261,6 +264,48 @@ type SLO struct {
 	MinAchievedRate float64 `yaml:"min_achieved_rate"`
 	// PeakRate is today's peak rate in actions/s, for capacity headroom (0 = unset).
 	PeakRate float64 `yaml:"peak_rate"`
+	// Database lists limits on the database's own numbers (CPU, replica lag, …)
+	// per node and phase.
+	Database []DatabaseSLO `yaml:"database"`
+}
+
+// DatabaseSLO is one limit on a database metric: a statistic of its samples on a
+// node in a phase.
+type DatabaseSLO struct {
+	// Metric is one of DatabaseMetrics.
+	Metric string `yaml:"metric"`
+	// Node is writer, reader, replica (the new one), rollback_target, or a node's
+	// name (default writer).
+	Node string `yaml:"node"`
+	// Phase is before, during, after or all (default all).
+	Phase string `yaml:"phase"`
+	// Stat is min, mean, p50, p95, p99 or max (default max).
+	Stat string `yaml:"stat"`
+	// Max is the highest tolerated value, in the metric's unit.
+	Max float64 `yaml:"max"`
+}
+
+// Telemetry configures live metrics and database sampling.
+type Telemetry struct {
+	// MetricsAddr serves Prometheus metrics while the run lasts (host:port on
+	// loopback; "" = off). The CLI's --metrics-addr sets it.
+	MetricsAddr string `yaml:"metrics_addr"`
+	// MetricsLinger keeps serving metrics this long after the run, so a final
+	// scrape lands (default 0s).
+	MetricsLinger Duration `yaml:"metrics_linger"`
+	// SampleInterval is how often the database's numbers are sampled (default 1s).
+	SampleInterval Duration `yaml:"sample_interval"`
+	// Price estimates the cost of the rehearsed load on Serverless v2 from the ACU
+	// series; nil = no cost line.
+	Price *Price `yaml:"price"`
+}
+
+// Price holds the prices a cost estimate uses, in dollars per hour.
+type Price struct {
+	// ACUHour is the price of one Aurora capacity unit for an hour.
+	ACUHour float64 `yaml:"acu_hour"`
+	// ProvisionedHour is the hourly price of the provisioned instance it replaces.
+	ProvisionedHour float64 `yaml:"provisioned_hour"`
 }
 
 // LatencySLO is one latency limit.

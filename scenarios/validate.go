@@ -94,6 +94,7 @@ func (s *Scenario) Validate() []error {
 	s.validateCutover(c)
 	s.validateSLO(c)
 	s.validateClient(c)
+	s.validateTelemetry(c)
 	s.validateRun(c)
 	return c.errs
 }
@@ -378,4 +379,32 @@ func (s *Scenario) validateSLO(c *checker) {
 	c.nonNegativeInt("slo.max_lost_writes", o.MaxLostWrites)
 	c.fraction("slo.min_achieved_rate", o.MinAchievedRate)
 	c.nonNegative("slo.peak_rate", o.PeakRate)
+}
+
+func (s *Scenario) validateTelemetry(c *checker) {
+	t := &s.Telemetry
+	if t.MetricsAddr != "" {
+		if host, _, err := net.SplitHostPort(t.MetricsAddr); err != nil || !isLoopback(host) {
+			c.add("telemetry.metrics_addr", "must be a loopback host:port such as 127.0.0.1:9464 (got %q): metrics are served to this machine only", t.MetricsAddr)
+		}
+	}
+	c.nonNegativeDuration("telemetry.metrics_linger", t.MetricsLinger)
+	c.positiveDuration("telemetry.sample_interval", t.SampleInterval)
+	if p := t.Price; p != nil {
+		c.nonNegative("telemetry.price.acu_hour", p.ACUHour)
+		c.nonNegative("telemetry.price.provisioned_hour", p.ProvisionedHour)
+	}
+	metrics := slices.Sorted(maps.Keys(DatabaseMetrics))
+	for i, d := range s.SLO.Database {
+		f := fmt.Sprintf("slo.database[%d]", i)
+		if _, ok := DatabaseMetrics[d.Metric]; !ok {
+			c.add(f+".metric", "unknown metric %q; use one of: %s", d.Metric, strings.Join(metrics, ", "))
+		}
+		c.oneOf(f+".stat", d.Stat, DatabaseStats)
+		c.oneOf(f+".phase", d.Phase, sloPhases)
+		if strings.TrimSpace(d.Node) == "" {
+			c.add(f+".node", "must name a node: %s, or a node's name", strings.Join(DatabaseNodes, ", "))
+		}
+		c.nonNegative(f+".max", d.Max)
+	}
 }
