@@ -105,6 +105,7 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 		eps, err := cfg.Endpoints(ctx, addr(n))
 		if err != nil {
 			_ = n.Close(ctx)
+			c.unname(n.Name())
 			return nil, err
 		}
 		c.eps = eps
