@@ -237,7 +237,7 @@ func (s *Scenario) Ops() []string {
 }
 
 // ScriptOpNames names a script workload's operations after its files: the base name
-// without extension, with -2, -3… appended to repeats.
+// without extension, with _2, _3… appended to repeats (as the workload names them).
 func ScriptOpNames(files []string) []string {
 	out := make([]string, len(files))
 	seen := map[string]int{}
@@ -249,7 +249,7 @@ func ScriptOpNames(files []string) []string {
 		}
 		seen[name]++
 		if n := seen[name]; n > 1 {
-			name = fmt.Sprintf("%s-%d", name, n)
+			name = fmt.Sprintf("%s_%d", name, n)
 		}
 		out[i] = name
 	}

@@ -52,6 +52,13 @@ func Parse(file string, data []byte) (*Scenario, error) {
 			s.Notes = append(s.Notes, "cutover.stale_dns_window is deprecated: the dns endpoints are a real DNS server now, and it sets cutover.dns_propagation, the delay before their records flip to the new writer; write dns_propagation instead")
 		}
 		d.aliases(&s)
+		for i := range s.Workload.Scripts {
+			// A script without a weight runs as often as one weighted 1; an explicit
+			// 0 is an error (Validate).
+			if _, given := d.pos[fmt.Sprintf("workload.scripts[%d].weight", i)]; !given {
+				s.Workload.Scripts[i].Weight = 1
+			}
+		}
 		s.ApplyPreset(func(path string) bool {
 			_, ok := d.pos[path]
 			return ok

@@ -76,7 +76,7 @@ func TestScriptAndReplaySections(t *testing.T) {
 		name, yaml string
 		want       []string // substrings of the error, "" = valid
 	}{
-		{"a valid script workload", "workload:\n  name: script\n  scripts:\n    - {file: a.sql, weight: 1}\n    - {file: x/a.sql, weight: 2, kind: read}\n", nil},
+		{"a valid script workload", "workload:\n  name: script\n  scripts:\n    - {file: a.sql}\n    - {file: x/a.sql, weight: 2, kind: read}\n", nil},
 		{"no scripts", "workload:\n  name: script\n", []string{"workload.scripts: a script workload needs at least one script"}},
 		{"zero and negative weights", "workload:\n  name: script\n  scripts:\n    - {file: a.sql, weight: 0}\n    - {file: b.sql, weight: -2}\n",
 			[]string{"workload.scripts[0].weight: must be a positive weight", "workload.scripts[1].weight: must be a positive weight"}},
@@ -93,7 +93,7 @@ func TestScriptAndReplaySections(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if ops := s.Ops(); strings.Join(ops, ",") != "a,a-2" || s.Workload.Scripts[0].Kind != "write" {
+				if ops := s.Ops(); strings.Join(ops, ",") != "a,a_2" || s.Workload.Scripts[0].Kind != "write" {
 					t.Errorf("ops %v, kind %q", ops, s.Workload.Scripts[0].Kind)
 				}
 				return
