@@ -91,11 +91,13 @@ func Capacity(ctx context.Context, sc *scenarios.Scenario, cfg CapacityConfig, o
 	if outDir == "" {
 		outDir = DefaultOutDir(s, time.Now())
 	}
-	if err := prepareOut(outDir); err != nil {
+	created, err := prepareOut(outDir)
+	if err != nil {
 		return nil, err
 	}
 	res, err := capacity.Run(ctx, s, cfg, capacity.Env{Out: outDir, Log: o.log, Progress: o.progress, Keep: o.keep, Engine: ecfg})
 	if res == nil {
+		removeIfEmpty(created)
 		return nil, err
 	}
 	if werr := writeOutputs(outDir, res, report.CapacityMarkdown, report.CapacityHTML, result.EncodeCapacity); werr != nil {

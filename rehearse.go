@@ -52,12 +52,14 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts ...Option) (*result.R
 	if outDir == "" {
 		outDir = DefaultOutDir(s, time.Now())
 	}
-	if err := prepareOut(outDir); err != nil {
+	created, err := prepareOut(outDir)
+	if err != nil {
 		return nil, err
 	}
 	ecfg.Target.Dir = outDir
 	reh, err := engine.Open(ctx, s, ecfg)
 	if err != nil {
+		removeIfEmpty(filepath.Join(outDir, "pg"), created)
 		return nil, err
 	}
 	// Teardown happens even after an interrupt.
@@ -97,15 +99,30 @@ func DefaultOutDir(sc *scenarios.Scenario, now time.Time) string {
 }
 
 // prepareOut creates the output directory and refuses one that already holds a result,
-// so an earlier run is never overwritten.
-func prepareOut(dir string) error {
+// so an earlier run is never overwritten. It returns what to remove if the run does
+// not start: the directory when it created it, else nothing.
+func prepareOut(dir string) (created string, err error) {
 	if _, err := os.Stat(filepath.Join(dir, ResultFile)); err == nil {
-		return fmt.Errorf("%w: output directory %s already holds a %s; choose another output directory or remove it", ErrInvalidInput, dir, ResultFile)
+		return "", fmt.Errorf("%w: output directory %s already holds a %s; choose another output directory or remove it", ErrInvalidInput, dir, ResultFile)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		created = dir
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("%w: cannot create output directory: %w", ErrInvalidInput, err)
+		return "", fmt.Errorf("%w: cannot create output directory: %w", ErrInvalidInput, err)
 	}
-	return nil
+	return created, nil
+}
+
+// removeIfEmpty removes each directory that is empty, in order: what a run that
+// never started left behind (its output directory, the embedded server's work
+// directory once the server removed its data).
+func removeIfEmpty(dirs ...string) {
+	for _, d := range dirs {
+		if d != "" {
+			_ = os.Remove(d) // fails, harmlessly, on a directory that is not empty
+		}
+	}
 }
 
 func safeName(s string) string {
