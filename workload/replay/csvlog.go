@@ -89,7 +89,7 @@ func (c *csvlog) next(rec *record) error {
 	if err != nil {
 		var pe *csv.ParseError
 		if errors.As(err, &pe) {
-			return invalidf("%s:%d: %s: %v; %s", c.path, pe.Line, c.notCSVLog(), pe.Err, captureHowTo)
+			return invalidf("%s:%d: %s: %v; %s", c.path, pe.Line, c.notCSVLog(c.records == 0), pe.Err, captureHowTo)
 		}
 		return fmt.Errorf("replay: reading %s: %w", c.path, err)
 	}
@@ -97,7 +97,7 @@ func (c *csvlog) next(rec *record) error {
 	c.records++
 	if len(fields) < minColumns || len(fields) > maxColumns {
 		return invalidf("%s:%d: %s: this line has %d comma-separated fields, a csvlog record has %d to %d; %s",
-			c.path, line, c.notCSVLog(), len(fields), minColumns, maxColumns, captureHowTo)
+			c.path, line, c.notCSVLog(c.records == 1), len(fields), minColumns, maxColumns, captureHowTo)
 	}
 	if c.records == 1 && fields[colLogTime] == "log_time" {
 		return invalidf("%s:%d: the file starts with a header row, which PostgreSQL never writes: it was exported or edited by another tool; give the csvlog file PostgreSQL wrote (or delete the header line)",
@@ -106,7 +106,7 @@ func (c *csvlog) next(rec *record) error {
 	t, ok := c.tz.parse(fields[colLogTime])
 	if !ok {
 		return invalidf("%s:%d: log_time %q is not a PostgreSQL timestamp (2006-01-02 15:04:05.000 UTC): %s; %s",
-			c.path, line, clip(fields[colLogTime], 40), c.notCSVLog(), captureHowTo)
+			c.path, line, clip(fields[colLogTime], 40), c.notCSVLog(c.records == 1), captureHowTo)
 	}
 	*rec = record{
 		line:     line,
@@ -129,9 +129,10 @@ func (c *csvlog) next(rec *record) error {
 	return nil
 }
 
-// notCSVLog says what the file is, as far as the first records tell.
-func (c *csvlog) notCSVLog() string {
-	if c.records <= 1 {
+// notCSVLog says what the file is, as far as the records read tell: first is
+// true when the bad record is the file's first.
+func (c *csvlog) notCSVLog(first bool) string {
+	if first {
 		return "this is not a PostgreSQL csvlog"
 	}
 	return "this record is not a csvlog record (the file was cut, edited or concatenated with another kind of log)"

@@ -225,6 +225,9 @@ func analyze(sql string, fp []byte) (analysis, []byte) {
 	l.fp.finish()
 	a := l.a
 	a.stmts = l.stmts
+	if l.stmts == 0 {
+		a.write = true // nothing to read: not a read
+	}
 	a.beginOnly = l.stmts == 1 && l.lastBegin
 	a.rollbackOnly = l.stmts == 1 && l.lastRollback
 	if l.stmts != 1 {
@@ -271,6 +274,7 @@ type stmtState struct {
 	lock, modify, writeFunc, into          bool
 	analyze, chain, hold, stdin, stdout    bool
 	sessionLock, prevFor, prevFrom, prevTo bool
+	started                                bool // a token other than ( was read
 	prevAnd, prevNo, prevWith              bool
 }
 
@@ -436,10 +440,15 @@ func (l *lexer) classify(kind, kw, start, end int) {
 	case tClose:
 		st.depth--
 	}
-	if kind == tWord && st.depth <= 0 && st.nwords < len(st.words) {
+	// The first words at depth 0, or inside the parentheses a statement opens
+	// with: (SELECT …) UNION (SELECT …).
+	if kind == tWord && (st.depth <= 0 || !st.started) && st.nwords < len(st.words) {
 		st.words[st.nwords] = kw
 		st.wordPos[st.nwords] = [2]int{start, end}
 		st.nwords++
+	}
+	if kind != tOpen {
+		st.started = true
 	}
 	if kind != tWord {
 		st.prevFor, st.prevFrom, st.prevTo, st.prevAnd, st.prevNo, st.prevWith = false, false, false, false, false, false
