@@ -70,7 +70,7 @@ type csvlog struct {
 }
 
 func newCSVLog(path string, r io.Reader) *csvlog {
-	cr := csv.NewReader(bufio.NewReaderSize(r, 1<<20))
+	cr := csv.NewReader(bufio.NewReaderSize(r, 64<<10))
 	// Records of 23 to 26 fields are accepted, each checked; quotes must be
 	// well formed, as PostgreSQL writes them.
 	cr.FieldsPerRecord = -1

@@ -164,11 +164,16 @@ func Open(ctx context.Context, cfg Config) (*Workload, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return load(ctx, cfg, speed, f)
+}
+
+// load is Open's first pass over r.
+func load(ctx context.Context, cfg Config, speed float64, r io.Reader) (*Workload, error) {
 	c := newCensus()
 	p := newParser(cfg.Capture, cfg.Filter, false, c)
 	p.seen = &seenCounts{databases: map[string]int64{}, users: map[string]int64{}, applications: map[string]int64{}}
 	c.p = p
-	log := newCSVLog(cfg.Capture, f)
+	log := newCSVLog(cfg.Capture, r)
 	var rec record
 	for {
 		if log.records&1023 == 0 && ctx.Err() != nil {

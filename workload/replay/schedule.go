@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"time"
 )
@@ -44,12 +43,21 @@ func (w *Workload) Arrivals(ctx context.Context) (Arrivals, error) {
 	if err != nil {
 		return nil, err
 	}
+	s, err := w.newSchedule(ctx, f, f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// newSchedule is the second pass over r; Close closes c.
+func (w *Workload) newSchedule(ctx context.Context, r io.Reader, c io.Closer) (*schedule, error) {
 	q := newQueues()
 	if !w.active.CompareAndSwap(nil, q) {
-		f.Close()
 		return nil, errors.New("replay: a schedule is already open: close it first")
 	}
-	s := &schedule{w: w, ctx: ctx, f: f, log: newCSVLog(w.cfg.Capture, f), q: q}
+	s := &schedule{w: w, ctx: ctx, closer: c, log: newCSVLog(w.cfg.Capture, r), q: q}
 	s.p = newParser(w.cfg.Capture, w.cfg.Filter, true, s)
 	return s, nil
 }
@@ -64,7 +72,7 @@ func (w *Workload) Arrivals(ctx context.Context) (Arrivals, error) {
 type schedule struct {
 	w       *Workload
 	ctx     context.Context
-	f       *os.File
+	closer  io.Closer
 	log     *csvlog
 	p       *parser
 	q       *queues
@@ -176,7 +184,7 @@ func (s *schedule) Close() error {
 	s.closed = true
 	s.w.active.CompareAndSwap(s.q, nil)
 	s.pending = nil
-	return s.f.Close()
+	return s.closer.Close()
 }
 
 // stmtHeap orders statements by start, then log order.

@@ -669,7 +669,11 @@ func (f *fingerprinter) token(kind int, text string, kw int) {
 		return
 	}
 	if len(f.out) > maxFingerprint {
-		f.out = append(f.out[:maxFingerprint], " …"...)
+		cut := maxFingerprint
+		for cut > 0 && f.out[cut]&0xC0 == 0x80 {
+			cut-- // do not split a UTF-8 sequence
+		}
+		f.out = append(f.out[:cut], " …"...)
 		f.truncated = true
 		return
 	}
