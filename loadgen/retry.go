@@ -43,7 +43,7 @@ func ParseClasses(names []string) (ClassSet, error) {
 
 // Retry is an application's retry policy: an operation that failed with a class in
 // On is tried again after a backoff, up to MaxAttempts tries in all. The backoff
-// doubles per attempt, with jitter, up to MaxBackoff. An operation whose COMMIT
+// doubles per attempt, up to MaxBackoff, plus up to 20% jitter. An operation whose COMMIT
 // outcome is unknown is never retried: the workload resolves it by its idempotency
 // key.
 type Retry struct {
@@ -60,8 +60,10 @@ func (p Retry) again(class Class, tries int) bool {
 }
 
 // wait sleeps before attempt tries+1: Backoff × 2^(tries-1), capped at MaxBackoff,
-// with "equal jitter" (half fixed, half random) so that clients that failed together
-// do not retry together. It returns false when ctx ends first.
+// plus up to a fifth more at random, so that clients that failed together do not
+// retry together while the policy still retries for at least the sum of its
+// backoffs (a policy written to span an outage does). It returns false when ctx
+// ends first.
 func (p Retry) wait(ctx context.Context, tries int, r *rand.Rand) bool {
 	d := p.Backoff
 	for i := 1; i < tries && d < p.MaxBackoff; i++ {
@@ -71,7 +73,7 @@ func (p Retry) wait(ctx context.Context, tries int, r *rand.Rand) bool {
 	if d <= 0 {
 		return ctx.Err() == nil
 	}
-	d = d/2 + time.Duration(r.Int64N(int64(d/2)+1))
+	d += time.Duration(r.Int64N(int64(d/5) + 1))
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

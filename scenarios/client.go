@@ -48,7 +48,8 @@ type Client struct {
 type Retry struct {
 	// MaxAttempts is how many times an operation is tried in all (1: no retry).
 	MaxAttempts int `yaml:"max_attempts"`
-	// Backoff is the wait before the first retry, doubled per attempt, with jitter.
+	// Backoff is the wait before the first retry, doubled per attempt, plus up to
+	// 20% jitter.
 	Backoff Duration `yaml:"backoff"`
 	// MaxBackoff caps the wait between attempts.
 	MaxBackoff Duration `yaml:"max_backoff"`

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/rehearse-dev/rehearse/loadgen"
@@ -101,13 +102,15 @@ func (c *cutover) outcome() (*result.Migration, time.Duration, error) {
 	return c.mig, c.endedAt, c.err
 }
 
-// validator is the validate step's check: the writer endpoint takes a write, and the
-// integrity check (run on the writer node itself) finds nothing lost.
+// validator is the validate step's check: the writer endpoint reaches a primary,
+// and the integrity check (run on the writer node itself) finds nothing lost. The
+// health query opens a connection of its own that resolves the endpoint afresh: it
+// checks the endpoint, not what the load's clients cached.
 func validator(wl workload.Workload, tgt Target, p *pools) migrate.Validator {
 	return func(ctx context.Context) (map[string]any, error) {
 		d := map[string]any{}
 		var inRecovery bool
-		if err := p.writer().QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+		if err := healthQuery(ctx, tgt, &inRecovery); err != nil {
 			return d, fmt.Errorf("health query through the writer endpoint: %w", err)
 		}
 		if inRecovery {
@@ -141,4 +144,28 @@ func verify(ctx context.Context, wl workload.Workload, tgt Target) (result.Integ
 	}
 	defer pool.Close()
 	return wl.Verify(ctx, pool)
+}
+
+// healthQuery asks the writer endpoint whether it reaches a node in recovery, over a
+// fresh connection whose name lookups are not cached.
+func healthQuery(ctx context.Context, tgt Target, inRecovery *bool) error {
+	wdsn, _ := tgt.Endpoints()
+	cfg, err := pgx.ParseConfig(wdsn)
+	if err != nil {
+		return err
+	}
+	cfg.DefaultQueryExecMode = tgt.ExecMode()
+	if server := tgt.DNSServer(); server != "" {
+		r, err := newResolver(server, "0s")
+		if err != nil {
+			return err
+		}
+		cfg.LookupFunc = r.LookupHost
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(inRecovery)
 }

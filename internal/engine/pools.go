@@ -76,15 +76,6 @@ func instances(sc *scenarios.Scenario) int {
 	return max(sc.Client.AppInstances, 1)
 }
 
-// dnsServer is the target's DNS server for its endpoint names, "" when its
-// endpoints are addresses.
-func dnsServer(tgt Target) string {
-	if d, ok := tgt.(interface{ DNSServer() string }); ok {
-		return d.DNSServer()
-	}
-	return ""
-}
-
 // connect opens every instance's writer and reader pools and proves they work,
 // turning the usual failures into errors that say what to do.
 func connect(ctx context.Context, tgt Target, sc *scenarios.Scenario) (*pools, error) {
@@ -93,7 +84,7 @@ func connect(ctx context.Context, tgt Target, sc *scenarios.Scenario) (*pools, e
 	for range instances(sc) {
 		// Each instance resolves names with its own cache, as separate processes do.
 		var lookup pgconn.LookupFunc
-		if server := dnsServer(tgt); server != "" {
+		if server := tgt.DNSServer(); server != "" {
 			r, err := newResolver(server, sc.Client.DNSCacheTTL)
 			if err != nil {
 				p.close()

@@ -19,10 +19,9 @@ import (
 // loopback address of its own, behind endpoints whose names the cluster's DNS server
 // answers; the cutover adds replica containers.
 type containerTarget struct {
-	cl     *container.Cluster
-	dns    *dnsserver.Server
-	bridge *endpointBridge
-	mode   scenarios.EndpointMode
+	cl   *container.Cluster
+	dns  *dnsserver.Server
+	mode scenarios.EndpointMode
 }
 
 func openContainers(ctx context.Context, sc *scenarios.Scenario, cfg TargetConfig) (*containerTarget, error) {
@@ -52,23 +51,17 @@ func openContainers(ctx context.Context, sc *scenarios.Scenario, cfg TargetConfi
 		_ = srv.Close()
 		return nil, interrupted(ctx, "while starting PostgreSQL", err)
 	}
-	bridge, err := bridgeEndpoints(ctx, mode, srv, cl.WriterEndpoint(), cl.ReaderEndpoint(), cfg.Log)
-	if err != nil {
-		_ = cl.Close(ctx)
-		_ = srv.Close()
-		return nil, err
-	}
-	return &containerTarget{cl: cl, dns: srv, bridge: bridge, mode: mode}, nil
+	logNames(cfg.Log, srv, cl.WriterEndpoint(), cl.ReaderEndpoint())
+	return &containerTarget{cl: cl, dns: srv, mode: mode}, nil
 }
 
 func (t *containerTarget) Kind() scenarios.TargetKind           { return scenarios.TargetContainer }
 func (t *containerTarget) EndpointMode() scenarios.EndpointMode { return t.mode }
 
-// Endpoints are DSNs the system resolver can dial (see endpointBridge). Once the
-// pools resolve names through DNSServer, this returns the names themselves:
-// t.cl.DSN(t.cl.WriterEndpoint(), container.Database) and the reader's.
+// Endpoints are the endpoints' names, which the load resolves through DNSServer as
+// its client's DNS cache says.
 func (t *containerTarget) Endpoints() (string, string) {
-	return t.cl.DSN(t.bridge.writer, container.Database), t.cl.DSN(t.bridge.reader, container.Database)
+	return t.cl.DSN(t.cl.WriterEndpoint(), container.Database), t.cl.DSN(t.cl.ReaderEndpoint(), container.Database)
 }
 func (t *containerTarget) ExecMode() pgx.QueryExecMode { return endpoint.ExecMode(string(t.mode)) }
 func (t *containerTarget) DNSServer() string           { return t.dns.Addr() }
@@ -88,7 +81,6 @@ func (t *containerTarget) DirectWriterDSN(ctx context.Context) string {
 }
 
 func (t *containerTarget) Close(ctx context.Context, keep bool, log io.Writer) {
-	t.bridge.close()
 	if keep {
 		// The endpoints and the DNS server end with this process: name the writer
 		// container's own address.

@@ -78,7 +78,6 @@ func (t *localNode) Close(ctx context.Context, keep bool, log io.Writer) {
 type localCluster struct {
 	cluster *local.Cluster
 	dns     *dnsserver.Server
-	bridge  *endpointBridge
 	mode    scenarios.EndpointMode
 }
 
@@ -109,23 +108,18 @@ func openLocalCluster(ctx context.Context, sc *scenarios.Scenario, cfg TargetCon
 		_ = srv.Close()
 		return nil, interrupted(ctx, "while starting PostgreSQL", err)
 	}
-	bridge, err := bridgeEndpoints(ctx, mode, srv, cluster.WriterEndpoint(), cluster.ReaderEndpoint(), cfg.Log)
-	if err != nil {
-		_ = cluster.Close(ctx)
-		_ = srv.Close()
-		return nil, err
-	}
-	return &localCluster{cluster: cluster, dns: srv, bridge: bridge, mode: mode}, nil
+	logNames(cfg.Log, srv, cluster.WriterEndpoint(), cluster.ReaderEndpoint())
+	return &localCluster{cluster: cluster, dns: srv, mode: mode}, nil
 }
 
 func (t *localCluster) Kind() scenarios.TargetKind           { return scenarios.TargetLocal }
 func (t *localCluster) EndpointMode() scenarios.EndpointMode { return t.mode }
 
-// Endpoints are DSNs the system resolver can dial (see endpointBridge). Once the
-// pools resolve names through DNSServer, this returns the names themselves:
-// endpointDSN(t.cluster.WriterEndpoint()), endpointDSN(t.cluster.ReaderEndpoint()).
+// Endpoints are the endpoints' names (the cluster endpoint and the reader endpoint,
+// or the PgBouncers'), which the load resolves through DNSServer as its client's
+// DNS cache says.
 func (t *localCluster) Endpoints() (string, string) {
-	return endpointDSN(t.bridge.writer), endpointDSN(t.bridge.reader)
+	return endpointDSN(t.cluster.WriterEndpoint()), endpointDSN(t.cluster.ReaderEndpoint())
 }
 func (t *localCluster) ExecMode() pgx.QueryExecMode { return endpoint.ExecMode(string(t.mode)) }
 func (t *localCluster) DNSServer() string           { return t.dns.Addr() }
@@ -138,7 +132,6 @@ func (t *localCluster) Notes() []string {
 }
 
 func (t *localCluster) Close(ctx context.Context, keep bool, log io.Writer) {
-	t.bridge.close()
 	if keep {
 		// The DNS server and the endpoints live in this process (or die with it, as
 		// PgBouncer does), so only the nodes outlast the run: name them directly.
@@ -175,60 +168,13 @@ func startDNS(ctx context.Context, sc *scenarios.Scenario, log io.Writer) (*dnss
 	return srv, nil
 }
 
-// endpointBridge lets the load's pools, which resolve host names with the system's
-// resolver, reach endpoint names only the cluster's DNS server answers, without
-// sending a query for them anywhere else. For dns endpoints it is a TCP forwarder
-// on 127.0.0.1 per endpoint that resolves the name through the server for every new
-// connection, as a client that caches nothing does, and forwards to the node the
-// answer names (connections to the old writer break when it stops; new ones reach
-// whichever node the records name). PgBouncers' names never change: the pools get
-// the address they answer. It goes once the pools resolve names through
-// Target.DNSServer themselves (pgx's LookupFunc).
-type endpointBridge struct {
-	writer, reader string // the host:port the pools dial
-	proxies        []*endpoint.Proxy
-}
-
-func bridgeEndpoints(ctx context.Context, mode scenarios.EndpointMode, srv *dnsserver.Server, writer, reader string, log io.Writer) (*endpointBridge, error) {
-	b := &endpointBridge{}
-	if mode != scenarios.EndpointDNS {
-		for _, ep := range []struct {
-			name string
-			out  *string
-		}{{writer, &b.writer}, {reader, &b.reader}} {
-			host, port, err := net.SplitHostPort(ep.name)
-			if err != nil {
-				return nil, err
-			}
-			a, err := dnsserver.Lookup(ctx, srv.Addr(), host, "udp")
-			if err != nil || len(a.Addrs) == 0 {
-				return nil, fmt.Errorf("resolve %s through the DNS server %s: %v (%w)", host, srv.Addr(), a.Addrs, err)
-			}
-			*ep.out = net.JoinHostPort(a.Addrs[0].String(), port)
-		}
-		return b, nil
-	}
-	for _, ep := range []struct {
-		role, name string
-		out        *string
-	}{{"writer", writer, &b.writer}, {"reader", reader, &b.reader}} {
-		p, err := endpoint.NewProxy(ep.role+" endpoint", []string{ep.name}, log, endpoint.WithResolver(dnsserver.NewResolver(srv.Addr())))
-		if err != nil {
-			b.close()
-			return nil, err
-		}
-		b.proxies = append(b.proxies, p)
-		*ep.out = p.Addr()
-	}
-	fmt.Fprintf(log, "the load reaches %s through %s and %s through %s, resolving the names for each new connection\n", writer, b.writer, reader, b.reader)
-	return b, nil
-}
-
-func (b *endpointBridge) close() {
-	for _, p := range b.proxies {
-		_ = p.Close()
-	}
-	b.proxies = nil
+// logNames says where the DNS server is and what it answers, so a user can dig them
+// while the run lasts.
+func logNames(log io.Writer, srv *dnsserver.Server, writer, reader string) {
+	host, port, _ := net.SplitHostPort(srv.Addr())
+	w, _, _ := net.SplitHostPort(writer)
+	r, _, _ := net.SplitHostPort(reader)
+	fmt.Fprintf(log, "DNS server on %s: writer endpoint %s, reader endpoint %s (dig @%s -p %s %s)\n", srv.Addr(), w, r, host, port, w)
 }
 
 // clusterNote says what the endpoints of a local or container cluster are.
@@ -238,5 +184,5 @@ func clusterNote(mode scenarios.EndpointMode, srv *dnsserver.Server, port int, w
 		return endpointNote(mode) + nodes + " The PgBouncers have names of their own there."
 	}
 	host, _, _ := net.SplitHostPort(writer)
-	return "Endpoints: Aurora-like DNS." + nodes + " The cluster endpoint " + host + " answers a CNAME to the writer instance's name and its address, the reader endpoint one reader's per query, in turn; at the redirect the records flip to the new writer after cutover.dns_propagation, and a client reaches the old node (refused while it is down, read-only errors once it is a standby) until its cached answer expires. The load resolves the names for each new connection, caching nothing. Write forwarding is an emulation at the endpoint: while on, the reader endpoint answers the writer."
+	return "Endpoints: Aurora-like DNS." + nodes + " The cluster endpoint " + host + " answers a CNAME to the writer instance's name and its address, the reader endpoint one reader's per query, in turn; at the redirect the records flip to the new writer after cutover.dns_propagation, and a client reaches the old node (refused while it is down, read-only errors once it is a standby) until its cached answer expires. The load resolves the names through that server, caching each answer as its client's dns_cache_ttl says. Write forwarding is an emulation at the endpoint: while on, the reader endpoint answers the writer."
 }
