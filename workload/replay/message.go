@@ -23,6 +23,7 @@ type logMsg struct {
 	kind     msgKind
 	duration int64 // nanoseconds; -1 when the message has none (logged at the start)
 	named    bool  // an extended statement prepared under a name (not <unnamed>)
+	bind     bool  // msgParseBind: a bind (its parameters are in the detail)
 	text     string
 }
 
@@ -51,8 +52,24 @@ func parseLogMessage(m string) logMsg {
 		if !ok {
 			return logMsg{kind: msgOther, duration: -1}
 		}
+		var verb string
 		switch {
-		case strings.HasPrefix(m, "parse "), strings.HasPrefix(m, "bind "):
+		case strings.HasPrefix(m, "parse "):
+			verb = "parse "
+		case strings.HasPrefix(m, "bind "):
+			verb = "bind "
+			out.bind = true
+		}
+		if verb != "" {
+			rest := m[len(verb):]
+			if i := strings.Index(rest, ": "); i >= 0 {
+				name := rest[:i]
+				if j := strings.IndexByte(name, '/'); j >= 0 {
+					name = name[:j]
+				}
+				out.named = name != "<unnamed>"
+				out.text = rest[i+2:]
+			}
 			out.kind = msgParseBind
 			return out
 		}

@@ -60,7 +60,12 @@ type session struct {
 	// an ERROR of the session right after it is that statement's outcome.
 	awaiting bool
 	lastHash uint64
-	fp       *fpStat // the first pass's entry for its last statement
+	// bound holds the parameters of the last bind logged, for an execute that
+	// fails: boundHash is its text's hash.
+	bound      [][]byte
+	boundNamed bool
+	boundHash  uint64
+	fp         *fpStat // the first pass's entry for its last statement
 }
 
 // sink receives what the parser finds: the first pass counts, the second schedules.
@@ -129,10 +134,7 @@ func (p *parser) feed(rec *record) error {
 			return p.logged(rec, m)
 		case msgParseBind:
 			if p.filter.match(rec) {
-				s := p.session(rec.session)
-				if start := rec.logTime - m.duration; s.pending == 0 || start < s.pending {
-					s.pending = start
-				}
+				p.begun(rec, m)
 			}
 		case msgFetch:
 			p.fetches++
@@ -143,6 +145,26 @@ func (p *parser) feed(rec *record) error {
 		return p.failed(rec)
 	}
 	return nil
+}
+
+// begun handles the parse or bind of an extended-protocol statement, logged with
+// their durations before its execute: the statement started with the first. A
+// bind's parameters are kept for an execute that fails, which only its ERROR
+// record then shows.
+func (p *parser) begun(rec *record, m logMsg) {
+	s := p.session(rec.session)
+	if start := rec.logTime - m.duration; s.pending == 0 || start < s.pending {
+		s.pending = start
+	}
+	if !m.bind {
+		return
+	}
+	s.bound, s.boundNamed, s.boundHash = nil, false, 0
+	if d, ok := strings.CutPrefix(rec.detail, "parameters: "); ok {
+		if params, _, err := parseParams(d); err == nil {
+			s.bound, s.boundNamed, s.boundHash = params, m.named, maphash.String(p.seed, m.text)
+		}
+	}
 }
 
 // logged handles a statement logged by log_min_duration_statement (at its end,
@@ -177,7 +199,7 @@ func (p *parser) logged(rec *record, m logMsg) error {
 			start = s.pending
 		}
 	}
-	s.pending = 0
+	s.pending, s.bound = 0, nil
 	st, fp, err := p.build(rec, s, start, pr, m.text, params, "")
 	if err != nil {
 		return err
@@ -218,12 +240,19 @@ func (p *parser) failed(rec *record) error {
 	if s.pending != 0 && s.pending < start {
 		start = s.pending
 	}
-	s.pending = 0
 	params, found := errorParams(rec.context)
 	pr := protoSimple
-	if found {
+	switch {
+	case found:
 		pr = protoUnnamed
+	case s.bound != nil && s.boundHash == maphash.String(p.seed, rec.query):
+		// The statement was bound, with its parameters logged, and failed running.
+		params, found, pr = s.bound, true, protoUnnamed
+		if s.boundNamed {
+			pr = protoNamed
+		}
 	}
+	s.pending, s.bound = 0, nil
 	st, fp, err := p.build(rec, s, start, pr, rec.query, params, rec.sqlState)
 	if err != nil {
 		return err

@@ -131,6 +131,24 @@ func TestMessageForms(t *testing.T) {
 		},
 		errs: map[string]int64{"SELECT ? / ?::INT": 2, "SELECT ?": 1},
 	}, {
+		name: "a statement that fails running is replayed with the parameters of its bind",
+		lines: []logLine{
+			{at: "10:00:00.000", session: "a", msg: "duration: 0.050 ms  parse S_1: INSERT INTO t VALUES ($1)"},
+			{at: "10:00:00.001", session: "a", msg: "duration: 0.050 ms  bind S_1: INSERT INTO t VALUES ($1)", detail: "parameters: $1 = '7'"},
+			{at: "10:00:00.002", session: "a", sev: "ERROR", state: "23505", msg: "duplicate key value violates unique constraint", query: "INSERT INTO t VALUES ($1)"},
+			{at: "10:00:00.010", session: "a", msg: "duration: 0.050 ms  bind S_1: INSERT INTO t VALUES ($1)", detail: "parameters: $1 = '8'"},
+			{at: "10:00:00.011", session: "a", msg: "duration: 0.050 ms  execute S_1: INSERT INTO t VALUES ($1)", detail: "parameters: $1 = '8'"},
+			{at: "10:00:00.020", session: "a", msg: "duration: 0.050 ms  bind S_1: INSERT INTO t VALUES ($1)", detail: "parameters: $1 = '9'"},
+			// Not the statement bound: its parameters are not those.
+			{at: "10:00:00.021", session: "a", sev: "ERROR", state: "22012", msg: "division by zero", query: "SELECT 1/$1"},
+		},
+		want: []got{
+			{0, 0, protoNamed, "INSERT INTO t VALUES ($1)", "7", false},
+			{0, ms(10), protoNamed, "INSERT INTO t VALUES ($1)", "8", false},
+			{0, ms(20), protoStandIn, "SELECT 1/$1", "-", false},
+		},
+		errs: map[string]int64{"INSERT INTO t VALUES (?)": 1, "SELECT ? / ?": 1},
+	}, {
 		name: "an ERROR logged without its statement is counted, not replayed",
 		lines: []logLine{
 			{at: "10:00:00.000", session: "a", msg: "duration: 0.010 ms  statement: SELECT 1"},
@@ -465,8 +483,8 @@ func TestParseLogMessage(t *testing.T) {
 		{"duration: 12.5 ms  execute <unnamed>: SELECT $1", logMsg{kind: msgExecute, duration: 12500000, text: "SELECT $1"}},
 		{"duration: 1 ms  execute S_1: SELECT 1", logMsg{kind: msgExecute, duration: 1000000, named: true, text: "SELECT 1"}},
 		{"duration: 1.000 ms  execute <unnamed>/C_1: SELECT 1", logMsg{kind: msgExecute, duration: 1000000, text: "SELECT 1"}},
-		{"duration: 0.010 ms  parse <unnamed>: SELECT 1", logMsg{kind: msgParseBind, duration: 10000}},
-		{"duration: 0.010 ms  bind S_1/C_1: SELECT 1", logMsg{kind: msgParseBind, duration: 10000}},
+		{"duration: 0.010 ms  parse <unnamed>: SELECT 1", logMsg{kind: msgParseBind, duration: 10000, text: "SELECT 1"}},
+		{"duration: 0.010 ms  bind S_1/C_1: SELECT 1", logMsg{kind: msgParseBind, duration: 10000, named: true, bind: true, text: "SELECT 1"}},
 		{"duration: 0.010 ms  execute fetch from S_1/C_1: SELECT 1", logMsg{kind: msgFetch, duration: 10000}},
 		{"duration: 0.010 ms  plan:\nQuery Text: SELECT 1", logMsg{kind: msgOther, duration: 10000}},
 		{"duration: 0.010 ms", logMsg{kind: msgDuration, duration: 10000}},
