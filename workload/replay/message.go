@@ -130,15 +130,20 @@ var errParams = errors.New(`not a parameter list like $1 = '…', $2 = NULL`)
 
 // parseParams reads a parameter list as PostgreSQL logs it, "$1 = '42', $2 = NULL"
 // (a quote in a value doubled), into text values in parameter order (nil for
-// NULL). It stops at
-// the end of the list and returns how much of s it read, so that a list followed by
-// other text (an error context's next line) is read as well.
+// NULL). It stops at the end of the list and returns how much of s it read, so
+// that a list followed by other text (an error context's next line) is read as
+// well. The values share one allocation.
 func parseParams(s string) ([][]byte, int, error) {
-	var (
-		vals [][]byte
-		buf  []byte
-		ends []int // end of each value in buf; -1 for NULL
-	)
+	return parseParamsInto(make([][]byte, 0, strings.Count(s, ", $")+1), make([]byte, 0, len(s)), s)
+}
+
+// parseParamsInto is parseParams appending to vals, with the values' bytes in buf,
+// which must have room for len(s) bytes so that it is never reallocated.
+func parseParamsInto(vals [][]byte, buf []byte, s string) ([][]byte, int, error) {
+	if cap(buf)-len(buf) < len(s) {
+		buf = make([]byte, 0, len(s))
+	}
+	vals = vals[:0]
 	i := 0
 	for n := 1; ; n++ {
 		if i >= len(s) || s[i] != '$' {
@@ -159,29 +164,33 @@ func parseParams(s string) ([][]byte, int, error) {
 		j += len(" = ")
 		switch {
 		case strings.HasPrefix(s[j:], "NULL"):
-			ends = append(ends, -1)
+			vals = append(vals, nil)
 			j += len("NULL")
 		case j < len(s) && s[j] == '\'':
 			j++
+			start := len(buf)
 			closed := false
 			for j < len(s) {
-				if s[j] == '\'' {
-					if j+1 < len(s) && s[j+1] == '\'' {
-						buf = append(buf, '\'')
-						j += 2
-						continue
-					}
-					j++
-					closed = true
+				k := strings.IndexByte(s[j:], '\'')
+				if k < 0 {
 					break
 				}
-				buf = append(buf, s[j])
+				buf = append(buf, s[j:j+k]...)
+				j += k
+				if j+1 < len(s) && s[j+1] == '\'' {
+					buf = append(buf, '\'')
+					j += 2
+					continue
+				}
 				j++
+				closed = true
+				break
 			}
 			if !closed {
 				return nil, 0, errParams
 			}
-			ends = append(ends, len(buf))
+			// Each value is its own slice of buf; an empty string is not NULL.
+			vals = append(vals, buf[start:len(buf):len(buf)])
 		default:
 			return nil, 0, errParams
 		}
@@ -190,16 +199,6 @@ func parseParams(s string) ([][]byte, int, error) {
 			break
 		}
 		i += len(", ")
-	}
-	vals = make([][]byte, len(ends))
-	start := 0
-	for k, e := range ends {
-		if e < 0 {
-			continue
-		}
-		// Each value is its own slice of buf; an empty string is not NULL.
-		vals[k] = buf[start:e:e]
-		start = e
 	}
 	return vals, i, nil
 }

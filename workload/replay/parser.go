@@ -60,9 +60,9 @@ type session struct {
 	// an ERROR of the session right after it is that statement's outcome.
 	awaiting bool
 	lastHash uint64
-	// bound holds the parameters of the last bind logged, for an execute that
-	// fails: boundHash is its text's hash.
-	bound      [][]byte
+	// bound holds the parameters of the last bind logged, as logged, for an
+	// execute that fails: boundHash is its text's hash.
+	bound      string
 	boundNamed bool
 	boundHash  uint64
 	fp         *fpStat // the first pass's entry for its last statement
@@ -92,9 +92,12 @@ type parser struct {
 	seq      uint64
 	maxLog   int64 // the latest log_time read
 	fp       []byte
+	lx       lexer
 	seed     maphash.Seed
 	scratch  stmt
 	seen     *seenCounts // first pass: what the capture holds, for error messages
+	pvals    [][]byte    // first pass: scratch for parameters
+	pbuf     []byte
 
 	unattributed int64 // ERRORs with no statement to attribute them to
 	fetches      int64 // "execute fetch from" lines: rows of a portal already replayed
@@ -147,6 +150,23 @@ func (p *parser) feed(rec *record) error {
 	return nil
 }
 
+// params reads a parameter list: into fresh memory when statements are kept,
+// else into the parser's scratch buffers.
+func (p *parser) params(list string) ([][]byte, error) {
+	if p.keep {
+		vals, _, err := parseParams(list)
+		return vals, err
+	}
+	if cap(p.pbuf) < len(list) {
+		p.pbuf = make([]byte, 0, 2*len(list))
+	}
+	vals, _, err := parseParamsInto(p.pvals, p.pbuf[:0], list)
+	if err == nil {
+		p.pvals = vals
+	}
+	return vals, err
+}
+
 // begun handles the parse or bind of an extended-protocol statement, logged with
 // their durations before its execute: the statement started with the first. A
 // bind's parameters are kept for an execute that fails, which only its ERROR
@@ -159,11 +179,11 @@ func (p *parser) begun(rec *record, m logMsg) {
 	if !m.bind {
 		return
 	}
-	s.bound, s.boundNamed, s.boundHash = nil, false, 0
+	// Only kept, not read: most binds are followed by their execute, which logs
+	// the parameters again.
+	s.bound, s.boundNamed, s.boundHash = "", false, 0
 	if d, ok := strings.CutPrefix(rec.detail, "parameters: "); ok {
-		if params, _, err := parseParams(d); err == nil {
-			s.bound, s.boundNamed, s.boundHash = params, m.named, maphash.String(p.seed, m.text)
-		}
+		s.bound, s.boundNamed, s.boundHash = d, m.named, maphash.String(p.seed, m.text)
 	}
 }
 
@@ -190,7 +210,7 @@ func (p *parser) logged(rec *record, m logMsg) error {
 		}
 		if d, ok := strings.CutPrefix(rec.detail, "parameters: "); ok {
 			var err error
-			if params, _, err = parseParams(d); err != nil {
+			if params, err = p.params(d); err != nil {
 				return invalidf("%s:%d: the parameters of this statement cannot be read (%v): %q; the replay needs them as PostgreSQL logs them",
 					p.path, rec.line, err, clip(d, 80))
 			}
@@ -199,7 +219,7 @@ func (p *parser) logged(rec *record, m logMsg) error {
 			start = s.pending
 		}
 	}
-	s.pending, s.bound = 0, nil
+	s.pending, s.bound = 0, ""
 	st, fp, err := p.build(rec, s, start, pr, m.text, params, "")
 	if err != nil {
 		return err
@@ -245,14 +265,16 @@ func (p *parser) failed(rec *record) error {
 	switch {
 	case found:
 		pr = protoUnnamed
-	case s.bound != nil && s.boundHash == maphash.String(p.seed, rec.query):
+	case s.bound != "" && s.boundHash == maphash.String(p.seed, rec.query):
 		// The statement was bound, with its parameters logged, and failed running.
-		params, found, pr = s.bound, true, protoUnnamed
-		if s.boundNamed {
-			pr = protoNamed
+		if bound, err := p.params(s.bound); err == nil {
+			params, pr = bound, protoUnnamed
+			if s.boundNamed {
+				pr = protoNamed
+			}
 		}
 	}
-	s.pending, s.bound = 0, nil
+	s.pending, s.bound = 0, ""
 	st, fp, err := p.build(rec, s, start, pr, rec.query, params, rec.sqlState)
 	if err != nil {
 		return err
@@ -271,7 +293,7 @@ func (p *parser) failed(rec *record) error {
 // build makes the statement text of session s that started at start, updating the
 // session's transaction block and session state.
 func (p *parser) build(rec *record, s *session, start int64, pr proto, text string, params [][]byte, sqlState string) (*stmt, []byte, error) {
-	a, fp := analyze(text, p.fp)
+	a, fp := p.lx.analyze(text, p.fp)
 	p.fp = fp
 	if s.idx < 0 {
 		if p.next == math.MaxInt32 {

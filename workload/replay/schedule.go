@@ -217,6 +217,9 @@ type queues struct {
 type queueShard struct {
 	mu sync.Mutex
 	m  map[int32]*slot
+	// free holds slots of sessions that had nothing left, for reuse: most
+	// sessions have one statement waiting at a time.
+	free []*slot
 }
 
 type slot struct {
@@ -241,7 +244,12 @@ func (q *queues) push(s int32, st *stmt) {
 	sh.mu.Lock()
 	sl := sh.m[s]
 	if sl == nil {
-		sl = &slot{}
+		if n := len(sh.free); n > 0 {
+			sl = sh.free[n-1]
+			sh.free = sh.free[:n-1]
+		} else {
+			sl = &slot{}
+		}
 		sh.m[s] = sl
 	}
 	sl.q = append(sl.q, st)
@@ -291,5 +299,9 @@ func (q *queues) done(s int32, st *stmt) {
 	sl.cur = nil
 	if sl.head == len(sl.q) {
 		delete(sh.m, s)
+		if len(sh.free) < 64 && cap(sl.q) <= 16 {
+			sl.q, sl.head = sl.q[:0], 0
+			sh.free = append(sh.free, sl)
+		}
 	}
 }

@@ -219,7 +219,14 @@ const (
 // needs of it together with its fingerprint, appended to fp[:0]. It never fails:
 // an unterminated string or comment runs to the end of the text.
 func analyze(sql string, fp []byte) (analysis, []byte) {
-	l := lexer{src: sql, fp: fingerprinter{out: fp[:0]}}
+	var l lexer
+	return l.analyze(sql, fp)
+}
+
+// analyze is analyze reusing l's memory.
+func (l *lexer) analyze(sql string, fp []byte) (analysis, []byte) {
+	frames := l.fp.frames[:0]
+	*l = lexer{src: sql, fp: fingerprinter{out: fp[:0], frames: frames}}
 	l.run()
 	l.endStatement()
 	l.fp.finish()

@@ -1,0 +1,155 @@
+package replay
+
+import (
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"syscall"
+	"testing"
+)
+
+var memSize = flag.Int64("capture-mem", 0,
+	"TestCaptureMemory: replay a synthetic capture of this many bytes (e.g. 1073741824) and check the process stays under 200 MB RSS")
+
+// benchCapture is a synthetic capture shared by the benchmarks.
+var benchCapture struct {
+	once  sync.Once
+	path  string
+	stmts int64
+	size  int64
+	err   error
+}
+
+// The parse-and-schedule throughput: both passes over a synthetic capture (Open,
+// then the schedule drained as the load generator and its workers take it),
+// reported in captured statements per second.
+func BenchmarkParseSchedule(b *testing.B) {
+	benchCapture.once.Do(func() {
+		dir, err := os.MkdirTemp("", "replay-bench-")
+		if err != nil {
+			benchCapture.err = err
+			return
+		}
+		benchCapture.path = filepath.Join(dir, "capture.csv")
+		f, err := os.Create(benchCapture.path)
+		if err != nil {
+			benchCapture.err = err
+			return
+		}
+		defer f.Close()
+		benchCapture.stmts, benchCapture.err = synthCapture(f, 64<<20)
+		if st, err := f.Stat(); err == nil {
+			benchCapture.size = st.Size()
+		}
+	})
+	if benchCapture.err != nil {
+		b.Fatal(benchCapture.err)
+	}
+	b.SetBytes(benchCapture.size)
+	b.ReportAllocs()
+	for b.Loop() {
+		w, err := Open(context.Background(), Config{Capture: benchCapture.path})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if w.Statements() != benchCapture.stmts {
+			b.Fatalf("%d statements, the generator wrote %d", w.Statements(), benchCapture.stmts)
+		}
+		drainQuiet(b, w)
+	}
+	b.ReportMetric(float64(benchCapture.stmts)*float64(b.N)/b.Elapsed().Seconds(), "stmts/s")
+}
+
+// drainQuiet takes every arrival as drain does, keeping nothing.
+func drainQuiet(tb testing.TB, w *Workload) (n int64) {
+	a, err := w.Arrivals(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer a.Close()
+	q := w.active.Load()
+	for {
+		s, _, ok := a.Next()
+		if !ok {
+			break
+		}
+		q.done(s, q.pop(s))
+		n++
+	}
+	if err := a.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
+// The replay's memory does not grow with the capture: reading and scheduling a
+// capture of -capture-mem bytes keeps the process's peak RSS under 200 MB. The
+// process measures itself: getrusage's peak resident set, and the Go heap
+// sampled as the schedule is drained.
+func TestCaptureMemory(t *testing.T) {
+	if *memSize == 0 {
+		t.Skip("run with -capture-mem=1073741824 to measure a 1 GB capture")
+	}
+	path := filepath.Join(t.TempDir(), "capture.csv")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmts, err := synthCapture(f, *memSize)
+	if err == nil {
+		err = f.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(path)
+	runtime.GC()
+	var peakHeap uint64
+	sample := func() {
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		peakHeap = max(peakHeap, m.HeapInuse)
+	}
+	w, err := Open(context.Background(), Config{Capture: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sample()
+	a, err := w.Arrivals(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := w.active.Load()
+	var n int64
+	for {
+		s, _, ok := a.Next()
+		if !ok {
+			break
+		}
+		q.done(s, q.pop(s))
+		if n++; n%200_000 == 0 {
+			sample()
+		}
+	}
+	if err := a.Err(); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	sample()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	rss := ru.Maxrss * 1024 // kilobytes on Linux
+	t.Logf("capture %d MB, %d statements, %d sessions, %d fingerprints: peak RSS %d MB, peak Go heap in use %d MB",
+		st.Size()>>20, stmts, w.Sessions(), w.Summary().Fingerprints, rss>>20, peakHeap>>20)
+	if n != stmts+w.Summary().SessionEnds {
+		t.Errorf("%d arrivals, want %d", n, stmts+w.Summary().SessionEnds)
+	}
+	if rss > 200<<20 {
+		t.Errorf("peak RSS %d MB, over 200 MB", rss>>20)
+	}
+}
