@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -25,6 +26,7 @@ type pools struct {
 
 type instancePools struct {
 	writer, reader *pgxpool.Pool
+	topo           *topology // the topology-aware client's view, or nil
 }
 
 // writer is a writer pool for the rehearsal's own work: setup, the validate step's
@@ -33,6 +35,9 @@ func (p *pools) writer() *pgxpool.Pool { return p.instances[0].writer }
 
 func (p *pools) close() {
 	for _, in := range p.instances {
+		if in.topo != nil {
+			in.topo.close()
+		}
 		in.writer.Close()
 		if in.reader != in.writer {
 			in.reader.Close()
@@ -84,6 +89,7 @@ func connect(ctx context.Context, tgt Target, sc *scenarios.Scenario) (*pools, e
 	for range instances(sc) {
 		// Each instance resolves names with its own cache, as separate processes do.
 		var lookup pgconn.LookupFunc
+		var topo *topology
 		if server := tgt.DNSServer(); server != "" {
 			r, err := newResolver(server, sc.Client.DNSCacheTTL)
 			if err != nil {
@@ -91,18 +97,44 @@ func connect(ctx context.Context, tgt Target, sc *scenarios.Scenario) (*pools, e
 				return nil, fmt.Errorf("%w: %w", ErrInvalidInput, err)
 			}
 			lookup = r.LookupHost
+			if sc.Client.Failover == scenarios.FailoverTopology {
+				cfg, err := pgx.ParseConfig(wdsn)
+				if err != nil {
+					p.close()
+					return nil, fmt.Errorf("%w: target.dsn: %w", ErrInvalidInput, err)
+				}
+				rcfg, err := pgx.ParseConfig(rdsn)
+				if err != nil {
+					p.close()
+					return nil, fmt.Errorf("%w: target.dsn: %w", ErrInvalidInput, err)
+				}
+				topo = newTopology(cfg, rcfg.Host, r)
+				lookup = topo.lookup
+			}
 		}
 		writer, err := openPool(ctx, wdsn, p.size, tgt, sc, lookup)
 		if err != nil {
+			if topo != nil {
+				topo.close()
+			}
 			p.close()
 			return nil, err
 		}
-		in := instancePools{writer: writer, reader: writer}
+		in := instancePools{writer: writer, reader: writer, topo: topo}
+		if topo != nil {
+			topo.pools = append(topo.pools, writer)
+		}
 		if rdsn != wdsn {
 			if in.reader, err = openPool(ctx, rdsn, p.size, tgt, sc, lookup); err != nil {
+				if topo != nil {
+					topo.close()
+				}
 				writer.Close()
 				p.close()
 				return nil, err
+			}
+			if topo != nil {
+				topo.pools = append(topo.pools, in.reader)
 			}
 		}
 		p.instances = append(p.instances, in)

@@ -34,6 +34,14 @@ type cached struct {
 	expires time.Time // zero: never
 }
 
+// answer is a name's resolution: its addresses, the name the CNAME chain ended at,
+// and the shortest TTL along the chain.
+type answer struct {
+	addrs []string
+	canon string
+	ttl   time.Duration
+}
+
 // newResolver returns a resolver through server (host:port) with cache policy ttl (a
 // client.dns_cache_ttl value).
 func newResolver(server, ttl string) (*resolver, error) {
@@ -57,10 +65,11 @@ func (r *resolver) LookupHost(ctx context.Context, host string) ([]string, error
 		return c.addrs, nil
 	}
 	r.mu.Unlock()
-	addrs, ttl, err := r.query(ctx, key)
+	a, err := r.query(ctx, key)
 	if err != nil {
 		return nil, err
 	}
+	addrs, ttl := a.addrs, a.ttl
 	var exp time.Time
 	switch r.policy {
 	case scenarios.DNSCacheForever:
@@ -77,31 +86,34 @@ func (r *resolver) LookupHost(ctx context.Context, host string) ([]string, error
 	return addrs, nil
 }
 
-// query asks the server for name's A records, following a CNAME chain, and returns
-// the addresses and the shortest TTL along the chain.
-func (r *resolver) query(ctx context.Context, name string) ([]string, time.Duration, error) {
+// query asks the server for name's A records, uncached, following a CNAME chain.
+func (r *resolver) query(ctx context.Context, name string) (answer, error) {
+	name = dns.Fqdn(strings.ToLower(name))
 	m := new(dns.Msg)
 	m.SetQuestion(name, dns.TypeA)
 	in, _, err := r.client.ExchangeContext(ctx, m, r.server)
 	if err != nil {
-		return nil, 0, fmt.Errorf("resolving %s through %s: %w", strings.TrimSuffix(name, "."), r.server, err)
+		return answer{}, fmt.Errorf("resolving %s through %s: %w", strings.TrimSuffix(name, "."), r.server, err)
 	}
 	if in.Rcode != dns.RcodeSuccess {
-		return nil, 0, &net.DNSError{Err: dns.RcodeToString[in.Rcode], Name: strings.TrimSuffix(name, "."), Server: r.server, IsNotFound: in.Rcode == dns.RcodeNameError}
+		return answer{}, &net.DNSError{Err: dns.RcodeToString[in.Rcode], Name: strings.TrimSuffix(name, "."), Server: r.server, IsNotFound: in.Rcode == dns.RcodeNameError}
 	}
-	var addrs []string
-	ttl := time.Duration(-1)
+	a := answer{canon: name, ttl: -1}
 	for _, rr := range in.Answer {
 		h := rr.Header()
-		if t := time.Duration(h.Ttl) * time.Second; ttl < 0 || t < ttl {
-			ttl = t
+		if t := time.Duration(h.Ttl) * time.Second; a.ttl < 0 || t < a.ttl {
+			a.ttl = t
 		}
-		if a, ok := rr.(*dns.A); ok {
-			addrs = append(addrs, a.A.String())
+		switch v := rr.(type) {
+		case *dns.A:
+			a.addrs = append(a.addrs, v.A.String())
+		case *dns.CNAME:
+			a.canon = strings.ToLower(v.Target)
 		}
 	}
-	if len(addrs) == 0 {
-		return nil, 0, &net.DNSError{Err: "no address", Name: strings.TrimSuffix(name, "."), Server: r.server, IsNotFound: true}
+	if len(a.addrs) == 0 {
+		return answer{}, &net.DNSError{Err: "no address", Name: strings.TrimSuffix(name, "."), Server: r.server, IsNotFound: true}
 	}
-	return addrs, max(ttl, 0), nil
+	a.ttl = max(a.ttl, 0)
+	return a, nil
 }

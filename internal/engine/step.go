@@ -102,6 +102,11 @@ func (r *Rehearsal) stepScenario(spec StepSpec) *scenarios.Scenario {
 // not run at all.
 func (r *Rehearsal) Step(ctx context.Context, spec StepSpec) (*StepOutcome, error) {
 	sc := r.stepScenario(spec)
+	tel, err := r.startTelemetry(sc)
+	if err != nil {
+		return nil, err
+	}
+	defer tel.close()
 	out := &StepOutcome{Scenario: sc, Hlog: filepath.Join(spec.Dir, HlogFile+".partial")}
 	hf, err := os.Create(out.Hlog)
 	if err != nil {
@@ -113,17 +118,18 @@ func (r *Rehearsal) Step(ctx context.Context, spec StepSpec) (*StepOutcome, erro
 		start time.Time
 		hw    *result.HlogWriter
 	)
-	out.rec = loadgen.NewRecorder(r.wl.Ops(), func(op string, h *hdr.Histogram, from, to time.Duration) error {
+	out.rec = loadgen.NewRecorder(r.wl.Ops(), tel.sink(func(op string, h *hdr.Histogram, from, to time.Duration) error {
 		return hw.WriteInterval(op, start.Add(from), start.Add(to), h)
-	}, loadgen.Retain(spec.Retain))
+	}), loadgen.Retain(spec.Retain))
 	var cut *cutover
 	if spec.Cutover && r.tgt.Provider() != nil {
-		cut = newCutover(sc, spec.Dry, r.tgt, r.wl, r.pools, r.log)
+		cut = newCutover(sc, spec.Dry, r.tgt, r.wl, r.pools, tel.cutoverLog(r.log))
 	}
 	cfg, target := r.loadConfig(sc, out.rec, spec.Progress)
 	if cut != nil {
 		cfg.Duration = 0 // the load runs until the cutover has settled (see settle)
 	}
+	tel.attach(&cfg, out.rec, func() time.Duration { return time.Since(start) })
 	prepared, err := loadgen.Prepare(cfg)
 	if err != nil {
 		return nil, err
@@ -133,6 +139,7 @@ func (r *Rehearsal) Step(ctx context.Context, spec StepSpec) (*StepOutcome, erro
 		return nil, err
 	}
 	since := func() time.Duration { return time.Since(start) }
+	tel.start(ctx, since)
 	if c, ok := r.tgt.(clocked); ok {
 		c.StartClock(since)
 	}
@@ -176,6 +183,7 @@ func (r *Rehearsal) Step(ctx context.Context, spec StepSpec) (*StepOutcome, erro
 	case spec.Cutover:
 		out.Result.Notes = append(out.Result.Notes, "The scenario has a cutover section, but target.dsn points at a database rehearse does not manage, so the plan was not run; the load ran against that database alone.")
 	}
+	tel.finish(ctx, out.Result)
 	return out, nil
 }
 
@@ -259,11 +267,16 @@ func (r *Rehearsal) loadInstances() []loadgen.Instance {
 	out := make([]loadgen.Instance, len(r.pools.instances))
 	for i, in := range r.pools.instances {
 		w := loadgen.NewPgxPool(in.writer)
-		rd := w
+		var rd loadgen.Pool = w
 		if in.reader != in.writer {
 			rd = loadgen.NewPgxPool(in.reader)
 		}
-		out[i] = loadgen.Instance{Writer: w, Reader: rd}
+		var wp loadgen.Pool = w
+		if in.topo != nil {
+			wp = failoverPool{Pool: w, topo: in.topo}
+			rd = failoverPool{Pool: rd, topo: in.topo}
+		}
+		out[i] = loadgen.Instance{Writer: wp, Reader: rd}
 	}
 	return out
 }
