@@ -1,6 +1,9 @@
 package replay
 
-import "math"
+import (
+	"math"
+	"time"
+)
 
 // fpStat is what the first pass learns of one fingerprint.
 type fpStat struct {
@@ -14,15 +17,31 @@ type fpStat struct {
 // grow with the capture; the most frequent, which become operations, stay.
 const maxTracked = 100_000
 
-// maxWindow bounds how long the schedule holds statements back to put them in
-// start order (see schedule): a statement that started longer before the log's
-// current time than this is scheduled late rather than holding every later one.
-const maxWindow = int64(2e9)
+// lagLimit bounds how long the schedule holds statements back to put them in
+// start order (see schedule): a statement logged more than this after it started
+// (a long query logged at its end) is read again, out of log order, when the
+// schedule reaches its start.
+const lagLimit = int64(time.Second)
+
+// maxLong bounds the statements read out of log order; past it a long statement
+// is scheduled when its log line is read, late.
+const maxLong = 100_000
+
+// longStmt is a statement the second pass reads out of log order.
+type longStmt struct {
+	rec     int64 // its record's number, from 1
+	off     int64 // where its record starts
+	start   int64
+	session int32
+	first   bool // the first statement of its session: it numbered the session
+	done    bool // read (out of order, or in order if its start came first)
+}
 
 // census is the first pass's sink: it counts statements, fingerprints and
 // captured errors, and measures the capture's span and disorder.
 type census struct {
 	p          *parser
+	log        *csvlog
 	fps        map[string]*fpStat
 	distinct   int // distinct fingerprints seen, including forgotten ones
 	prune      int64
@@ -30,7 +49,8 @@ type census struct {
 	ends       int64
 	first      int64
 	last       int64
-	maxLag     int64 // how far before the latest log_time a statement started
+	maxLag     int64 // how far before the latest log_time a statement started, up to lagLimit
+	long       []longStmt
 	summary    Summary
 }
 
@@ -46,7 +66,11 @@ func (c *census) statement(st *stmt, fp []byte, s *session) {
 	}
 	c.statements++
 	c.first = min(c.first, st.start)
-	c.maxLag = max(c.maxLag, c.p.maxLog-st.start)
+	if lag := c.p.maxLog - st.start; lag <= lagLimit || len(c.long) == maxLong {
+		c.maxLag = max(c.maxLag, min(lag, lagLimit))
+	} else {
+		c.long = append(c.long, longStmt{rec: c.log.records, off: c.log.offset, start: st.start, session: st.session, first: st.first})
+	}
 	e := c.fps[string(fp)]
 	if e == nil {
 		if len(c.fps) >= maxTracked {

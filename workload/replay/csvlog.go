@@ -65,12 +65,16 @@ type record struct {
 type csvlog struct {
 	path    string
 	r       *csv.Reader
-	records int64
+	records int64 // records read
+	offset  int64 // where the last record read starts
 	tz      tzCache
 }
 
-func newCSVLog(path string, r io.Reader) *csvlog {
-	cr := csv.NewReader(bufio.NewReaderSize(r, 64<<10))
+func newCSVLog(path string, r io.Reader) *csvlog { return newCSVLogSize(path, r, 64<<10) }
+
+// newCSVLogSize reads r through a buffer of size bytes.
+func newCSVLogSize(path string, r io.Reader, size int) *csvlog {
+	cr := csv.NewReader(bufio.NewReaderSize(r, size))
 	// Records of 23 to 26 fields are accepted, each checked; quotes must be
 	// well formed, as PostgreSQL writes them.
 	cr.FieldsPerRecord = -1
@@ -82,6 +86,7 @@ func newCSVLog(path string, r io.Reader) *csvlog {
 // next reads the next record into rec. It returns io.EOF at the end, and an error
 // wrapping ErrInvalid when the input is not a csvlog.
 func (c *csvlog) next(rec *record) error {
+	start := c.r.InputOffset()
 	fields, err := c.r.Read()
 	if err == io.EOF {
 		return io.EOF
@@ -95,6 +100,7 @@ func (c *csvlog) next(rec *record) error {
 	}
 	line, _ := c.r.FieldPos(0)
 	c.records++
+	c.offset = start
 	if len(fields) < minColumns || len(fields) > maxColumns {
 		return invalidf("%s:%d: %s: this line has %d comma-separated fields, a csvlog record has %d to %d; %s",
 			c.path, line, c.notCSVLog(c.records == 1), len(fields), minColumns, maxColumns, captureHowTo)

@@ -31,7 +31,7 @@ func FuzzCSVLog(f *testing.F) {
 			}
 			return
 		}
-		s, err := w.newSchedule(ctx, bytes.NewReader(data), io.NopCloser(nil))
+		s, err := w.newSchedule(ctx, bytes.NewReader(data), int64(len(data)), io.NopCloser(nil))
 		if err != nil {
 			t.Fatal(err)
 		}

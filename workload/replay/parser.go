@@ -41,6 +41,7 @@ type stmt struct {
 	session  int32
 	op       uint16
 	proto    proto
+	first    bool // the first statement of its session (the first pass's scratch)
 	inBlock  bool // the captured session was in a transaction block before it
 	hold     bool // the session keeps its connection after it (block or session state)
 	a        analysis
@@ -99,13 +100,17 @@ type parser struct {
 	pvals    [][]byte    // first pass: scratch for parameters
 	pbuf     []byte
 
+	// force, when not negative, is the number of a session first seen in a
+	// record read out of log order.
+	force int32
+
 	unattributed int64 // ERRORs with no statement to attribute them to
 	fetches      int64 // "execute fetch from" lines: rows of a portal already replayed
 }
 
 func newParser(path string, filter Filter, keep bool, s sink) *parser {
 	return &parser{path: path, filter: filter, keep: keep, sink: s, sessions: map[string]*session{},
-		seed: maphash.MakeSeed(), maxLog: math.MinInt64}
+		seed: maphash.MakeSeed(), maxLog: math.MinInt64, force: -1}
 }
 
 // session returns the state of session id, creating it.
@@ -295,7 +300,11 @@ func (p *parser) failed(rec *record) error {
 func (p *parser) build(rec *record, s *session, start int64, pr proto, text string, params [][]byte, sqlState string) (*stmt, []byte, error) {
 	a, fp := p.lx.analyze(text, p.fp)
 	p.fp = fp
-	if s.idx < 0 {
+	first := s.idx < 0
+	if first && p.force >= 0 {
+		// Read out of log order: the session's number is the one it got in order.
+		s.idx = p.force
+	} else if first {
 		if p.next == math.MaxInt32 {
 			return nil, nil, invalidf("%s:%d: the capture holds more than %d sessions; narrow it with the filter", p.path, rec.line, math.MaxInt32)
 		}
@@ -333,7 +342,7 @@ func (p *parser) build(rec *record, s *session, start int64, pr proto, text stri
 	}
 	p.seq++
 	st.seq, st.start, st.session, st.proto = p.seq, start, s.idx, pr
-	st.inBlock, st.hold, st.a, st.sqlState = inBlock, s.inBlock || s.pinned, a, sqlState
+	st.inBlock, st.hold, st.a, st.sqlState, st.first = inBlock, s.inBlock || s.pinned, a, sqlState, first
 	if p.keep && sqlState != "" {
 		st.sqlState = strings.Clone(sqlState)
 	}

@@ -221,6 +221,28 @@ func TestMessageForms(t *testing.T) {
 		},
 		want: []got{{0, 0, protoSimple, "SELECT 1", "-", false}},
 	}, {
+		name: "a statement logged long after it started is read again when it is due",
+		lines: []logLine{
+			{at: "10:00:00.000", session: "b", msg: "duration: 0.001 ms  statement: SELECT 'b1'"},
+			{at: "10:00:01.000", session: "b", msg: "duration: 0.001 ms  statement: SELECT 'b2'"},
+			{at: "10:00:02.000", session: "b", msg: "duration: 0.001 ms  statement: SELECT 'b3'"},
+			{at: "10:00:03.000", session: "b", msg: "duration: 0.001 ms  statement: SELECT 'b4'"},
+			{at: "10:00:05.000", session: "a", msg: "duration: 4500.000 ms  statement: SELECT 'a1 (long)'"},
+			{at: "10:00:05.100", session: "c", msg: "duration: 0.001 ms  statement: SELECT 'c1'"},
+			{at: "10:00:09.000", session: "b", msg: "duration: 6000.000 ms  statement: SELECT 'b5 (long)'"},
+			{at: "10:00:09.100", session: "a", msg: "duration: 0.001 ms  statement: SELECT 'a2'"},
+		},
+		want: []got{
+			{0, 0, protoSimple, "SELECT 'b1'", "-", false},
+			{1, ms(500.001), protoSimple, "SELECT 'a1 (long)'", "-", false},
+			{0, ms(1000), protoSimple, "SELECT 'b2'", "-", false},
+			{0, ms(2000), protoSimple, "SELECT 'b3'", "-", false},
+			{0, ms(3000), protoSimple, "SELECT 'b4'", "-", false},
+			{0, ms(3000.001), protoSimple, "SELECT 'b5 (long)'", "-", false},
+			{2, ms(5100), protoSimple, "SELECT 'c1'", "-", false},
+			{1, ms(9100), protoSimple, "SELECT 'a2'", "-", false},
+		},
+	}, {
 		name: "statements are due in start order across sessions; within a session in log order",
 		lines: []logLine{
 			{at: "10:00:00.000", session: "a", msg: "duration: 0.001 ms  statement: SELECT 'a1'"},

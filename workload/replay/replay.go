@@ -113,6 +113,9 @@ type Summary struct {
 	// (an open transaction block or session state): each adds one arrival, which
 	// closes the connection.
 	SessionEnds int64
+	// Long counts statements logged so long after they started (over a second)
+	// that the schedule reads them again, out of log order, when they are due.
+	Long int64
 	// Fetches counts "execute fetch from" lines: more rows of a portal already
 	// replayed, not replayed again.
 	Fetches int64
@@ -138,6 +141,7 @@ type Workload struct {
 	origin  int64 // Unix nanoseconds of offset 0: the first replayed statement's start
 	last    int64 // the last arrival's
 	window  int64 // how far behind the log a statement's start may be (see schedule)
+	long    []longStmt
 	records int64
 
 	active atomic.Pointer[queues]
@@ -174,6 +178,7 @@ func load(ctx context.Context, cfg Config, speed float64, r io.Reader) (*Workloa
 	p.seen = &seenCounts{databases: map[string]int64{}, users: map[string]int64{}, applications: map[string]int64{}}
 	c.p = p
 	log := newCSVLog(cfg.Capture, r)
+	c.log = log
 	var rec record
 	for {
 		if log.records&1023 == 0 && ctx.Err() != nil {
@@ -194,8 +199,8 @@ func load(ctx context.Context, cfg Config, speed float64, r io.Reader) (*Workloa
 	if c.statements == 0 {
 		return nil, nothingToReplay(cfg, log.records, p.seen)
 	}
-	w := &Workload{cfg: cfg, speed: speed, records: log.records, origin: c.first, last: c.last}
-	w.window = min(c.maxLag, maxWindow)
+	w := &Workload{cfg: cfg, speed: speed, records: log.records, origin: c.first, last: c.last,
+		window: c.maxLag, long: c.long}
 	w.buildOps(c)
 	w.summary = c.summary
 	w.summary.Records = log.records
@@ -205,6 +210,7 @@ func load(ctx context.Context, cfg Config, speed float64, r io.Reader) (*Workloa
 	w.summary.SessionEnds = c.ends
 	w.summary.Unattributed = p.unattributed
 	w.summary.Fetches = p.fetches
+	w.summary.Long = int64(len(c.long))
 	w.summary.Span = time.Duration(c.last - c.first)
 	return w, nil
 }

@@ -1,11 +1,13 @@
 package replay
 
 import (
+	"cmp"
 	"container/heap"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 )
@@ -43,7 +45,12 @@ func (w *Workload) Arrivals(ctx context.Context) (Arrivals, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := w.newSchedule(ctx, f, f)
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("replay: %w", err)
+	}
+	s, err := w.newSchedule(ctx, f, st.Size(), f)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -51,14 +58,23 @@ func (w *Workload) Arrivals(ctx context.Context) (Arrivals, error) {
 	return s, nil
 }
 
-// newSchedule is the second pass over r; Close closes c.
-func (w *Workload) newSchedule(ctx context.Context, r io.Reader, c io.Closer) (*schedule, error) {
+// newSchedule is the second pass over the size bytes of r; Close closes c.
+func (w *Workload) newSchedule(ctx context.Context, r io.ReaderAt, size int64, c io.Closer) (*schedule, error) {
 	q := newQueues()
 	if !w.active.CompareAndSwap(nil, q) {
 		return nil, errors.New("replay: a schedule is already open: close it first")
 	}
-	s := &schedule{w: w, ctx: ctx, closer: c, log: newCSVLog(w.cfg.Capture, r), q: q}
+	s := &schedule{w: w, ctx: ctx, closer: c, at: r, size: size,
+		log: newCSVLog(w.cfg.Capture, io.NewSectionReader(r, 0, size)), q: q}
 	s.p = newParser(w.cfg.Capture, w.cfg.Filter, true, s)
+	if len(w.long) > 0 {
+		s.early = slices.Clone(w.long)
+		slices.SortFunc(s.early, func(a, b longStmt) int { return cmp.Or(cmp.Compare(a.start, b.start), cmp.Compare(a.rec, b.rec)) })
+		s.byRec = make(map[int64]int, len(s.early))
+		for i, e := range s.early {
+			s.byRec[e.rec] = i
+		}
+	}
 	return s, nil
 }
 
@@ -68,11 +84,18 @@ func (w *Workload) newSchedule(ctx context.Context, r io.Reader, c io.Closer) (*
 // statement still to be read can start before them, that is until the log's time
 // is window past their start (window is the most any statement of the capture
 // started before the log time at which it was read, measured by the first pass,
-// at most maxWindow).
+// at most lagLimit). A statement that started longer before its log line (a long
+// query logged when it ended) is read out of order, from the offset the first
+// pass noted, before any statement that started after it goes out.
 type schedule struct {
 	w       *Workload
 	ctx     context.Context
 	closer  io.Closer
+	at      io.ReaderAt
+	size    int64
+	early   []longStmt    // by start
+	ei      int           // the first of early not yet read
+	byRec   map[int64]int // record number → index in early
 	log     *csvlog
 	p       *parser
 	q       *queues
@@ -89,6 +112,9 @@ type schedule struct {
 func (s *schedule) Next() (int32, time.Duration, bool) {
 	for s.err == nil {
 		if n := len(s.pending); n > 0 && (s.eof || n >= maxPending || s.p.maxLog-s.pending[0].start >= s.w.window) {
+			if s.readEarly(s.pending[0].start) {
+				continue
+			}
 			st := heap.Pop(&s.pending).(*stmt)
 			due := time.Duration(float64(st.start-s.w.origin) / s.w.speed)
 			if due < s.lastDue {
@@ -125,7 +151,7 @@ func (s *schedule) read() {
 		err = s.log.next(&s.rec)
 	}
 	if err == nil {
-		err = s.p.feed(&s.rec)
+		err = s.inOrder()
 	}
 	switch {
 	case err == io.EOF:
@@ -137,6 +163,58 @@ func (s *schedule) read() {
 	case err != nil:
 		s.err = err
 	}
+}
+
+// inOrder feeds the record just read to the parser, unless it was read early.
+func (s *schedule) inOrder() error {
+	i, ok := s.byRec[s.log.records]
+	if !ok {
+		return s.p.feed(&s.rec)
+	}
+	e := &s.early[i]
+	if !e.done {
+		// Its start came first: it is read in order after all.
+		e.done = true
+		return s.p.feed(&s.rec)
+	}
+	if e.first {
+		// The session was numbered when read early, with the number it gets here.
+		if s.p.next != e.session {
+			return changed(s.w.cfg.Capture)
+		}
+		s.p.next++
+	}
+	return nil
+}
+
+// readEarly reads the next long statement out of log order if it started by
+// before; it reports whether it did.
+func (s *schedule) readEarly(before int64) bool {
+	for s.ei < len(s.early) && s.early[s.ei].done {
+		s.ei++
+	}
+	if s.ei == len(s.early) || s.early[s.ei].start > before {
+		return false
+	}
+	e := &s.early[s.ei]
+	e.done = true
+	// A small buffer: most records are short, and a long one is read whole anyway.
+	log := newCSVLogSize(s.w.cfg.Capture, io.NewSectionReader(s.at, e.off, s.size-e.off), 4096)
+	var rec record
+	if err := log.next(&rec); err != nil {
+		s.err = changed(s.w.cfg.Capture)
+		return true
+	}
+	stmts := s.stmts
+	// The log's time stays where the reading in order is.
+	maxLog := s.p.maxLog
+	s.p.force = e.session
+	err := s.p.feed(&rec)
+	s.p.force, s.p.maxLog = -1, maxLog
+	if err != nil || s.stmts != stmts+1 {
+		s.err = changed(s.w.cfg.Capture)
+	}
+	return true
 }
 
 func changed(path string) error {
