@@ -341,7 +341,12 @@ func (q *queues) pop(s int32) *stmt {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sl := sh.m[s]
-	if sl == nil || sl.head == len(sl.q) {
+	if sl == nil {
+		return nil
+	}
+	if sl.head == len(sl.q) {
+		// Nothing queued: the statement that failed last must not run again.
+		sl.cur = nil
 		return nil
 	}
 	st := sl.q[sl.head]
