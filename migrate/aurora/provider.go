@@ -31,6 +31,8 @@ type Provider struct {
 	cfg    Config
 	api    *rds.Client
 	region string
+	// awsCfg is the SDK configuration, for the clients Monitor makes.
+	awsCfg aws.Config
 
 	mu    sync.Mutex
 	calls []Call
@@ -84,7 +86,7 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	if awsCfg.Region == "" {
 		return nil, fmt.Errorf("%w: no AWS region: set AWS_REGION, a profile's region, or the provider's Region", ErrInvalidConfig)
 	}
-	p.region = awsCfg.Region
+	p.region, p.awsCfg = awsCfg.Region, awsCfg
 	p.api = rds.NewFromConfig(awsCfg, func(o *rds.Options) {
 		if cfg.EndpointURL != "" {
 			o.BaseEndpoint = aws.String(cfg.EndpointURL)
