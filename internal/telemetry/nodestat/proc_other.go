@@ -1,0 +1,5 @@
+//go:build !linux
+
+package nodestat
+
+func readTree(int) (tree, error) { return tree{}, ErrUnsupported }
