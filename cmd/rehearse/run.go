@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -21,6 +22,7 @@ func newRunCmd(s streams) *cobra.Command {
 		out, mode, target, endpoint, dsn string
 		image, confirm, awsURL           string
 		duration                         string
+		metricsAddr, metricsLinger       string
 		sessions                         int
 		rate                             float64
 		quiet, keep, rollback            bool
@@ -43,11 +45,15 @@ interrupted (exit 130).`,
   rehearse run scenarios/smoke.yaml --mode wet --rollback          # ... and fail back after validation
   rehearse run scenarios/smoke.yaml --target container --mode wet  # in Docker containers
   rehearse run scenarios/aurora.yaml --target aurora --mode wet --confirm rehearse-demo --aws-endpoint-url http://127.0.0.1:4566
-  rehearse run scenarios/smoke.yaml --keep      # leave the embedded server running`,
+  rehearse run scenarios/smoke.yaml --keep      # leave the embedded server running
+  rehearse run scenarios/smoke.yaml --metrics-addr 127.0.0.1:9464 --metrics-linger 30s  # live Prometheus metrics`,
 		Args: exactArgs(1, "one scenario file"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sc, err := scenarios.LoadFile(args[0])
 			if err != nil {
+				return err
+			}
+			if err := telemetryFlags(cmd, sc, f.metricsAddr, f.metricsLinger); err != nil {
 				return err
 			}
 			if f.out == "" {
@@ -97,7 +103,38 @@ interrupted (exit 130).`,
 	fl.StringVar(&f.confirm, "confirm", "", "aurora: the cluster id a wet run may change (required with --mode wet)")
 	fl.StringVar(&f.awsURL, "aws-endpoint-url", "", "aurora: RDS API endpoint, e.g. the emulator's http://127.0.0.1:4566")
 	fl.BoolVar(&f.rollback, "rollback", false, "after validation, rehearse the failback to the old writer")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this loopback host:port while the run lasts, e.g. 127.0.0.1:9464 (default: the scenario's telemetry.metrics_addr, else off)")
+	fl.StringVar(&f.metricsLinger, "metrics-linger", "", "keep serving the final metrics this long after the run, e.g. 30s (default: the scenario's telemetry.metrics_linger)")
 	return cmd
+}
+
+// telemetryFlags sets the scenario's telemetry from --metrics-addr and
+// --metrics-linger, and names the flag in a problem with its value.
+func telemetryFlags(cmd *cobra.Command, sc *scenarios.Scenario, addr, linger string) error {
+	fl := cmd.Flags()
+	if fl.Changed("metrics-linger") {
+		d, err := scenarios.ParseDuration(linger)
+		if err != nil {
+			return usageError{fmt.Errorf("--metrics-linger %s: %w", linger, err)}
+		}
+		sc.Telemetry.MetricsLinger = d
+	}
+	if fl.Changed("metrics-addr") {
+		sc.Telemetry.MetricsAddr = addr
+	}
+	for _, e := range sc.Validate() {
+		var fe scenarios.FieldError
+		if !errors.As(e, &fe) {
+			continue
+		}
+		switch {
+		case fe.Field == "telemetry.metrics_addr" && fl.Changed("metrics-addr"):
+			return usageError{fmt.Errorf("--metrics-addr %s: %s", addr, fe.Msg)}
+		case fe.Field == "telemetry.metrics_linger" && fl.Changed("metrics-linger"):
+			return usageError{fmt.Errorf("--metrics-linger %s: %s", linger, fe.Msg)}
+		}
+	}
+	return nil
 }
 
 // summarize prints the verdict and where the report is.
