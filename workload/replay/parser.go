@@ -104,6 +104,7 @@ type parser struct {
 	// record read out of log order.
 	force int32
 
+	longest      int64 // the longest duration logged with a statement
 	unattributed int64 // ERRORs with no statement to attribute them to
 	fetches      int64 // "execute fetch from" lines: rows of a portal already replayed
 }
@@ -205,6 +206,7 @@ func (p *parser) logged(rec *record, m logMsg) error {
 	start := rec.logTime
 	if m.duration >= 0 {
 		start -= m.duration
+		p.longest = max(p.longest, m.duration)
 	}
 	pr := protoSimple
 	var params [][]byte

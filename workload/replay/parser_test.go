@@ -372,6 +372,28 @@ func TestFilter(t *testing.T) {
 	}
 }
 
+// The summary counts what the capture holds.
+func TestSummary(t *testing.T) {
+	w, err := openLines(t, Config{},
+		logLine{at: "10:00:00.000", session: "a", msg: "connection authorized: user=app database=shop"},
+		logLine{at: "10:00:00.100", session: "a", msg: "duration: 50.000 ms  statement: BEGIN"},
+		logLine{at: "10:00:03.000", session: "a", msg: "duration: 2500.000 ms  execute S_1: SELECT $1", detail: "parameters: $1 = 'x'"},
+		logLine{at: "10:00:03.000", session: "a", msg: "execute fetch from S_1/C_1: SELECT $1", detail: "parameters: $1 = 'x'"},
+		logLine{at: "10:00:03.001", session: "a", sev: "ERROR", state: "22012", msg: "division by zero", query: "SELECT 1/$1::int"},
+		logLine{at: "10:00:03.002", session: "b", sev: "ERROR", state: "57014", msg: "canceling statement due to user request"},
+		logLine{at: "10:00:03.003", session: "b", msg: "duration: 0.100 ms  statement: COPY t FROM STDIN"},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Summary{Records: 7, Statements: 4, Sessions: 2, Fingerprints: 4, Simple: 2, Extended: 2, FromErrors: 1, StandIns: 1,
+		CopyIn: 1, CapturedErrors: 1, Unattributed: 1, SessionEnds: 1, Fetches: 1, Long: 1,
+		Span: ms(2953), Longest: 2500 * time.Millisecond}
+	if got := w.Summary(); got != want {
+		t.Errorf("summary\n%+v\nwant\n%+v", got, want)
+	}
+}
+
 // Speed divides the captured gaps; Duration is the span at that speed.
 func TestSpeed(t *testing.T) {
 	lines := []logLine{

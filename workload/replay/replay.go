@@ -122,6 +122,10 @@ type Summary struct {
 	// Span is the captured time from the first replayed statement's start to the
 	// last arrival, before Speed.
 	Span time.Duration
+	// Longest is the longest duration logged with a statement (0 when the
+	// capture logged none, as with log_statement alone): an operation timeout
+	// shorter than it fails statements the capture ran to the end.
+	Longest time.Duration
 }
 
 // Workload is the replay workload. It is safe for concurrent use; one schedule
@@ -211,6 +215,7 @@ func load(ctx context.Context, cfg Config, speed float64, r io.Reader) (*Workloa
 	w.summary.Unattributed = p.unattributed
 	w.summary.Fetches = p.fetches
 	w.summary.Long = int64(len(c.long))
+	w.summary.Longest = time.Duration(p.longest)
 	w.summary.Span = time.Duration(c.last - c.first)
 	return w, nil
 }
