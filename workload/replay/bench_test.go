@@ -106,7 +106,7 @@ func drainQuiet(tb testing.TB, w *Workload) (n int64) {
 // sampled as the schedule is drained.
 func TestCaptureMemory(t *testing.T) {
 	if *memSize == 0 {
-		t.Skip("run with -capture-mem=1073741824 to measure a 1 GB capture")
+		t.Skip("measure a 1 GB capture with: go test ./workload/replay -run TestCaptureMemory -v -args -capture-mem=1073741824")
 	}
 	path := filepath.Join(t.TempDir(), "capture.csv")
 	f, err := os.Create(path)
