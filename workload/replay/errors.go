@@ -26,6 +26,6 @@ const captureHowTo = "capture with logging_collector = on, log_destination = 'cs
 	"log_min_duration_statement = 0 (or log_statement = 'all'), log_connections = on and " +
 	"log_disconnections = on, and give the .csv file the server writes next to its log " +
 	"(on Aurora set them in the DB cluster parameter group, on RDS in the DB parameter group, " +
-	"and download each hour's csvlog with aws rds download-db-log-file-portion --db-instance-identifier INSTANCE " +
+	"and download the csvlog with aws rds download-db-log-file-portion --db-instance-identifier INSTANCE " +
 	"--log-file-name error/postgresql.log.YYYY-MM-DD-HHMM.csv --starting-token 0 --output text > capture.csv; " +
 	"RDS names it error/postgresql.log.YYYY-MM-DD-HH.csv)"
