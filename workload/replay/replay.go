@@ -24,16 +24,34 @@
 // ALL; a session that ends holding its connection closes it, as the server ended
 // it. COMMIT PREPARED and ROLLBACK PREPARED are ordinary statements.
 //
+// A statement the capture shows failing is replayed too (a failed statement
+// logged with log_min_duration_statement is only in its ERROR record; its
+// parameters come from its bind line or from the error's context), and counted
+// in CapturedErrors. One whose parameters the log does not hold is not sent: it
+// fails with the captured SQLSTATE. When a statement of a transaction block
+// fails, the load generator hands its connection back and the block is lost with
+// it; the block's later statements are then not sent but fail as PostgreSQL
+// fails them in an aborted block (25P02), until the statement that ended the
+// block in the capture, which is sent.
+//
 // Operations are statement fingerprints (constants as ?, keywords in capitals,
-// whitespace collapsed, IN lists collapsed): the most frequent MaxOps, then
-// "other (reads)" and "other (writes)". An operation is a read when every
-// statement of its fingerprint is (see analysis.write), else a write.
+// other words in lower case, whitespace collapsed, IN lists and repeated VALUES
+// rows collapsed): the MaxOps most frequent, then "other (reads)" and "other
+// (writes)". A statement is a read when it is a SELECT (or WITH … SELECT,
+// VALUES, TABLE, SHOW, EXPLAIN without ANALYZE) without a locking clause, without
+// SELECT … INTO and without a call to a function in writeFuncs (nextval, setval,
+// the advisory lock functions, the large-object writers, txid_current,
+// pg_current_xact_id, pg_notify, pg_logical_emit_message, pg_switch_wal,
+// pg_create_restore_point); everything else is a write. An operation is a write
+// when any statement of its fingerprint is.
 //
 // The engine's sequence is Open (it reads the capture once, validating it and
 // counting), Setup (nothing), then per run Arrivals, loadgen.Run with Sessions()
-// sessions and the schedule as Config.Arrivals, the schedule's Close, and Verify.
-// The replay runs as the DSN's user against the target; the captured database and
-// user only select statements through the filter.
+// sessions and the schedule as Config.Arrivals, the schedule's Err and Close, and
+// Verify. The application's retries are in the capture: the load generator should
+// retry nothing (MaxRetries 0, no retry policy), and its operation timeout should
+// exceed Summary.Longest. The replay runs as the DSN's user against the target;
+// the captured database and user only select statements through the filter.
 package replay
 
 import (
