@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -15,58 +14,44 @@ import (
 var memSize = flag.Int64("capture-mem", 0,
 	"TestCaptureMemory: replay a synthetic capture of this many bytes (e.g. 1073741824) and check the process stays under 200 MB RSS")
 
-// benchCapture is a synthetic capture shared by the benchmarks.
-var benchCapture struct {
-	once  sync.Once
-	path  string
-	stmts int64
-	size  int64
-	err   error
-}
-
 // The parse-and-schedule throughput: both passes over a synthetic capture (Open,
 // then the schedule drained as the load generator and its workers take it),
 // reported in captured statements per second.
 func BenchmarkParseSchedule(b *testing.B) {
-	benchCapture.once.Do(func() {
-		dir, err := os.MkdirTemp("", "replay-bench-")
-		if err != nil {
-			benchCapture.err = err
-			return
-		}
-		benchCapture.path = filepath.Join(dir, "capture.csv")
-		f, err := os.Create(benchCapture.path)
-		if err != nil {
-			benchCapture.err = err
-			return
-		}
-		defer f.Close()
-		benchCapture.stmts, benchCapture.err = synthCapture(f, 64<<20)
-		if st, err := f.Stat(); err == nil {
-			benchCapture.size = st.Size()
-		}
-	})
-	if benchCapture.err != nil {
-		b.Fatal(benchCapture.err)
+	path := filepath.Join(b.TempDir(), "capture.csv")
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
 	}
-	b.SetBytes(benchCapture.size)
+	stmts, err := synthCapture(f, 64<<20)
+	if err == nil {
+		err = f.Close()
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(st.Size())
 	b.ReportAllocs()
 	cpu0 := cpuTime(b)
 	for b.Loop() {
-		w, err := Open(context.Background(), Config{Capture: benchCapture.path})
+		w, err := Open(context.Background(), Config{Capture: path})
 		if err != nil {
 			b.Fatal(err)
 		}
-		if w.Statements() != benchCapture.stmts {
-			b.Fatalf("%d statements, the generator wrote %d", w.Statements(), benchCapture.stmts)
+		if w.Statements() != stmts {
+			b.Fatalf("%d statements, the generator wrote %d", w.Statements(), stmts)
 		}
 		drainQuiet(b, w)
 	}
-	stmts := float64(benchCapture.stmts) * float64(b.N)
-	b.ReportMetric(stmts/b.Elapsed().Seconds(), "stmts/s")
+	n := float64(stmts) * float64(b.N)
+	b.ReportMetric(n/b.Elapsed().Seconds(), "stmts/s")
 	// Per second of the process's CPU time (the garbage collector's included),
 	// which other processes on the machine do not change as they do wall time.
-	b.ReportMetric(stmts/(cpuTime(b)-cpu0).Seconds(), "stmts/cpu-s")
+	b.ReportMetric(n/(cpuTime(b)-cpu0).Seconds(), "stmts/cpu-s")
 }
 
 // cpuTime is the process's user and system CPU time so far.
