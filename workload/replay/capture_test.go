@@ -21,6 +21,10 @@ import (
 	"github.com/rehearse-dev/rehearse/workload/internal/pgtest"
 )
 
+// The schedule is what the load generator replays, without this package
+// importing it.
+var _ loadgen.Arrivals = Arrivals(nil)
+
 var recapture = flag.Bool("recapture", false,
 	"capture testdata/capture.csv again from a real PostgreSQL session mix, with testdata/capture.json")
 
