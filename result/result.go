@@ -171,14 +171,17 @@ const (
 // operations that finally failed (what users saw); latency runs from the intended
 // start to the final outcome, across every attempt and backoff.
 type Operation struct {
-	Name      string           `json:"name"`
-	Kind      string           `json:"kind"`
-	Count     int64            `json:"count"`
-	Errors    int64            `json:"errors"`
-	Attempts  Attempts         `json:"attempts"`
-	LatencyMs Latency          `json:"latency_ms"`
-	ServiceMs Service          `json:"service_ms"`
-	Phases    map[string]Phase `json:"phases"`
+	Name     string   `json:"name"`
+	Kind     string   `json:"kind"`
+	Count    int64    `json:"count"`
+	Errors   int64    `json:"errors"`
+	Attempts Attempts `json:"attempts"`
+	// CapturedErrors is, for a replay, how many of this statement's executions the
+	// capture itself recorded failing: errors the replay repeats, not new ones.
+	CapturedErrors int64            `json:"captured_errors,omitempty"`
+	LatencyMs      Latency          `json:"latency_ms"`
+	ServiceMs      Service          `json:"service_ms"`
+	Phases         map[string]Phase `json:"phases"`
 }
 
 // Attempts is how an operation's retries went: how many operations needed more than

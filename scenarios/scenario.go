@@ -72,8 +72,9 @@ type Workload struct {
 	// Seed seeds the random choices of the run (default 1).
 	Seed uint64 `yaml:"seed"`
 
-	// Setup is a SQL file run on the writer before the load (script workload), when
-	// SetupCheck returns no row. Paths are relative to the scenario file.
+	// Setup is a SQL file run on the writer before the load (script and replay
+	// workloads), when SetupCheck returns no row. Paths are relative to the scenario
+	// file.
 	Setup string `yaml:"setup"`
 	// SetupCheck is a query; Setup runs only when it returns no row.
 	SetupCheck string `yaml:"setup_check"`

@@ -169,13 +169,18 @@ func (s *Scenario) validateWorkload(c *checker) {
 func (s *Scenario) validateScript(c *checker) {
 	w := &s.Workload
 	if w.Name != WorkloadScript {
+		setupOK := w.Name == WorkloadReplay // a replay's target may need its schema created first
 		for _, f := range []struct {
 			field string
 			set   bool
-		}{{"workload.setup", w.Setup != ""}, {"workload.setup_check", w.SetupCheck != ""}, {"workload.scripts", len(w.Scripts) > 0},
+		}{{"workload.setup", w.Setup != "" && !setupOK}, {"workload.setup_check", w.SetupCheck != "" && !setupOK}, {"workload.scripts", len(w.Scripts) > 0},
 			{"workload.invariants", len(w.Invariants) > 0}, {"workload.acknowledged", w.Acknowledged != nil}} {
 			if f.set {
-				c.add(f.field, "belongs to the script workload; set workload.name: script or remove it")
+				if f.field == "workload.setup" || f.field == "workload.setup_check" {
+					c.add(f.field, "belongs to the script and replay workloads; set workload.name: script or replay, or remove it")
+				} else {
+					c.add(f.field, "belongs to the script workload; set workload.name: script or remove it")
+				}
 			}
 		}
 		return
@@ -235,6 +240,9 @@ func (s *Scenario) validateReplay(c *checker) {
 	}
 	if !(w.Speed > 0) || math.IsInf(w.Speed, 1) {
 		c.add("workload.speed", "must be a positive factor, e.g. 2 replays twice as fast (got %g)", w.Speed)
+	}
+	if s.Load.Model == "closed" {
+		c.add("load.model", "a replay follows its capture's timing (open loop); remove load.model: closed")
 	}
 }
 

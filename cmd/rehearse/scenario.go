@@ -25,22 +25,25 @@ func newScenarioCmd(s streams) *cobra.Command {
 			}
 			return nil
 		},
-		RunE: func(_ *cobra.Command, args []string) error {
-			var failed error
+		RunE: func(cmd *cobra.Command, args []string) error {
+			invalid := 0
 			for _, path := range args {
 				sc, err := scenarios.LoadFile(path)
 				if err == nil {
 					// The workload's own files: scripts' syntax, a capture's format.
-					_, err = engine.NewWorkload(sc)
+					_, err = engine.NewWorkload(cmd.Context(), sc)
 				}
 				if err != nil {
 					fmt.Fprintln(s.err, err)
-					failed = fmt.Errorf("%w: %d of %d file(s) invalid", scenarios.ErrInvalid, countInvalid(args), len(args))
+					invalid++
 					continue
 				}
 				fmt.Fprintf(s.out, "%s: ok (%s, %s workload, %d sessions, %s)\n", path, sc.Name, sc.Workload.Name, sc.Load.Sessions, sc.Load.Duration)
 			}
-			return failed
+			if invalid > 0 {
+				return fmt.Errorf("%w: %d of %d file(s) invalid", scenarios.ErrInvalid, invalid, len(args))
+			}
+			return nil
 		},
 	}
 	var wl string
@@ -65,18 +68,4 @@ func newScenarioCmd(s streams) *cobra.Command {
 	initCmd.Flags().StringVar(&wl, "workload", "", "print a starter for this workload: banking (default), script or replay")
 	cmd.AddCommand(validate, initCmd)
 	return cmd
-}
-
-func countInvalid(paths []string) int {
-	n := 0
-	for _, p := range paths {
-		sc, err := scenarios.LoadFile(p)
-		if err == nil {
-			_, err = engine.NewWorkload(sc)
-		}
-		if err != nil {
-			n++
-		}
-	}
-	return n
 }

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/rehearse-dev/rehearse/result"
 )
 
 // scriptScenario writes a script-workload scenario and its files into a new
@@ -90,6 +93,97 @@ func TestScriptWorkloadBadInput(t *testing.T) {
 				if v.code != exitInput || !strings.Contains(v.err, tt.want[0]) {
 					t.Errorf("scenario validate: exit %d, stderr %q", v.code, v.err)
 				}
+			}
+		})
+	}
+}
+
+// replayScenario writes a replay scenario over capture (a path) with the replay
+// test capture's schema as its setup.
+func replayScenario(t *testing.T, capture, filter string) string {
+	t.Helper()
+	schema, err := filepath.Abs("../../workload/replay/testdata/schema.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeFile(t, "replay.yaml", "name: replay\nworkload:\n  name: replay\n  capture: "+capture+"\n  setup: "+schema+
+		"\n  setup_check: \"SELECT 1 FROM pg_tables WHERE tablename = 'orders'\"\n"+filter+"load:\n  duration: 60s\ntarget:\n  fsync: false\n")
+}
+
+// A replay of the test capture runs every statement the capture holds, on the
+// embedded target after its setup, and tells the capture's own errors apart.
+func TestReplayOfTheTestCapture(t *testing.T) {
+	capture, err := filepath.Abs("../../workload/replay/testdata/capture.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The capture's session mix (its statements are counted in capture.json).
+	var exp struct {
+		Statements int64 `json:"statements"`
+	}
+	b, err := os.ReadFile("../../workload/replay/testdata/capture.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &exp); err != nil {
+		t.Fatal(err)
+	}
+	sc := replayScenario(t, capture, "  filter: {database: shop, application: shopapp}\n")
+	out := filepath.Join(t.TempDir(), "o")
+	r := cli(t, t.Context(), "run", sc, "--out", out, "--quiet")
+	if r.code != 0 && r.code != exitSLO {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.out, r.err)
+	}
+	res := readResult(t, out)
+	if res.Totals.Transactions != exp.Statements {
+		t.Errorf("the replay ran %d statements; the capture holds %d", res.Totals.Transactions, exp.Statements)
+	}
+	var captured int64
+	for _, o := range res.Operations {
+		captured += o.CapturedErrors
+		if o.Errors < o.CapturedErrors {
+			t.Errorf("%s: %d failed in the replay, %d in the capture", o.Name, o.Errors, o.CapturedErrors)
+		}
+	}
+	if captured == 0 || res.Integrity.LostWriteCheck != result.LostWriteCheckNone {
+		t.Errorf("captured errors %d, integrity %+v", captured, res.Integrity)
+	}
+	md := readFileString(t, filepath.Join(out, "report.md"))
+	if !strings.Contains(md, "## Captured statements") {
+		t.Error("report.md has no captured statements section")
+	}
+}
+
+// A replay's bad input exits 2 before anything starts, saying what to do.
+func TestReplayBadInput(t *testing.T) {
+	capture, err := filepath.Abs("../../workload/replay/testdata/capture.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := writeFile(t, "postgresql.log", "2026-11-30 10:00:00.000 UTC [123] LOG:  statement: SELECT 1\n")
+	tests := []struct {
+		name, capture, filter string
+		want                  []string
+	}{
+		{"not a csvlog", plain, "", []string{"postgresql.log", "log_destination = 'csvlog'", "log_min_duration_statement"}},
+		{"missing capture", filepath.Join(t.TempDir(), "nosuch.csv"), "", []string{"nosuch.csv"}},
+		{"no statements after the filter", capture, "  filter: {database: nosuchdb}\n", []string{"nosuchdb", "shop"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sc := replayScenario(t, tt.capture, tt.filter)
+			out := filepath.Join(t.TempDir(), "o")
+			r := cli(t, t.Context(), "run", sc, "--out", out, "--quiet")
+			if r.code != exitInput {
+				t.Fatalf("exit %d, want 2\n%s", r.code, r.err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(r.err, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, r.err)
+				}
+			}
+			if _, err := os.Stat(out); !os.IsNotExist(err) {
+				t.Errorf("output left behind: %v", err)
 			}
 		})
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/rehearse-dev/rehearse/loadgen"
 	"github.com/rehearse-dev/rehearse/scenarios"
 	"github.com/rehearse-dev/rehearse/workload"
+	"github.com/rehearse-dev/rehearse/workload/replay"
 	"github.com/rehearse-dev/rehearse/workload/script"
 )
 
@@ -60,7 +61,7 @@ func Open(ctx context.Context, sc *scenarios.Scenario, cfg Config) (*Rehearsal, 
 		log = io.Discard
 		cfg.Target.Log = log
 	}
-	wl, err := NewWorkload(sc)
+	wl, err := NewWorkload(ctx, sc)
 	if err != nil {
 		return nil, err
 	}
@@ -94,6 +95,11 @@ func (r *Rehearsal) setUp(ctx context.Context) error {
 		return err
 	}
 	fmt.Fprintf(r.log, "setting up workload %s\n", r.wl.Name())
+	if _, ok := r.wl.(*replay.Workload); ok {
+		if err := runSetupFile(ctx, r.pools.writer(), relTo(r.sc, r.sc.Workload.Setup), r.sc.Workload.SetupCheck, r.log); err != nil {
+			return interrupted(ctx, "during workload setup", err)
+		}
+	}
 	if err := r.wl.Setup(ctx, r.pools.writer(), r.log); err != nil {
 		if errors.Is(err, script.ErrInvalid) {
 			return fmt.Errorf("%w: %w", ErrInvalidInput, err)

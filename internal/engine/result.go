@@ -1,12 +1,14 @@
 package engine
 
 import (
+	"fmt"
 	"math"
 	"time"
 
 	"github.com/rehearse-dev/rehearse/loadgen"
 	"github.com/rehearse-dev/rehearse/result"
 	"github.com/rehearse-dev/rehearse/scenarios"
+	"github.com/rehearse-dev/rehearse/workload/replay"
 )
 
 // buildResult assembles a step's result from what the load and the integrity check
@@ -54,6 +56,16 @@ func (r *Rehearsal) buildResult(sc *scenarios.Scenario, spec StepSpec, stats loa
 		res.Load.AchievedRate = Round3(float64(stats.Arrivals) / s)
 	}
 	res.Notes = append(res.Notes, sc.Notes...)
+	if rp, ok := r.wl.(*replay.Workload); ok {
+		dropSessionEnds(res)
+		captured := rp.CapturedErrors()
+		for i := range res.Operations {
+			res.Operations[i].CapturedErrors = captured[res.Operations[i].Name]
+		}
+		sum := rp.Summary()
+		res.Notes = append(res.Notes, fmt.Sprintf("Replay of %s: %d statements from %d sessions over %s at speed %g; each operation is a captured statement fingerprint, and captured_errors counts the statements the capture itself recorded failing.",
+			sc.Workload.Capture, sum.Statements, sum.Sessions, rp.Duration().Round(time.Millisecond), sc.Workload.Speed))
+	}
 	if res.Operations == nil {
 		res.Operations = []result.Operation{}
 	}
@@ -77,5 +89,31 @@ func clientInfo(sc *scenarios.Scenario) *result.Client {
 		Failover: c.Failover,
 		Retry: result.ClientRetry{MaxAttempts: c.Retry.MaxAttempts, BackoffMs: ms(c.Retry.Backoff), MaxBackoffMs: ms(c.Retry.MaxBackoff),
 			On: append([]string{}, c.Retry.On...)},
+	}
+}
+
+// dropSessionEnds removes a replay's "(session end)" operations from the result:
+// they hand back the connection of a session that ended holding one, and are not
+// statements of the capture, which the result counts.
+func dropSessionEnds(res *result.Result) {
+	for i, o := range res.Operations {
+		if o.Name != replay.OpSessionEnd {
+			continue
+		}
+		t := &res.Totals
+		t.Transactions -= o.Count
+		t.Succeeded -= o.Count - o.Errors
+		t.Failed -= o.Errors
+		t.Attempts -= o.Count + o.Attempts.Retried
+		t.FailedAttempts -= o.Attempts.Failed
+		res.Load.Arrivals -= o.Count
+		for j := range res.Timeline {
+			row := &res.Timeline[j]
+			n := row.PerOp[o.Name]
+			row.Ops -= n
+			delete(row.PerOp, o.Name)
+		}
+		res.Operations = append(res.Operations[:i], res.Operations[i+1:]...)
+		return
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
@@ -13,6 +14,7 @@ import (
 	"github.com/rehearse-dev/rehearse/loadgen"
 	"github.com/rehearse-dev/rehearse/result"
 	"github.com/rehearse-dev/rehearse/scenarios"
+	"github.com/rehearse-dev/rehearse/workload/replay"
 )
 
 // HlogFile is the latency log's name in a run's (or a step's) directory. A step
@@ -119,13 +121,26 @@ func (r *Rehearsal) Step(ctx context.Context, spec StepSpec) (*StepOutcome, erro
 		hw    *result.HlogWriter
 	)
 	out.rec = loadgen.NewRecorder(r.wl.Ops(), tel.sink(func(op string, h *hdr.Histogram, from, to time.Duration) error {
-		return hw.WriteInterval(op, start.Add(from), start.Add(to), h)
+		return hw.WriteInterval(hlogTag(op), start.Add(from), start.Add(to), h)
 	}), loadgen.Retain(spec.Retain))
 	var cut *cutover
 	if spec.Cutover && r.tgt.Provider() != nil {
 		cut = newCutover(sc, spec.Dry, r.tgt, r.wl, r.pools, tel.cutoverLog(r.log))
 	}
 	cfg, target := r.loadConfig(sc, out.rec, spec.Progress)
+	if rp, ok := r.wl.(*replay.Workload); ok {
+		sched, err := rp.Arrivals(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer sched.Close()
+		target = replaySchedule(&cfg, rp, sched)
+		defer func() {
+			if err := sched.Err(); err != nil && ctx.Err() == nil {
+				fmt.Fprintf(r.log, "warning: reading the capture: %v\n", err)
+			}
+		}()
+	}
 	if cut != nil {
 		cfg.Duration = 0 // the load runs until the cutover has settled (see settle)
 	}
@@ -251,8 +266,13 @@ func (r *Rehearsal) loadConfig(sc *scenarios.Scenario, rec *loadgen.Recorder, pr
 
 func (r *Rehearsal) logStart(sc *scenarios.Scenario, cfg loadgen.Config, target float64) {
 	l := sc.Load
-	if l.Model == "closed" {
+	switch {
+	case l.Model == "closed":
 		fmt.Fprintf(r.log, "running %s closed-loop on %d connections for %v\n", r.wl.Name(), cfg.Workers, l.Duration)
+		return
+	case cfg.Arrivals != nil:
+		fmt.Fprintf(r.log, "replaying %d captured sessions (%.1f statements/s on average), %d workers, pool %d, for at most %v\n",
+			cfg.Sessions, target, cfg.Workers, r.pools.size, l.Duration)
 		return
 	}
 	fmt.Fprintf(r.log, "running %s: %d sessions, %.0f actions/s (%s), %d workers, pool %d, for %v\n",
@@ -260,6 +280,23 @@ func (r *Rehearsal) logStart(sc *scenarios.Scenario, cfg loadgen.Config, target 
 	if n := len(r.pools.instances); n > 1 {
 		fmt.Fprintf(r.log, "  from %d application instances (%d connections in all)\n", n, r.pools.connections())
 	}
+}
+
+// replaySchedule makes cfg replay a capture: the capture's sessions and statements
+// instead of a pacer; no retries (the application's own are in the capture, and a
+// retried statement would run outside its block); an operation timeout above the
+// capture's longest statement. It returns the capture's mean rate.
+func replaySchedule(cfg *loadgen.Config, rp *replay.Workload, sched replay.Arrivals) float64 {
+	cfg.Pacer = nil
+	cfg.Arrivals = sched
+	cfg.Sessions = rp.Sessions()
+	cfg.MaxRetries = 0
+	cfg.Retry = loadgen.Retry{MaxAttempts: 1}
+	cfg.OpTimeout = max(cfg.OpTimeout, 2*rp.Summary().Longest+time.Second)
+	if s := rp.Duration().Seconds(); s > 0 {
+		return float64(rp.Statements()) / s
+	}
+	return 0
 }
 
 // loadInstances wraps each application instance's pools for the load generator.
@@ -300,4 +337,16 @@ func Schedule(sc *scenarios.Scenario) (loadgen.Pacer, *loadgen.Profile) {
 		return loadgen.NewConstant(prof), prof
 	}
 	return loadgen.NewPoisson(prof, sc.Workload.Seed), prof
+}
+
+// hlogTag makes an operation's name a latency.hlog tag, which cannot hold commas,
+// spaces or line breaks (a replay's operations are SQL fingerprints).
+func hlogTag(op string) string {
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case ',', ' ', '\n', '\r', '\t':
+			return '_'
+		}
+		return r
+	}, op)
 }

@@ -108,7 +108,7 @@ func (t *stepTelemetry) start(ctx context.Context, since func() time.Duration) {
 			Interval: max(interval, auroraPoll), Metrics: t.metrics,
 		})
 		run = s.Run
-		t.database = func(ctx context.Context, _ float64) *result.Database { return s.Finish(ctx) }
+		t.database = s.Finish
 	} else {
 		lister := nodeLister{tgt: t.tgt}
 		if _, ok := t.tgt.(*containerTarget); ok {

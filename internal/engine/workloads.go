@@ -10,6 +10,7 @@ import (
 	"github.com/rehearse-dev/rehearse/scenarios"
 	"github.com/rehearse-dev/rehearse/workload"
 	"github.com/rehearse-dev/rehearse/workload/banking"
+	"github.com/rehearse-dev/rehearse/workload/replay"
 	"github.com/rehearse-dev/rehearse/workload/script"
 	"github.com/rehearse-dev/rehearse/workload/tpcb"
 )
@@ -18,9 +19,16 @@ import (
 // names are relative to the scenario file. A new workload goes in this switch (and
 // in scenarios' list of names). A workload's own input problems (a script's syntax,
 // a capture that is not a csvlog) wrap ErrInvalidInput.
-func NewWorkload(sc *scenarios.Scenario) (workload.Workload, error) {
+func NewWorkload(ctx context.Context, sc *scenarios.Scenario) (workload.Workload, error) {
 	cfg := sc.Workload
 	switch cfg.Name {
+	case scenarios.WorkloadReplay:
+		w, err := replay.Open(ctx, replay.Config{Capture: relTo(sc, cfg.Capture), Speed: cfg.Speed, Seed: cfg.Seed,
+			Filter: replay.Filter{Database: cfg.Filter.Database, User: cfg.Filter.User, Application: cfg.Filter.Application}})
+		if errors.Is(err, replay.ErrInvalid) {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidInput, err)
+		}
+		return w, err
 	case scenarios.WorkloadScript:
 		w, err := script.New(scriptConfig(sc))
 		if errors.Is(err, script.ErrInvalid) {
@@ -37,7 +45,7 @@ func NewWorkload(sc *scenarios.Scenario) (workload.Workload, error) {
 	case scenarios.WorkloadTPCBSelect:
 		return tpcb.New(tpcb.Config{Scale: cfg.Scale}, true)
 	}
-	return nil, fmt.Errorf("%w: unknown workload %q: use banking, tpcb or tpcb-select", ErrInvalidInput, cfg.Name)
+	return nil, fmt.Errorf("%w: unknown workload %q: use banking, tpcb, tpcb-select, script or replay", ErrInvalidInput, cfg.Name)
 }
 
 // activeSessions is implemented by workloads whose users can already be logged in
