@@ -71,6 +71,8 @@ type htmlData struct {
 	Client     []kv
 	Failures   []failureRow
 	Users      string
+	Captured   []capturedRow
+	Database   template.HTML
 }
 
 // HTML writes res as one self-contained HTML page: the verdict, inline SVG charts
@@ -98,6 +100,8 @@ func HTML(w io.Writer, res *result.Result) error {
 		Client:     clientRows(res),
 		Failures:   failureRows(res),
 		Users:      usersSentence(res),
+		Captured:   capturedRows(res),
+		Database:   databaseSection(res),
 	}
 	if res.Migration != nil {
 		d.Gantt = template.HTML(ganttChart(res)) //nolint:gosec

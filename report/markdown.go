@@ -19,7 +19,9 @@ func Markdown(w io.Writer, res *result.Result) error {
 	mdVerdict(bw, res)
 	mdSLOChecks(bw, res)
 	mdCutover(bw, res)
+	mdDatabase(bw, res)
 	mdFailures(bw, res)
+	mdCaptured(bw, res)
 	mdLatency(bw, res)
 	mdErrors(bw, res)
 	mdUnavailability(bw, res)
@@ -120,6 +122,20 @@ func mdFailures(w io.Writer, res *result.Result) {
 	mdTable(w, []string{"phase", "operations", "failed (users)", "failed attempts (database)"}, "---|--:|--:|--:")
 	for _, r := range failureRows(res) {
 		mdRow(w, r.Phase, i64(r.Count), i64(r.Failed), i64(r.Attempted))
+	}
+}
+
+// mdCaptured writes, for a replay, each captured statement's failures set against
+// the failures the capture itself recorded.
+func mdCaptured(w io.Writer, res *result.Result) {
+	rows := capturedRows(res)
+	if rows == nil {
+		return
+	}
+	fmt.Fprintf(w, "\n## Captured statements\n\nPer statement fingerprint: what failed in the replay, what the capture already recorded failing, and the failures that are new.\n\n")
+	mdTable(w, []string{"statement", "kind", "count", "failed", "failed in the capture", "new failures", "p50", "p99"}, "---|---|--:|--:|--:|--:|--:|--:")
+	for _, r := range rows {
+		mdRow(w, "`"+strings.ReplaceAll(r.Op, "`", "'")+"`", r.Kind, i64(r.Count), i64(r.Failed), i64(r.Captured), i64(r.New), msCell(r.Lat.P50), msCell(r.Lat.P99))
 	}
 }
 
