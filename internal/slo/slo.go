@@ -17,7 +17,8 @@ const phaseAll = "all"
 // res.SLO. Checks are named for people: "p99 latency transfer during", "error rate",
 // "attempt error rate", "max write unavailability", "max read unavailability",
 // "lost acknowledged writes",
-// "achieved rate / target".
+// "achieved rate / target", and per slo.database limit "database cpu p95 writer
+// (node2) after (percent)" (see databaseChecks).
 //
 // Latency percentiles are read from the summaries a Result carries (p50, p90, p99,
 // p99.9, max). A percentile without its own summary is checked against the next
@@ -80,6 +81,7 @@ func Evaluate(res *result.Result, slo scenarios.SLO) result.SLOVerdict {
 		}
 		checks = append(checks, c)
 	}
+	checks = append(checks, databaseChecks(res, slo.Database)...)
 	v := result.SLOVerdict{Passed: true, Checks: checks}
 	for _, c := range checks {
 		if !c.Passed {
