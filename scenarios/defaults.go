@@ -23,8 +23,40 @@ const (
 	WorkloadReplay = "replay"
 )
 
-// PlanSteps lists every cutover step in the order the plan runs them. Cutover.Steps
-// must be a subsequence of it. Treat it as read-only.
+// Cutover strategies.
+const (
+	StrategyInCluster = "in_cluster"
+	StrategyBlueGreen = "blue_green"
+)
+
+// BlueGreenSteps lists the blue/green strategy's steps in plan order. Treat it as
+// read-only.
+var BlueGreenSteps = []string{
+	"preflight",
+	"create_green",
+	"green_sync",
+	"switchover",
+	"redirect",
+	"validate",
+	"keep_old_blue",
+	"delete_deployment",
+}
+
+// StrategySteps returns the steps of a strategy, in plan order (nil for an unknown
+// one).
+func StrategySteps(strategy string) []string {
+	switch strategy {
+	case StrategyInCluster, "":
+		return PlanSteps
+	case StrategyBlueGreen:
+		return BlueGreenSteps
+	}
+	return nil
+}
+
+// PlanSteps lists every in-cluster cutover step in the order the plan runs them.
+// Cutover.Steps must be a subsequence of the strategy's steps. Treat it as
+// read-only.
 var PlanSteps = []string{
 	"preflight",
 	"create_replica",
@@ -54,6 +86,7 @@ var (
 	arrivals      = []string{"poisson", "constant"}
 	distributions = []string{"exponential", "constant", "uniform"}
 	cutoverKinds  = []string{"planned", "crash"}
+	strategies    = []string{StrategyInCluster, StrategyBlueGreen}
 	sloPhases     = []string{"all", "before", "during", "after"}
 )
 
@@ -169,6 +202,9 @@ func defaults() Scenario {
 		},
 		Telemetry: Telemetry{SampleInterval: Duration(time.Second)},
 		Cutover: Cutover{
+			Strategy:           StrategyInCluster,
+			SwitchoverTimeout:  Duration(300 * time.Second),
+			Green:              Green{InstanceClass: "db.serverless"},
 			Kind:               "planned",
 			Warmup:             Duration(5 * time.Second),
 			StepTimeout:        Duration(60 * time.Second),

@@ -211,6 +211,16 @@ type Target struct {
 type Cutover struct {
 	// Enabled runs the plan (default false when the section is absent).
 	Enabled bool `yaml:"enabled"`
+	// Strategy is in_cluster (default: a new replica in the cluster, then a
+	// switchover onto it) or blue_green (a green copy kept in sync by logical
+	// replication, then a switchover with a timeout, as Aurora Blue/Green
+	// Deployments do).
+	Strategy string `yaml:"strategy"`
+	// SwitchoverTimeout bounds a blue/green switchover; when it runs out the
+	// switchover rolls back (default 300s, AWS's).
+	SwitchoverTimeout Duration `yaml:"switchover_timeout"`
+	// Green describes a blue/green deployment's green environment.
+	Green Green `yaml:"green"`
 	// Kind is planned (switchover, default) or crash (kill -9 the writer).
 	Kind string `yaml:"kind"`
 	// Warmup is how long the load runs before the first step (default 5s).
@@ -242,6 +252,18 @@ type Cutover struct {
 	// shared storage makes every acknowledged write durable on the new instance
 	// (default: true for kind crash, false for planned).
 	Synchronous *bool `yaml:"synchronous"`
+}
+
+// Green is a blue/green deployment's green environment. Instance class and
+// parameter group apply to Aurora; locally green runs the machine's major version.
+type Green struct {
+	// InstanceClass is the green instances' class (aurora; default db.serverless).
+	InstanceClass string `yaml:"instance_class"`
+	// EngineVersion is the green engine version (aurora; "" = blue's). Older than
+	// blue's is refused.
+	EngineVersion string `yaml:"engine_version"`
+	// ParameterGroup is the green cluster's parameter group (aurora; "" = blue's).
+	ParameterGroup string `yaml:"parameter_group"`
 }
 
 // SLO holds the limits a run is judged by. Zero values mean "no limit" except

@@ -309,7 +309,16 @@ func (s *Scenario) validateTarget(c *checker) {
 
 func (s *Scenario) validateCutover(c *checker) {
 	cu := &s.Cutover
+	c.oneOf("cutover.strategy", cu.Strategy, strategies)
 	c.oneOf("cutover.kind", cu.Kind, cutoverKinds)
+	c.positiveDuration("cutover.switchover_timeout", cu.SwitchoverTimeout)
+	planSteps := StrategySteps(cu.Strategy)
+	if planSteps == nil {
+		planSteps = PlanSteps
+	}
+	if cu.Strategy == StrategyBlueGreen && cu.Kind == "crash" {
+		c.add("cutover.kind", "a blue/green switchover is planned; kind crash applies to the in_cluster strategy")
+	}
 	c.nonNegativeDuration("cutover.warmup", cu.Warmup)
 	c.positiveDuration("cutover.step_timeout", cu.StepTimeout)
 	c.nonNegativeInt("cutover.catch_up_max_lag_bytes", cu.CatchUpMaxLagBytes)
@@ -321,14 +330,18 @@ func (s *Scenario) validateCutover(c *checker) {
 	seen := map[string]bool{}
 	for i, step := range cu.Steps {
 		field := fmt.Sprintf("cutover.steps[%d]", i)
-		idx := slices.Index(PlanSteps, step)
+		idx := slices.Index(planSteps, step)
 		switch {
 		case idx < 0:
-			c.add(field, "unknown step %q; steps are, in plan order: %s", step, strings.Join(PlanSteps, ", "))
+			of := ""
+			if cu.Strategy == StrategyBlueGreen {
+				of = " for strategy blue_green"
+			}
+			c.add(field, "unknown step %q%s; steps are, in plan order: %s", step, of, strings.Join(planSteps, ", "))
 		case seen[step]:
 			c.add(field, "%q is listed twice; list each step once", step)
 		case idx < last:
-			c.add(field, "%q must come before %q: steps run in plan order (%s)", step, lastName, strings.Join(PlanSteps, ", "))
+			c.add(field, "%q must come before %q: steps run in plan order (%s)", step, lastName, strings.Join(planSteps, ", "))
 		default:
 			last, lastName = idx, step
 		}
@@ -336,12 +349,15 @@ func (s *Scenario) validateCutover(c *checker) {
 	}
 	steps := cu.Steps
 	if len(steps) == 0 {
-		steps = PlanSteps
+		steps = planSteps
 	}
 	if slices.Contains(steps, "decommission") && !slices.Contains(steps, "validate") {
 		c.add("cutover.steps", "decommission is gated on validate (and soak); add validate before it or drop decommission")
 	}
-	if cu.Rollback && !slices.Contains(steps, "keep_rollback_target") {
+	if slices.Contains(steps, "delete_deployment") && !slices.Contains(steps, "validate") {
+		c.add("cutover.steps", "delete_deployment is gated on validate (and soak); add validate before it or drop delete_deployment")
+	}
+	if cu.Rollback && cu.Strategy != StrategyBlueGreen && !slices.Contains(steps, "keep_rollback_target") {
 		c.add("cutover.rollback", "failing back needs the old writer kept as a standby; add keep_rollback_target to cutover.steps or set rollback: false")
 	}
 	if cu.Enabled && s.Load.Duration > 0 && cu.Warmup >= s.Load.Duration {
