@@ -174,36 +174,47 @@ func (a *AuroraSampler) record(ms []aurora.InstanceMetric) {
 			continue
 		}
 		s := result.Series{Node: m.Instance, Metric: cm.metric, Unit: unitOf(cm.metric), Emulated: m.Emulated, Points: make([][2]float64, 0, len(m.Values))}
+		half := a.cfg.Monitor.Period().Seconds() / 2
+		last := 0.0
 		for i, v := range m.Values {
 			if i >= len(m.Times) {
 				break
 			}
-			// A datapoint is its period's average, stamped with the period's start:
-			// the one the run started in begins before it.
-			t := max(0, m.Times[i].Sub(a.cfg.Start).Seconds())
-			s.Points = append(s.Points, [2]float64{round3(t), roundValue(v * cm.scale)})
+			// A datapoint is its period's average, stamped with the period's start.
+			// The period the run started in counts when most of it was the run's,
+			// and then at the run's start.
+			t := m.Times[i].Sub(a.cfg.Start).Seconds()
+			if t+half < 0 {
+				continue
+			}
+			s.Points = append(s.Points, [2]float64{round3(max(0, t)), roundValue(v * cm.scale)})
+			last = v * cm.scale
+		}
+		if len(s.Points) == 0 {
+			continue
 		}
 		a.rec.replace(s)
 		a.mu.Lock()
 		a.gotMetrics = true
 		a.mu.Unlock()
-		if a.cfg.Metrics != nil && len(s.Points) > 0 {
-			a.cfg.Metrics.Database(cm.metric, m.Instance, a.rec.role(m.Instance), m.Values[len(s.Points)-1]*cm.scale)
+		if a.cfg.Metrics != nil {
+			a.cfg.Metrics.Database(cm.metric, m.Instance, a.rec.role(m.Instance), last)
 		}
 	}
 }
 
 // Finish fetches once more, after the run (CloudWatch publishes a period's
-// datapoint after it ends), and returns the database section. Call it after Run
-// has returned.
-func (a *AuroraSampler) Finish(ctx context.Context) *result.Database {
+// datapoint after it ends), and returns the database section up to until seconds
+// of the run (everything when until is negative). Call it after Run has returned.
+func (a *AuroraSampler) Finish(ctx context.Context, until float64) *result.Database {
 	end := time.Now()
 	fctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	a.fetch(fctx, end.Add(a.cfg.Monitor.Period()))
-	db := a.rec.database(-1)
+	db := a.rec.database(until)
 	a.mu.Lock()
-	db.Events = mergeEvents(db.Events, a.rdsEvents)
+	rds := slices.DeleteFunc(slices.Clone(a.rdsEvents), func(e result.DBEvent) bool { return until >= 0 && e.TS > until })
+	db.Events = mergeEvents(db.Events, rds)
 	got := a.gotMetrics
 	a.mu.Unlock()
 	if !got && !hasDenied(db.Missing) {
@@ -212,9 +223,10 @@ func (a *AuroraSampler) Finish(ctx context.Context) *result.Database {
 	return db
 }
 
+// hasDenied reports whether GetMetricData was denied (missing says so already).
 func hasDenied(missing []string) bool {
 	for _, m := range missing {
-		if strings.Contains(m, "denied") {
+		if strings.HasPrefix(m, "cloudwatch:GetMetricData was denied") {
 			return true
 		}
 	}

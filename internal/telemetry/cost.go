@@ -51,7 +51,7 @@ func Cost(db *result.Database, writer string, price scenarios.Price) (*result.Co
 	}
 	src := "measured by CloudWatch"
 	if acu.Emulated {
-		src = "estimated by the RDS API emulator from CPU"
+		src = "estimated by the RDS API emulator from CPU and memory"
 	}
 	c.Note = fmt.Sprintf("An estimate from the rehearsal, not a quote: the mean capacity of %s while it was the writer (%.2f ACU over %d datapoints, %s) at $%g per ACU-hour, against $%g per hour for the provisioned instance. It prices the rehearsed load, not production's, and leaves out storage, I/O and backups.",
 		writer, mean, n, src, price.ACUHour, price.ProvisionedHour)

@@ -48,7 +48,7 @@ var (
 	descLastOps = prometheus.NewDesc("rehearse_last_second_operations",
 		"Operations finished in the last whole second of the run.", nil, nil)
 	descLastLatency = prometheus.NewDesc("rehearse_last_second_latency_seconds",
-		"Latency of the last whole second's successful operations, at quantile 0.5 and 0.99 and the maximum (quantile 1).", []string{"quantile"}, nil)
+		"Latency of the last whole second's successful operations: its p50, p99 and max.", []string{"stat"}, nil)
 	descUnavailable = prometheus.NewDesc("rehearse_unavailable_max_seconds",
 		"The longest span so far in which operations of a kind (read, write) were attempted and none succeeded.", []string{"kind"}, nil)
 	descElapsed = prometheus.NewDesc("rehearse_elapsed_seconds", "Time since the load started.", nil, nil)
@@ -190,9 +190,9 @@ func (c *loadCollector) Collect(ch chan<- prometheus.Metric) {
 	if n := len(sum.Timeline); n > 0 {
 		last := sum.Timeline[n-1]
 		gauge(descLastOps, float64(last.Ops))
-		gauge(descLastLatency, last.P50Ms/1e3, "0.5")
-		gauge(descLastLatency, last.P99Ms/1e3, "0.99")
-		gauge(descLastLatency, last.MaxMs/1e3, "1")
+		gauge(descLastLatency, last.P50Ms/1e3, "p50")
+		gauge(descLastLatency, last.P99Ms/1e3, "p99")
+		gauge(descLastLatency, last.MaxMs/1e3, "max")
 	}
 }
 
