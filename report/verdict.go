@@ -311,3 +311,27 @@ func clientRows(res *result.Result) []kv {
 		{"Retries", retry},
 	}
 }
+
+// capturedRow is one captured statement of a replay.
+type capturedRow struct {
+	Op, Kind                     string
+	Count, Failed, Captured, New int64
+	Lat                          result.Latency
+}
+
+// capturedRows lists a replay's statements with their new failures; nil for a run
+// that is not a replay.
+func capturedRows(res *result.Result) []capturedRow {
+	if res.Target.Workload != "replay" {
+		return nil
+	}
+	rows := []capturedRow{}
+	for _, o := range res.Operations {
+		if o.Count == 0 {
+			continue
+		}
+		rows = append(rows, capturedRow{Op: o.Name, Kind: o.Kind, Count: o.Count, Failed: o.Errors, Captured: o.CapturedErrors,
+			New: max(o.Errors-o.CapturedErrors, 0), Lat: o.LatencyMs})
+	}
+	return rows
+}
