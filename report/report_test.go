@@ -209,3 +209,26 @@ func BenchmarkRenderMarkdownHour(b *testing.B) {
 		}
 	}
 }
+
+// A latency limit breached for every operation at once is one line, not one per
+// operation; other breaches keep their own lines.
+func TestGroupedReasons(t *testing.T) {
+	lat := func(op, phase string, v float64, passed bool) result.SLOCheck {
+		return result.SLOCheck{Name: "p99 latency " + op + " " + phase, Limit: 250, Value: v, Passed: passed, Unit: result.UnitMs, Op: op, Phase: phase, Percentile: 99}
+	}
+	v := result.SLOVerdict{Checks: []result.SLOCheck{
+		lat("login", "after", 1900, false), lat("transfer", "after", 2336, false), lat("balance", "after", 800, false), lat("logout", "after", 300, false),
+		lat("login", "before", 4, true),
+		lat("transfer", "during", 900, false), lat("balance", "during", 100, true),
+		{Name: "error rate", Limit: 0.05, Value: 0.14, Unit: result.UnitFraction},
+	}}
+	got := GroupedReasons(v)
+	want := []string{
+		"p99 above 250 ms after the cutover for 4 of 4 operations, worst 2336 ms (transfer)",
+		"p99 above 250 ms during the cutover for transfer: 900 ms",
+		"error rate: 14.00%, above the limit of 5.00%",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("GroupedReasons:\n got %q\nwant %q", got, want)
+	}
+}

@@ -19,23 +19,26 @@ func fmtPct(p float64) string { return strconv.FormatFloat(p, 'f', -1, 64) }
 func Reasons(v result.SLOVerdict) []string {
 	var out []string
 	for _, c := range v.Checks {
-		if c.Passed {
-			continue
+		if !c.Passed {
+			out = append(out, reasonLine(c))
 		}
-		if c.Reason != "" {
-			out = append(out, c.Name+": "+c.Reason)
-			continue
-		}
-		cmp := "above"
-		if c.Name == "achieved rate / target" || c.Unit == result.UnitRatio {
-			cmp = "below"
-		}
-		out = append(out, fmt.Sprintf("%s: %s, %s the limit of %s", c.Name, fmtValue(c.Value, c.Unit), cmp, fmtValue(c.Limit, c.Unit)))
 	}
 	if !v.Passed && len(out) == 0 {
 		out = append(out, "SLOs were not evaluated")
 	}
 	return out
+}
+
+// reasonLine says why one check failed.
+func reasonLine(c result.SLOCheck) string {
+	if c.Reason != "" {
+		return c.Name + ": " + c.Reason
+	}
+	cmp := "above"
+	if c.Name == "achieved rate / target" || c.Unit == result.UnitRatio {
+		cmp = "below"
+	}
+	return fmt.Sprintf("%s: %s, %s the limit of %s", c.Name, fmtValue(c.Value, c.Unit), cmp, fmtValue(c.Limit, c.Unit))
 }
 
 // fmtValue formats a check value with its unit.

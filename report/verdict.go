@@ -29,7 +29,7 @@ func (v Verdict) Label() string {
 // PageVerdict is the verdict the reports show: the SLO verdict (Reasons), plus a
 // failed cutover and an interrupted run, which no sign-off can ignore.
 func PageVerdict(res *result.Result) Verdict {
-	reasons := Reasons(res.SLO)
+	reasons := GroupedReasons(res.SLO)
 	if res.Migration != nil && res.Migration.Outcome == "failed" {
 		reasons = append(reasons, "cutover failed")
 	}
@@ -334,4 +334,84 @@ func capturedRows(res *result.Result) []capturedRow {
 			New: max(o.Errors-o.CapturedErrors, 0), Lat: o.LatencyMs})
 	}
 	return rows
+}
+
+// GroupedReasons is Reasons with the latency breaches grouped by percentile, phase
+// and limit, one line each: "p99 above 1 s after the cutover for 7 of 8 operations,
+// worst 2,112 ms (transfer)". A run that breaches a latency limit usually breaches it
+// for every operation at once; one line per operation hides that.
+func GroupedReasons(v result.SLOVerdict) []string {
+	type key struct {
+		pct, limit float64
+		phase      string
+	}
+	type group struct {
+		failed, total int
+		worst         float64
+		worstOp       string
+		at            int // where the group's line goes
+	}
+	groups := map[key]*group{}
+	for _, c := range v.Checks {
+		if c.Op == "" || c.Unit != result.UnitMs {
+			continue
+		}
+		k := key{c.Percentile, c.Limit, c.Phase}
+		g := groups[k]
+		if g == nil {
+			g = &group{at: -1}
+			groups[k] = g
+		}
+		g.total++
+	}
+	var out []string
+	for _, c := range v.Checks {
+		if c.Passed {
+			continue
+		}
+		if c.Op == "" || c.Unit != result.UnitMs || c.Reason != "" {
+			out = append(out, reasonLine(c))
+			continue
+		}
+		g := groups[key{c.Percentile, c.Limit, c.Phase}]
+		g.failed++
+		if c.Value > g.worst || g.worstOp == "" {
+			g.worst, g.worstOp = c.Value, c.Op
+		}
+		if g.at < 0 {
+			g.at = len(out)
+			out = append(out, "")
+		}
+	}
+	for k, g := range groups {
+		if g.at < 0 {
+			continue
+		}
+		line := fmt.Sprintf("p%s above %s %s", fmtPct(k.pct), fmtValue(k.limit, result.UnitMs), phaseWords(k.phase))
+		if g.failed == 1 {
+			line += fmt.Sprintf(" for %s: %s", g.worstOp, fmtMs(g.worst))
+		} else {
+			line += fmt.Sprintf(" for %d of %d operations, worst %s (%s)", g.failed, g.total, fmtMs(g.worst), g.worstOp)
+		}
+		out[g.at] = line
+	}
+	if !v.Passed && len(out) == 0 {
+		out = append(out, "SLOs were not evaluated")
+	}
+	return out
+}
+
+// phaseWords names a phase in a sentence.
+func phaseWords(phase string) string {
+	switch phase {
+	case result.PhaseBefore:
+		return "before the cutover"
+	case result.PhaseDuring:
+		return "during the cutover"
+	case result.PhaseAfter:
+		return "after the cutover"
+	case phaseAll, "":
+		return "over the run"
+	}
+	return "in phase " + phase
 }

@@ -324,6 +324,11 @@ type SLOCheck struct {
 	// Reason explains a check that could not be measured (an operation that did not
 	// run, integrity not checked, a phase that did not occur). Added field.
 	Reason string `json:"reason,omitempty"`
+	// Op, Phase and Percentile say what a latency check measured, so checks can be
+	// grouped (every operation above a limit in one phase). Added fields.
+	Op         string  `json:"op,omitempty"`
+	Phase      string  `json:"phase,omitempty"`
+	Percentile float64 `json:"percentile,omitempty"`
 }
 
 // TimelineRow is one second of the run. Errors counts the operations that finally

@@ -32,8 +32,22 @@ const phaseAll = "all"
 // integrity was not checked that check fails ("integrity not checked").
 func Evaluate(res *result.Result, slo scenarios.SLO) result.SLOVerdict {
 	var checks []result.SLOCheck
+	explicit := explicitLatency(slo.Latency)
+	seen := map[string]bool{}
 	for _, l := range slo.Latency {
-		checks = append(checks, latencyChecks(res, l)...)
+		for _, c := range latencyChecks(res, l) {
+			// An operation a scenario names has its own limit: the wildcard's for the
+			// same phase and percentile does not apply to it, and a check is evaluated
+			// once however many entries name it.
+			if isWildcard(l.Op) && c.Op != "" && explicit[latencyKey{c.Op, c.Phase, c.Percentile}] {
+				continue
+			}
+			if seen[c.Name] {
+				continue
+			}
+			seen[c.Name] = true
+			checks = append(checks, c)
+		}
 	}
 	if slo.MaxErrorRate != nil {
 		c := result.SLOCheck{Name: "error rate", Limit: *slo.MaxErrorRate, Unit: result.UnitFraction}
@@ -141,7 +155,7 @@ func latencyChecks(res *result.Result, l scenarios.LatencySLO) []result.SLOCheck
 	}
 	out := make([]result.SLOCheck, 0, len(ops))
 	for _, o := range ops {
-		c := result.SLOCheck{Name: name(o.Name), Limit: lim, Unit: result.UnitMs}
+		c := result.SLOCheck{Name: name(o.Name), Limit: lim, Unit: result.UnitMs, Op: o.Name, Phase: phase, Percentile: pct}
 		lat, n := o.LatencyMs, o.Count
 		if phase != phaseAll {
 			p := o.Phases[phase]
@@ -221,4 +235,32 @@ func attemptCheck(res *result.Result, limit float64) result.SLOCheck {
 	c.Value = float64(res.Totals.FailedAttempts) / float64(attempts)
 	c.Passed = c.Value <= c.Limit
 	return c
+}
+
+// latencyKey is what a latency limit applies to.
+type latencyKey struct {
+	op, phase string
+	pct       float64
+}
+
+func isWildcard(op string) bool { return op == "" || op == "*" }
+
+// explicitLatency lists the operations the scenario's latency limits name, with
+// their phase and percentile as the checks spell them.
+func explicitLatency(limits []scenarios.LatencySLO) map[latencyKey]bool {
+	out := map[latencyKey]bool{}
+	for _, l := range limits {
+		if isWildcard(l.Op) {
+			continue
+		}
+		phase, pct := l.Phase, l.Percentile
+		if phase == "" {
+			phase = phaseAll
+		}
+		if pct == 0 {
+			pct = 99
+		}
+		out[latencyKey{l.Op, phase, pct}] = true
+	}
+	return out
 }

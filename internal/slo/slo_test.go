@@ -98,6 +98,9 @@ func TestEvaluate(t *testing.T) {
 		{"attempt error rate above what users saw", wet, scenarios.SLO{MaxErrorRate: frac(0.05), MaxAttemptErrorRate: frac(0.02)}, false,
 			map[string]string{"error rate": "pass", "attempt error rate": "FAIL"}},
 		{"attempt error rate within", wet, scenarios.SLO{MaxAttemptErrorRate: frac(0.5)}, true, map[string]string{"attempt error rate": "pass"}},
+		{"an operation named and under a wildcard is checked once, with its own limit", wet, scenarios.SLO{Latency: []scenarios.LatencySLO{
+			{Op: "*", Phase: result.PhaseDuring, Percentile: 99, Max: ms(1)}, {Op: "transfer", Phase: result.PhaseDuring, Percentile: 99, Max: ms(100000)}}}, false,
+			map[string]string{"p99 latency transfer during": "pass", "p99 latency balance during": "FAIL"}},
 		{"write unavailability", wet, scenarios.SLO{MaxWriteUnavailable: ms(500)}, false, map[string]string{"max write unavailability": "FAIL"}},
 		{"read unavailability", wet, scenarios.SLO{MaxReadUnavailable: ms(500)}, true, map[string]string{"max read unavailability": "pass"}},
 		{"integrity not checked", noIntegrity, scenarios.SLO{}, false, map[string]string{"lost acknowledged writes": "integrity not checked"}},
@@ -140,5 +143,28 @@ func TestEvaluate(t *testing.T) {
 				t.Error("failed verdict without reasons")
 			}
 		})
+	}
+}
+
+func TestEachCheckOnce(t *testing.T) {
+	ms := func(n int) scenarios.Duration { return scenarios.Duration(time.Duration(n) * time.Millisecond) }
+	v := Evaluate(sample(t), scenarios.SLO{Latency: []scenarios.LatencySLO{
+		{Op: "*", Phase: result.PhaseAfter, Percentile: 99, Max: ms(1000)},
+		{Op: "transfer", Phase: result.PhaseAfter, Percentile: 99, Max: ms(2000)},
+		{Op: "transfer", Phase: result.PhaseAfter, Percentile: 99.9, Max: ms(2000)},
+	}})
+	count := map[string]int{}
+	for _, c := range v.Checks {
+		count[c.Name]++
+	}
+	for name, n := range count {
+		if n != 1 {
+			t.Errorf("%s evaluated %d times", name, n)
+		}
+	}
+	for _, c := range v.Checks {
+		if c.Name == "p99 latency transfer after" && c.Limit != 2000 {
+			t.Errorf("transfer after p99 checked against %v ms, want its own 2000 ms", c.Limit)
+		}
 	}
 }
