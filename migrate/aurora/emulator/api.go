@@ -20,8 +20,13 @@ func fault(status int, code, format string, args ...any) *apiError {
 	return &apiError{status: status, code: code, msg: fmt.Sprintf(format, args...)}
 }
 
-// ServeHTTP implements http.Handler: one Query API call.
+// ServeHTTP implements http.Handler: one Query API call, or one CloudWatch call
+// in the RPC v2 CBOR protocol.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/service/") {
+		s.serveCloudWatch(w, r)
+		return
+	}
 	start := s.opts.Now()
 	began := time.Now()
 	if err := r.ParseForm(); err != nil {
@@ -54,10 +59,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body, err = s.failover(r.Form)
 	case "DeleteDBInstance":
 		body, err = s.deleteInstance(r.Form)
+	case "DescribeEvents":
+		body, err = s.describeEvents(r.Form)
 	case "":
 		err = fault(400, "MissingAction", "the request has no Action parameter")
 	default:
-		err = fault(400, "InvalidAction", "the emulator does not implement %s (it serves DescribeDBClusters, DescribeDBInstances, ModifyDBCluster, CreateDBInstance, FailoverDBCluster, DeleteDBInstance)", action)
+		err = fault(400, "InvalidAction", "the emulator does not implement %s (it serves DescribeDBClusters, DescribeDBInstances, ModifyDBCluster, CreateDBInstance, FailoverDBCluster, DeleteDBInstance, DescribeEvents, and CloudWatch's GetMetricData)", action)
 	}
 	s.answer(w, action, start, began, body, err)
 }

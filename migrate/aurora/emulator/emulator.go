@@ -3,20 +3,30 @@
 // It serves the subset of the RDS Query API (Action=...&Version=2014-10-31, XML
 // answers) that the aurora provider's cutover uses — DescribeDBClusters,
 // DescribeDBInstances, ModifyDBCluster, CreateDBInstance, FailoverDBCluster and
-// DeleteDBInstance — so the unmodified aws-sdk-go-v2 RDS client can drive it through
-// its BaseEndpoint (rehearse's --aws-endpoint-url). It hosts one Aurora
+// DeleteDBInstance — and that a run's telemetry reads — DescribeEvents, and
+// CloudWatch's GetMetricData in the Smithy RPC v2 CBOR protocol the CloudWatch
+// client speaks — so the unmodified aws-sdk-go-v2 clients can drive it through
+// their BaseEndpoint (rehearse's --aws-endpoint-url). It hosts one Aurora
 // PostgreSQL-like cluster and carries every call out on a Backend: with LocalBackend,
 // a real local primary/replica cluster (migrate/local) behind Aurora-like cluster
 // endpoints (migrate/endpoint). CreateDBInstance starts a real replica
 // (pg_basebackup), FailoverDBCluster performs a real promotion and endpoint flip, and
 // the Describe calls report the real state.
 //
+// With a Backend that is a Meter (LocalBackend), the emulator measures every
+// instance's node each second — CPU, memory and I/O of its processes, connections,
+// replica lag — and answers GetMetricData with CloudWatch's RDS metrics derived
+// from them, each marked emulated: Serverless v2 capacity (ACU) is estimated from
+// CPU and memory within the cluster's range. DescribeEvents reports the failovers
+// and the instances created and deleted, as the emulator saw them.
+//
 // It is not AWS: there is no IAM (any credentials are accepted, signatures are not
 // checked), no storage layer shared between instances (replicas stream WAL), no
-// Serverless v2 scaling (the ACU range is recorded, not enforced), and write
-// forwarding is emulated at the endpoints. Faults that AWS produces (throttling,
-// AccessDenied, InvalidDBClusterStateFault, instances that never become available,
-// an old engine version) are injected through Options, for tests.
+// Serverless v2 scaling (the ACU range is recorded, not enforced; the reported
+// capacity is an estimate), and write forwarding is emulated at the endpoints.
+// Faults that AWS produces (throttling, AccessDenied, InvalidDBClusterStateFault,
+// instances that never become available, an old engine version) are injected
+// through Options, for tests.
 package emulator
 
 import (
@@ -149,6 +159,7 @@ type Server struct {
 	failFaults int
 	reqID      int
 	bgErrs     []error
+	mon        *monitor
 }
 
 // New returns an emulator over b, whose current writer becomes the instance
@@ -180,6 +191,7 @@ func New(b Backend, opts Options) *Server {
 		node: b.Writer(), tier: 1, created: opts.Now()}
 	s.instances[first.id] = first
 	s.order = append(s.order, first.id)
+	s.startMonitor()
 	return s
 }
 
