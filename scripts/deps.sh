@@ -63,6 +63,7 @@ if [ "$want" = test ]; then
 	# make image builds rehearse/postgres:15 from this machine's PostgreSQL 15.
 	[ -x /usr/lib/postgresql/15/bin/postgres ] || add postgresql-15
 	command -v docker >/dev/null 2>&1 || add docker.io
+	command -v prometheus >/dev/null 2>&1 || add prometheus
 	command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 ||
 		command -v google-chrome >/dev/null 2>&1 || command -v google-chrome-stable >/dev/null 2>&1 ||
 		add chromium

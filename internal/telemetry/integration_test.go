@@ -207,6 +207,38 @@ func TestPrometheusScrapesARun(t *testing.T) {
 	if db := s.out.Result.Database; db == nil || len(db.Series) == 0 {
 		t.Errorf("no database series: %+v", db)
 	}
+	// Every query of the shipped dashboard is PromQL this Prometheus accepts.
+	for _, q := range dashboardQueries(t) {
+		q = strings.NewReplacer("$__rate_interval", "1m", "$job", ".*").Replace(q)
+		query(t, api, q)
+	}
+}
+
+// dashboardQueries returns every PromQL expression of the shipped Grafana
+// dashboard.
+func dashboardQueries(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "deploy", "grafana", "rehearse.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []struct {
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			out = append(out, tg.Expr)
+		}
+	}
+	return out
 }
 
 // During a wet cutover on a real local cluster the database series follow the
