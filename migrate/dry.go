@@ -7,6 +7,9 @@ import (
 
 // dry runs one step's read-only checks and says what it would do.
 func (e *Engine) dry(ctx context.Context, name string, st *state, cfg Config) (map[string]any, error) {
+	if cfg.Strategy == StrategyBlueGreen {
+		return e.dryBlueGreen(ctx, name, st, cfg)
+	}
 	p := e.Provider
 	action, check := describeStep(name, cfg, p.Kind())
 	d := map[string]any{"would": action, "done_when": check}

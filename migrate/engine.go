@@ -69,6 +69,8 @@ type state struct {
 	syncOn       bool
 	rolledBack   bool
 	validated    bool
+	// bg is the blue/green deployment's state (blue/green plans only).
+	bg bgState
 }
 
 // ErrStepFailed wraps the error of the step that failed.
@@ -83,7 +85,7 @@ func (e *Engine) Run(ctx context.Context) (*result.Migration, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &result.Migration{Plan: steps, Outcome: "completed"}
+	m := &result.Migration{Plan: steps, Outcome: "completed", Strategy: cfg.strategy()}
 	if e.Dry {
 		m.Outcome = "dry"
 	}
@@ -98,7 +100,11 @@ func (e *Engine) Run(ctx context.Context) (*result.Migration, error) {
 	done, failure := e.runSteps(ctx, m, steps, st, cfg)
 	if failure != nil && !e.Dry {
 		m.Outcome = "failed"
-		e.rollBack(ctx, m, done, st, cfg)
+		if cfg.Strategy == StrategyBlueGreen {
+			e.rollBackBlueGreen(ctx, m, done, st, cfg)
+		} else {
+			e.rollBack(ctx, m, done, st, cfg)
+		}
 	}
 	if st.rolledBack && failure == nil {
 		m.Outcome = "rolled_back"
@@ -153,10 +159,7 @@ func (e *Engine) step(ctx context.Context, name string, st *state, cfg Config) (
 	rec := result.Step{Name: name, StartS: e.now()}
 	e.emit(Event{Step: name, Status: "started", At: e.since(), Mutating: mutating(name)})
 	e.logf("step %s ...", name)
-	timeout := cfg.StepTimeout
-	if name == StepDecommission {
-		timeout += cfg.Soak
-	}
+	timeout := cfg.stepTimeout(name)
 	sctx, cancel := context.WithTimeout(ctx, timeout)
 	var (
 		detail map[string]any
@@ -189,7 +192,36 @@ func (c Config) withDefaults() Config {
 	if c.Poll <= 0 {
 		c.Poll = 100 * time.Millisecond
 	}
+	if c.SwitchoverTimeout <= 0 {
+		c.SwitchoverTimeout = DefaultSwitchoverTimeout
+	}
 	return c
+}
+
+// DefaultSwitchoverTimeout is a blue/green switchover's timeout when the plan sets
+// none: AWS's default.
+const DefaultSwitchoverTimeout = 300 * time.Second
+
+// strategy is the plan's strategy, in_cluster when unset.
+func (c Config) strategy() string {
+	if c.Strategy == "" {
+		return StrategyInCluster
+	}
+	return c.Strategy
+}
+
+// stepTimeout bounds a step: the step timeout, plus the soak for the steps that
+// wait it out, plus the switchover timeout for a blue/green switchover (whose own
+// timeout, and the rollback after it, must fit).
+func (c Config) stepTimeout(step string) time.Duration {
+	t := c.StepTimeout
+	switch {
+	case step == StepDecommission || step == StepDeleteDeployment:
+		t += c.Soak
+	case step == StepSwitchover && c.Strategy == StrategyBlueGreen:
+		t += c.SwitchoverTimeout
+	}
+	return t
 }
 
 func (e *Engine) since() time.Duration {

@@ -52,6 +52,13 @@ type Config struct {
 	Synchronous bool
 	// Poll paces lag sampling and other waits (default 100 ms).
 	Poll time.Duration
+	// Strategy is StrategyInCluster (the default) or StrategyBlueGreen.
+	Strategy string
+	// SwitchoverTimeout bounds a blue/green switchover (default 300 s, AWS's); it
+	// rolls back when the time runs out.
+	SwitchoverTimeout time.Duration
+	// Green is the blue/green deployment's green environment.
+	Green GreenSpec
 }
 
 // StepInfo describes one step for `rehearse plan`: what it does and when it is done.
@@ -60,6 +67,10 @@ type StepInfo struct {
 	Action   string
 	Check    string
 	Mutating bool
+	// Timeout bounds the step.
+	Timeout time.Duration
+	// Undo says what undoes the step when a later one fails ("" when nothing).
+	Undo string
 }
 
 // Describe returns the plan's steps with their actions and checks, for provider kind
@@ -69,10 +80,13 @@ func Describe(cfg Config, kind string) ([]StepInfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg = cfg.withDefaults()
 	out := make([]StepInfo, 0, len(steps))
 	for _, s := range steps {
 		info := StepInfo{Name: s, Mutating: mutating(s)}
 		info.Action, info.Check = describeStep(s, cfg, kind)
+		info.Timeout = cfg.stepTimeout(s)
+		info.Undo = undoOf(s, cfg, kind)
 		out = append(out, info)
 	}
 	return out, nil
@@ -80,14 +94,28 @@ func Describe(cfg Config, kind string) ([]StepInfo, error) {
 
 // steps resolves the configured steps, adding rollback after keep_rollback_target.
 func (c Config) steps() ([]string, error) {
+	all := AllSteps
+	switch c.Strategy {
+	case "", StrategyInCluster:
+	case StrategyBlueGreen:
+		all = BlueGreenSteps
+		if c.Rollback {
+			return nil, fmt.Errorf("rollback applies to the %s strategy: after a blue/green switchover the old blue is read-only under its %s names and has none of green's writes, so there is no failback to rehearse", StrategyInCluster, OldSuffix)
+		}
+		if c.Kind == Crash {
+			return nil, fmt.Errorf("a blue/green switchover is planned; kind %s applies to the %s strategy", Crash, StrategyInCluster)
+		}
+	default:
+		return nil, fmt.Errorf("unknown cutover strategy %q: use %s or %s", c.Strategy, StrategyInCluster, StrategyBlueGreen)
+	}
 	want := c.Steps
 	if len(want) == 0 {
-		want = AllSteps
+		want = all
 	}
 	var out []string
 	for _, s := range want {
-		if indexOf(AllSteps, s) < 0 {
-			return nil, fmt.Errorf("unknown cutover step %q: use one of %v", s, AllSteps)
+		if indexOf(all, s) < 0 {
+			return nil, fmt.Errorf("unknown cutover step %q: use one of %v", s, all)
 		}
 		out = append(out, s)
 		if s == StepKeepRollbackTarget && c.Rollback {
@@ -112,13 +140,16 @@ func indexOf(s []string, v string) int {
 // mutating reports whether a step changes the cluster (phases start at the first).
 func mutating(step string) bool {
 	switch step {
-	case StepPreflight, StepValidate:
+	case StepPreflight, StepValidate, StepGreenSync, StepKeepOldBlue:
 		return false
 	}
 	return true
 }
 
 func describeStep(step string, cfg Config, kind string) (action, check string) {
+	if cfg.Strategy == StrategyBlueGreen {
+		return describeBlueGreenStep(step, cfg, kind)
+	}
 	aurora := kind == "aurora"
 	switch step {
 	case StepPreflight:

@@ -3,7 +3,11 @@
 // keep_rollback_target, decommission. Each step has an action, a completion check, a
 // timeout and an undo; a dry run executes only the read-only checks. The cluster is
 // reached through a Provider (local processes, containers, Aurora's RDS API). The
-// package knows nothing of the load.
+// blue/green strategy (preflight, create_green, green_sync, switchover, redirect,
+// validate, keep_old_blue, delete_deployment) copies the cluster into a green
+// environment kept in sync by logical replication and switches over onto it; a
+// provider offers it by implementing BlueGreen. The package knows nothing of the
+// load.
 package migrate
 
 import (

@@ -9,6 +9,9 @@ import (
 
 // run performs one step.
 func (e *Engine) run(ctx context.Context, name string, st *state, cfg Config) (map[string]any, error) {
+	if cfg.Strategy == StrategyBlueGreen {
+		return e.runBlueGreen(ctx, name, st, cfg)
+	}
 	p := e.Provider
 	switch name {
 	case StepPreflight:

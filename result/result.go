@@ -220,6 +220,9 @@ type Migration struct {
 	WriterBefore   string         `json:"writer_before"`
 	WriterAfter    string         `json:"writer_after"`
 	LagAtPromotion LagAtPromotion `json:"lag_at_promotion"`
+	// Strategy is the cutover strategy: in_cluster or blue_green (absent in results
+	// written before strategies existed, which were in_cluster).
+	Strategy string `json:"strategy,omitempty"`
 }
 
 // Step is one cutover step's record.
