@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,8 +28,24 @@ func burn(d time.Duration) {
 	_ = x
 }
 
+// rusage is the CPU time of this process and of the children it has reaped, as
+// the kernel accounts them.
+func rusage(t *testing.T) time.Duration {
+	t.Helper()
+	var self, children syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &self); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Getrusage(syscall.RUSAGE_CHILDREN, &children); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(self.Utime.Nano() + self.Stime.Nano() + children.Utime.Nano() + children.Stime.Nano())
+}
+
 // The meter reads a tree's CPU from its processes, and a child's CPU stays counted
-// once the parent has reaped it (it moves to the parent's cutime).
+// once the parent has reaped it (it moves to the parent's cutime): between two
+// samples it sees what the kernel accounted to the process and its reaped
+// children, to the clock tick.
 func TestProcMeter(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("reads /proc")
@@ -36,7 +53,9 @@ func TestProcMeter(t *testing.T) {
 	sh := testutil.RequireTool(t, "sh", "")
 	var m nodestat.ProcMeter
 	pid := os.Getpid()
-	first, err := m.Sample(pid, time.Now())
+	t1 := time.Now()
+	cpu1 := rusage(t)
+	first, err := m.Sample(pid, t1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,19 +68,21 @@ func TestProcMeter(t *testing.T) {
 		t.Fatal(err)
 	}
 	child := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-	start := time.Now()
-	burn(200 * time.Millisecond)
-	u, err := m.Sample(pid, time.Now())
+	burn(100 * time.Millisecond)
+	t2 := time.Now()
+	u, err := m.Sample(pid, t2)
+	cpu2 := rusage(t)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !u.Rates || !u.IO {
 		t.Fatalf("second sample %+v: want rates and I/O counters", u)
 	}
-	// The interval since the first sample holds the child's CPU and the burn.
-	interval := time.Since(start).Seconds() + child.Seconds()
-	if got, want := u.CPUCores*interval, child.Seconds()+0.15; got < want {
-		t.Errorf("CPU over the interval %.3f s, want at least %.3f s (child %v, burn 200 ms)", got, want, child)
+	got := time.Duration(u.CPUCores * float64(t2.Sub(t1)))
+	// /proc counts in 10 ms ticks, a few per process; rusage to the microsecond.
+	const tick = 40 * time.Millisecond
+	if want := cpu2 - cpu1; got < want-tick || got > want+tick || got < child-tick {
+		t.Errorf("CPU between the samples %v, the kernel accounted %v (the child %v)", got, want, child)
 	}
 	if u.ReadOps < 0 || u.WriteOps < 0 {
 		t.Errorf("negative I/O rates %+v", u)

@@ -35,7 +35,7 @@ func readTree(pid int) (tree, error) {
 			anon += m.anon
 			// Shared memory and mapped files (the server binary, libraries) are the
 			// same pages in every backend: count them once.
-			shared = max(shared, m.file+m.shmem)
+			shared = max(shared, m.shared)
 		}
 		if c, err := readIO(p); err == nil {
 			t.io[p] = c
@@ -91,34 +91,25 @@ func readStat(pid int) (procStat, error) {
 	}, nil
 }
 
-// mem is a process's resident memory by kind, in bytes.
-type mem struct{ anon, file, shmem int64 }
+// mem is a process's resident memory by kind, in bytes: its own (anonymous) and
+// what it shares (mapped files and shared memory).
+type mem struct{ anon, shared int64 }
 
+// readMem reads /proc/<pid>/statm, which the kernel writes far more cheaply than
+// status: resident and shared pages.
 func readMem(pid int) (mem, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
 	if err != nil {
 		return mem{}, err
 	}
-	var m mem
-	for line := range bytes.Lines(b) {
-		var dst *int64
-		switch {
-		case bytes.HasPrefix(line, []byte("RssAnon:")):
-			dst = &m.anon
-		case bytes.HasPrefix(line, []byte("RssFile:")):
-			dst = &m.file
-		case bytes.HasPrefix(line, []byte("RssShmem:")):
-			dst = &m.shmem
-		default:
-			continue
-		}
-		f := bytes.Fields(line)
-		if len(f) >= 2 {
-			kb, _ := strconv.ParseInt(string(f[1]), 10, 64)
-			*dst = kb * 1024
-		}
+	f := bytes.Fields(b)
+	if len(f) < 3 {
+		return mem{}, fmt.Errorf("unexpected /proc/%d/statm", pid)
 	}
-	return m, nil
+	resident, _ := strconv.ParseInt(string(f[1]), 10, 64)
+	shared, _ := strconv.ParseInt(string(f[2]), 10, 64)
+	page := int64(os.Getpagesize())
+	return mem{anon: max(0, resident-shared) * page, shared: shared * page}, nil
 }
 
 func readIO(pid int) (ioCount, error) {
