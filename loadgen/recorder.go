@@ -150,8 +150,9 @@ type Recorder struct {
 	// ivAll merges the operations' interval histograms for the timeline row; it is
 	// reused every second rather than allocated (about 200 KB each).
 	ivAll    *hdr.Histogram
-	errSeen  int64 // failed attempts in the current interval
-	ivFailed int64 // operations that finally failed in the current interval
+	ivLag    *hdr.Histogram // schedule lag of the current interval
+	errSeen  int64          // failed attempts in the current interval
+	ivFailed int64          // operations that finally failed in the current interval
 	ivErrs   [numClasses]int64
 
 	// retained intervals (see Retain and Window)
@@ -163,7 +164,7 @@ type Recorder struct {
 
 // NewRecorder returns a recorder for ops. sink may be nil.
 func NewRecorder(ops []workload.Op, sink IntervalSink, opts ...RecorderOption) *Recorder {
-	r := &Recorder{errs: map[errKey]*errStat{}, lag: newHist(), ivAll: newHist(), sink: sink}
+	r := &Recorder{errs: map[errKey]*errStat{}, lag: newHist(), ivAll: newHist(), ivLag: newHist(), sink: sink}
 	for _, o := range opts {
 		o(r)
 	}
@@ -269,6 +270,10 @@ func (r *Recorder) flushLocked(now time.Duration, final bool) result.TimelineRow
 	}
 	r.errSeen, r.ivFailed = 0, 0
 	clear(r.ivErrs[:])
+	if r.ivLag.TotalCount() > 0 {
+		row.LagP99Ms = ms(r.ivLag.ValueAtQuantile(99))
+		r.ivLag.Reset()
+	}
 	if ivAll.TotalCount() > 0 {
 		row.P50Ms = ms(ivAll.ValueAtQuantile(50))
 		row.P99Ms = ms(ivAll.ValueAtQuantile(99))
@@ -333,6 +338,7 @@ func (r *Recorder) add(s *sample) {
 	}
 	st.maxTries = max(st.maxTries, tries)
 	recordClamped(r.lag, s.start-s.intended)
+	recordClamped(r.ivLag, s.start-s.intended)
 	r.avail[st.kind].attempt(s.intended)
 	switch {
 	case s.class == OK:

@@ -337,13 +337,16 @@ type SLOCheck struct {
 // TimelineRow is one second of the run. Errors counts the operations that finally
 // failed in it; FailedAttempts and ErrorsByClass every failed attempt.
 type TimelineRow struct {
-	TS             float64          `json:"t_s"`
-	Ops            int64            `json:"ops"`
-	Errors         int64            `json:"errors"`
-	FailedAttempts int64            `json:"failed_attempts"`
-	P50Ms          float64          `json:"p50_ms"`
-	P99Ms          float64          `json:"p99_ms"`
-	MaxMs          float64          `json:"max_ms"`
-	PerOp          map[string]int64 `json:"per_op,omitempty"`
-	ErrorsByClass  map[string]int64 `json:"errors_by_class,omitempty"`
+	TS             float64 `json:"t_s"`
+	Ops            int64   `json:"ops"`
+	Errors         int64   `json:"errors"`
+	FailedAttempts int64   `json:"failed_attempts"`
+	P50Ms          float64 `json:"p50_ms"`
+	P99Ms          float64 `json:"p99_ms"`
+	// LagP99Ms is the schedule lag p99 of the operations that finished in this second.
+	// Added field.
+	LagP99Ms      float64          `json:"lag_p99_ms,omitempty"`
+	MaxMs         float64          `json:"max_ms"`
+	PerOp         map[string]int64 `json:"per_op,omitempty"`
+	ErrorsByClass map[string]int64 `json:"errors_by_class,omitempty"`
 }
