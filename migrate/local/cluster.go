@@ -76,6 +76,11 @@ type Cluster struct {
 	// crashed nodes stopped without a clean shutdown: they may have diverged from the
 	// new writer, so they rejoin through pg_rewind.
 	crashed map[string]bool
+	// labels are the nodes' instance names' first labels on the DNS server (the node's
+	// name unless a blue/green switchover renamed it).
+	labels map[string]string
+	// bg is the blue/green deployment, if one was created.
+	bg *blueGreen
 }
 
 var (
@@ -85,7 +90,7 @@ var (
 
 // StartCluster starts a one-node cluster (the writer, node1) and its endpoints.
 func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
-	c := &Cluster{cfg: cfg, log: cfg.Node.Log, nodes: map[string]*Node{}, next: 1, crashed: map[string]bool{}}
+	c := &Cluster{cfg: cfg, log: cfg.Node.Log, nodes: map[string]*Node{}, next: 1, crashed: map[string]bool{}, labels: map[string]string{}}
 	if c.log == nil {
 		c.log = io.Discard
 	}
@@ -122,6 +127,12 @@ func (c *Cluster) initNode(ctx context.Context, init func(Config) (*Node, error)
 	c.mu.Lock()
 	cfg := c.nodeConfig()
 	c.mu.Unlock()
+	return c.initNodeAs(ctx, cfg, init)
+}
+
+// initNodeAs is initNode for a node configured as cfg (its name chosen by the
+// caller).
+func (c *Cluster) initNodeAs(ctx context.Context, cfg Config, init func(Config) (*Node, error)) (*Node, error) {
 	var last error
 	for range portAttempts {
 		host, err := c.lb.Next()
@@ -143,9 +154,15 @@ func (c *Cluster) initNode(ctx context.Context, init func(Config) (*Node, error)
 }
 
 func (c *Cluster) nodeConfig() Config {
-	cfg := c.cfg.Node
-	cfg.Name = "node" + strconv.Itoa(c.next)
+	cfg := c.template("node" + strconv.Itoa(c.next))
 	c.next++
+	return cfg
+}
+
+// template is the configuration of a node named name.
+func (c *Cluster) template(name string) Config {
+	cfg := c.cfg.Node
+	cfg.Name = name
 	extra := map[string]string{"hot_standby_feedback": "on", "wal_receiver_status_interval": "1s"}
 	for k, v := range cfg.ExtraConf {
 		extra[k] = v
@@ -160,17 +177,37 @@ func (c *Cluster) add(n *Node) {
 	c.nodes[n.Name()] = n
 	c.order = append(c.order, n.Name())
 	c.mu.Unlock()
+	c.name(n)
+}
+
+// name gives n its instance name on the DNS server.
+func (c *Cluster) name(n *Node) {
+	c.mu.Lock()
+	label := c.labelLocked(n.Name())
+	c.mu.Unlock()
 	if d := c.cfg.DNS; d != nil {
-		if err := d.SetHost(d.Names().Instance(n.Name()), netip.MustParseAddr(n.Host())); err != nil {
+		if err := d.SetHost(d.Names().Instance(label), netip.MustParseAddr(n.Host())); err != nil {
 			fmt.Fprintf(c.log, "warning: instance name of %s: %v\n", n.Name(), err)
 		}
 	}
 }
 
+// labelLocked is node's instance name's label; c.mu must be held.
+func (c *Cluster) labelLocked(node string) string {
+	if l, ok := c.labels[node]; ok {
+		return l
+	}
+	return node
+}
+
 // unname removes node's instance name.
 func (c *Cluster) unname(node string) {
+	c.mu.Lock()
+	label := c.labelLocked(node)
+	delete(c.labels, node)
+	c.mu.Unlock()
 	if d := c.cfg.DNS; d != nil {
-		d.Remove(d.Names().Instance(node))
+		d.Remove(d.Names().Instance(label))
 	}
 }
 
@@ -347,6 +384,7 @@ func (c *Cluster) Close(ctx context.Context) error {
 		errs = append(errs, n.Close(ctx))
 		c.unname(n.Name())
 	}
+	errs = append(errs, c.closeBlueGreen(ctx))
 	return errors.Join(errs...)
 }
 
