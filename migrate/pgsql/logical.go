@@ -141,11 +141,14 @@ CREATE EVENT TRIGGER ` + ident(DDLTrigger) + ` ON ddl_command_end EXECUTE FUNCTI
 // Subscribe creates the subscription on green, with the initial copy of every
 // table, and makes green's database read-only for everyone but the subscription's
 // workers (as AWS keeps green read-only until the switchover). conninfo reaches
-// blue's writer from green's.
+// blue's writer from green's. The subscription applies with synchronous_commit on:
+// green confirms to blue only what it flushed, and with the default (off) a commit
+// waits for green's WAL writer (wal_writer_delay) before it counts, which the
+// switchover's wait for blue's final LSN — writes blocked — would add every time.
 func (r Replication) Subscribe(ctx context.Context, conninfo string) error {
 	sub := ident(r.Name)
 	if err := r.GreenExec(ctx, "CREATE SUBSCRIPTION "+sub+" CONNECTION "+quoteLiteral(conninfo)+
-		" PUBLICATION "+sub+" WITH (copy_data = true, create_slot = true, slot_name = "+quoteLiteral(r.Name)+")"); err != nil {
+		" PUBLICATION "+sub+" WITH (copy_data = true, create_slot = true, synchronous_commit = 'on', slot_name = "+quoteLiteral(r.Name)+")"); err != nil {
 		return fmt.Errorf("subscription on green: %w", err)
 	}
 	return r.SetGreenReadOnly(ctx, true)
