@@ -201,6 +201,19 @@ func (r *Recorder) MarkPhase(name string, at time.Duration) {
 	}
 }
 
+// PhaseStart reports when phase name began on the run's timeline, and whether it
+// did.
+func (r *Recorder) PhaseStart(name string) (time.Duration, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, n := range phaseNames {
+		if n == name {
+			return time.Duration(r.phaseAt[i]), r.phaseSet[i]
+		}
+	}
+	return 0, false
+}
+
 func (r *Recorder) phaseOf(t int64) int {
 	p := 0
 	for i := 1; i < numPhases; i++ {

@@ -137,6 +137,7 @@ func cards(res *result.Result) []card {
 	return []card{
 		{"Cutover", outcome, outcome == "failed"},
 		{"Longest write outage", fmtMs(res.Availability.WriteUnavailableMaxMs), false},
+		recoveryCard(res),
 		{"Longest read outage", fmtMs(res.Availability.ReadUnavailableMaxMs), false},
 		{"Lost acknowledged writes", lost, !res.Integrity.Checked || res.Integrity.LostAcknowledgedWrites > 0},
 		{"Failed (users)", fmt.Sprintf("%d (%s)", res.Totals.Failed, fmtPercent(errRate)), false},
@@ -160,4 +161,17 @@ func outcomeText(outcome string) string {
 	default:
 		return "Cutover outcome: " + outcome + "."
 	}
+}
+
+// recoveryCard says how long users kept feeling the cutover after its redirect.
+func recoveryCard(res *result.Result) card {
+	m := res.Migration
+	if m == nil || m.RecoveryS == nil {
+		return card{"Recovery after the cutover", "—", false}
+	}
+	v := strconv.FormatFloat(*m.RecoveryS, 'f', 1, 64) + " s"
+	if !m.Recovered {
+		return card{"Recovery after the cutover", "not by the end (" + v + ")", true}
+	}
+	return card{"Recovery after the cutover", v, false}
 }

@@ -52,6 +52,8 @@ func fmtValue(v float64, unit string) string {
 		return strconv.FormatInt(int64(math.Round(v)), 10)
 	case result.UnitRatio:
 		return strconv.FormatFloat(v, 'f', 3, 64)
+	case result.UnitSeconds:
+		return strconv.FormatFloat(v, 'f', 1, 64) + " s"
 	default:
 		return strconv.FormatFloat(v, 'g', 6, 64)
 	}

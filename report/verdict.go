@@ -172,12 +172,16 @@ func integrityVerdict(in result.Integrity) string {
 
 // migrationRows summarises the cutover.
 func migrationRows(m *result.Migration) []kv {
-	return []kv{
+	rows := []kv{
 		{"Outcome", orDash(m.Outcome)},
 		{"Writer before", orDash(m.WriterBefore)},
 		{"Writer after", orDash(m.WriterAfter)},
 		{"Lag at promotion", strconv.FormatInt(m.LagAtPromotion.Bytes, 10) + " bytes, " + fmtMs(m.LagAtPromotion.Ms)},
 	}
+	if m.RecoveryS != nil {
+		rows = append(rows, kv{"Recovery after the redirect", recoveryText(m)})
+	}
+	return rows
 }
 
 // availabilityRows is the longest unavailability overall and per phase.
@@ -414,4 +418,15 @@ func phaseWords(phase string) string {
 		return "over the run"
 	}
 	return "in phase " + phase
+}
+
+// recoveryText says how long users kept feeling the cutover after its redirect.
+func recoveryText(m *result.Migration) string {
+	switch {
+	case m.RecoveryS == nil:
+		return "—"
+	case !m.Recovered:
+		return fmt.Sprintf("not recovered by the run's end (%.1f s)", *m.RecoveryS)
+	}
+	return fmt.Sprintf("%.1f s (p99 latency and schedule lag back within 2× their values before the cutover, for 3 s)", *m.RecoveryS)
 }

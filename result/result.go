@@ -220,6 +220,12 @@ type Migration struct {
 	WriterBefore   string         `json:"writer_before"`
 	WriterAfter    string         `json:"writer_after"`
 	LagAtPromotion LagAtPromotion `json:"lag_at_promotion"`
+	// RecoveryS is how long after the redirect users kept feeling the cutover: until
+	// the per-second p99 latency and schedule lag were back within 2× their values
+	// before it, for 3 s. Recovered is false when the run ended first (RecoveryS is
+	// then until the run's end). Added fields.
+	RecoveryS *float64 `json:"recovery_s,omitempty"`
+	Recovered bool     `json:"recovered,omitempty"`
 	// Strategy is the cutover strategy: in_cluster or blue_green (absent in results
 	// written before strategies existed, which were in_cluster).
 	Strategy string `json:"strategy,omitempty"`
@@ -315,6 +321,7 @@ const (
 	UnitFraction = "fraction"
 	UnitCount    = "count"
 	UnitRatio    = "ratio"
+	UnitSeconds  = "s"
 )
 
 // SLOCheck is one SLO limit and the value measured against it.

@@ -400,6 +400,7 @@ func (s *Scenario) validateSLO(c *checker) {
 	}
 	c.nonNegativeDuration("slo.max_write_unavailable", o.MaxWriteUnavailable)
 	c.nonNegativeDuration("slo.max_read_unavailable", o.MaxReadUnavailable)
+	c.nonNegativeDuration("slo.max_recovery", o.MaxRecovery)
 	c.nonNegativeInt("slo.max_lost_writes", o.MaxLostWrites)
 	c.fraction("slo.min_achieved_rate", o.MinAchievedRate)
 	c.nonNegative("slo.peak_rate", o.PeakRate)

@@ -170,8 +170,15 @@ func cutoverLine(res *result.Result) string {
 	if res.Integrity.Checked {
 		lost = fmt.Sprintf("%d lost acknowledged writes", res.Integrity.LostAcknowledgedWrites)
 	}
-	return fmt.Sprintf("cutover %s (%s): %s, %d failed operations, longest write stall %.0f ms, %s",
-		m.Outcome, res.Mode, writer, res.Totals.Failed, res.Availability.WriteUnavailableMaxMs, lost)
+	recovery := ""
+	if m.RecoveryS != nil {
+		recovery = fmt.Sprintf(", recovered %.1f s after the redirect", *m.RecoveryS)
+		if !m.Recovered {
+			recovery = fmt.Sprintf(", not recovered by the run's end (%.1f s after the redirect)", *m.RecoveryS)
+		}
+	}
+	return fmt.Sprintf("cutover %s (%s): %s, %d failed operations, longest write stall %.0f ms%s, %s",
+		m.Outcome, res.Mode, writer, res.Totals.Failed, res.Availability.WriteUnavailableMaxMs, recovery, lost)
 }
 
 func orDash(s string) string {

@@ -194,6 +194,7 @@ func (r *Rehearsal) Step(ctx context.Context, spec StepSpec) (*StepOutcome, erro
 		var mig *result.Migration
 		mig, _, out.CutoverErr = cut.outcome()
 		out.Result.Migration = mig
+		setRecovery(mig, out.Result.Timeline, out.rec)
 		out.Result.Notes = append(out.Result.Notes, r.tgt.Notes()...)
 	case spec.Cutover:
 		out.Result.Notes = append(out.Result.Notes, "The scenario has a cutover section, but target.dsn points at a database rehearse does not manage, so the plan was not run; the load ran against that database alone.")
@@ -349,4 +350,20 @@ func hlogTag(op string) string {
 		}
 		return r
 	}, op)
+}
+
+// setRecovery records how long users kept feeling the cutover after its redirect
+// (see recoveryTime), the seconds before its first mutating step being the baseline.
+func setRecovery(mig *result.Migration, rows []result.TimelineRow, rec *loadgen.Recorder) {
+	during, ok1 := rec.PhaseStart(result.PhaseDuring)
+	after, ok2 := rec.PhaseStart(result.PhaseAfter)
+	if mig == nil || !ok1 || !ok2 {
+		return
+	}
+	// The first second is the pools' and the sessions' start, not a baseline.
+	secs, ok := recoveryTime(rows, 1, during.Seconds(), after.Seconds())
+	if !ok && secs == 0 {
+		return
+	}
+	mig.RecoveryS, mig.Recovered = &secs, ok
 }

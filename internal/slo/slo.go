@@ -68,6 +68,22 @@ func Evaluate(res *result.Result, slo scenarios.SLO) result.SLOVerdict {
 		lim := float64(d.Microseconds()) / 1000
 		checks = append(checks, result.SLOCheck{Name: "max write unavailability", Limit: lim, Value: v, Passed: v <= lim, Unit: result.UnitMs})
 	}
+	if d := slo.MaxRecovery.D(); d > 0 {
+		lim := d.Seconds()
+		c := result.SLOCheck{Name: "recovery after the cutover", Limit: lim, Unit: result.UnitSeconds}
+		switch m := res.Migration; {
+		case m == nil || m.RecoveryS == nil:
+			c.Passed = true
+			c.Reason = "not applicable: no cutover's recovery was measured"
+		default:
+			c.Value = *m.RecoveryS
+			c.Passed = m.Recovered && c.Value <= lim
+			if !m.Recovered {
+				c.Reason = fmt.Sprintf("not recovered by the run's end (%.1f s after the redirect)", c.Value)
+			}
+		}
+		checks = append(checks, c)
+	}
 	if d := slo.MaxReadUnavailable.D(); d > 0 {
 		v := res.Availability.ReadUnavailableMaxMs
 		lim := float64(d.Microseconds()) / 1000

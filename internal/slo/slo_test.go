@@ -168,3 +168,44 @@ func TestEachCheckOnce(t *testing.T) {
 		}
 	}
 }
+
+func TestRecoveryCheck(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	cases := []struct {
+		name      string
+		mig       *result.Migration
+		limit     time.Duration
+		wantCheck bool
+		passed    bool
+		reason    string
+	}{
+		{name: "no limit", mig: &result.Migration{RecoveryS: f(9), Recovered: true}},
+		{name: "within", mig: &result.Migration{RecoveryS: f(4.5), Recovered: true}, limit: 5 * time.Second, wantCheck: true, passed: true},
+		{name: "too slow", mig: &result.Migration{RecoveryS: f(7), Recovered: true}, limit: 5 * time.Second, wantCheck: true},
+		{name: "never recovered", mig: &result.Migration{RecoveryS: f(2), Recovered: false}, limit: 5 * time.Second, wantCheck: true, reason: "not recovered"},
+		{name: "not measured", mig: &result.Migration{}, limit: 5 * time.Second, wantCheck: true, passed: true, reason: "not applicable"},
+		{name: "no cutover", limit: 5 * time.Second, wantCheck: true, passed: true, reason: "not applicable"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res := sample(t)
+			res.Migration = tc.mig
+			v := Evaluate(res, scenarios.SLO{MaxRecovery: scenarios.Duration(tc.limit)})
+			var got *result.SLOCheck
+			for i := range v.Checks {
+				if v.Checks[i].Name == "recovery after the cutover" {
+					got = &v.Checks[i]
+				}
+			}
+			if (got != nil) != tc.wantCheck {
+				t.Fatalf("check present = %v, want %v", got != nil, tc.wantCheck)
+			}
+			if got == nil {
+				return
+			}
+			if got.Passed != tc.passed || got.Unit != result.UnitSeconds || !strings.Contains(got.Reason, tc.reason) {
+				t.Errorf("check = %+v, want passed %v with reason containing %q", *got, tc.passed, tc.reason)
+			}
+		})
+	}
+}
