@@ -13,6 +13,7 @@ import (
 
 	"github.com/rehearse-dev/rehearse/loadgen"
 	"github.com/rehearse-dev/rehearse/migrate"
+	"github.com/rehearse-dev/rehearse/migrate/local"
 	"github.com/rehearse-dev/rehearse/result"
 	"github.com/rehearse-dev/rehearse/scenarios"
 	"github.com/rehearse-dev/rehearse/workload"
@@ -44,17 +45,70 @@ func newCutover(sc *scenarios.Scenario, dry bool, tgt Target, wl workload.Worklo
 	c := sc.Cutover
 	e := &migrate.Engine{
 		Provider: tgt.Provider(),
-		Config: migrate.Config{
-			Steps: c.Steps, Kind: c.Kind, StepTimeout: c.StepTimeout.D(),
-			CatchUpMaxLagBytes: c.CatchUpMaxLagBytes, CatchUpSamples: c.CatchUpSamples,
-			Soak: c.Soak.D(), Rollback: c.Rollback, Synchronous: synchronous(sc),
-		},
+		Config:   planConfig(sc),
 		Dry:      dry,
 		Validate: validator(wl, tgt, p),
 		Log:      log,
 	}
 	return &cutover{engine: e, warmup: c.Warmup.D(), done: make(chan struct{})}
 }
+
+// planConfig is the cutover plan sc describes.
+func planConfig(sc *scenarios.Scenario) migrate.Config {
+	c := sc.Cutover
+	return migrate.Config{
+		Steps: c.Steps, Kind: c.Kind, StepTimeout: c.StepTimeout.D(),
+		CatchUpMaxLagBytes: c.CatchUpMaxLagBytes, CatchUpSamples: c.CatchUpSamples,
+		Soak: c.Soak.D(), Rollback: c.Rollback, Synchronous: synchronous(sc),
+		Strategy: c.Strategy, SwitchoverTimeout: c.SwitchoverTimeout.D(),
+		Green: migrate.GreenSpec{InstanceClass: c.Green.InstanceClass, EngineVersion: c.Green.EngineVersion, ParameterGroup: c.Green.ParameterGroup},
+	}
+}
+
+// blueGreen reports whether sc runs a blue/green cutover.
+func blueGreen(sc *scenarios.Scenario) bool {
+	return sc.Cutover.Enabled && sc.Cutover.Strategy == scenarios.StrategyBlueGreen
+}
+
+// checkStrategy refuses, before anything starts, a cutover strategy the target
+// cannot run: a blue/green deployment needs a target rehearse manages, and has no
+// failback to rehearse.
+func checkStrategy(sc *scenarios.Scenario) error {
+	if !blueGreen(sc) {
+		return nil
+	}
+	switch {
+	case sc.Target.Kind != scenarios.TargetAurora && sc.Target.DSN != "":
+		return fmt.Errorf("%w: cutover.strategy blue_green: target.dsn points at a database rehearse does not manage, so it cannot create a green copy of it or move its names; use target.kind local, container or aurora", ErrInvalidInput)
+	case sc.Cutover.Rollback:
+		return fmt.Errorf("%w: cutover.rollback: a blue/green switchover has no failback (the old blue is read-only under its %s names and lacks green's writes); set rollback: false", ErrInvalidInput, migrate.OldSuffix)
+	}
+	return nil
+}
+
+// checkGreenVersion refuses a green engine version older than blue's (version).
+func checkGreenVersion(sc *scenarios.Scenario, version string) error {
+	if want := sc.Cutover.Green.EngineVersion; blueGreen(sc) && want != "" && version != "" && local.CompareVersions(want, version) < 0 {
+		return fmt.Errorf("%w: cutover.green.engine_version %s is older than blue's %s: a blue/green deployment upgrades or stays, it cannot downgrade", ErrInvalidInput, want, version)
+	}
+	return nil
+}
+
+// logicalConf adds what a blue/green deployment's blue needs to a server's
+// settings: WAL that carries logical decoding (Aurora's rds.logical_replication).
+func logicalConf(sc *scenarios.Scenario, conf map[string]string) map[string]string {
+	if !blueGreen(sc) {
+		return conf
+	}
+	out := map[string]string{"wal_level": "logical"}
+	for k, v := range conf {
+		out[k] = v
+	}
+	return out
+}
+
+// blueGreenNote says how a local or container target runs a blue/green deployment.
+const blueGreenNote = "Blue/green: green is a second set of nodes (one per blue node) holding blue's schema (pg_dump --schema-only) and fed by logical replication (a publication FOR ALL TABLES on blue, a subscription with the initial copy on green); green is read-only until the switchover. The switchover holds the endpoints (proxy: PgBouncer pauses), makes blue's database read-only (default_transaction_read_only) and ends its sessions, waits until green confirmed blue's final LSN, sets green's sequences past blue's, makes green writable, moves blue's names to green (blue's become -old1) and releases the endpoints to green; past cutover.switchover_timeout it rolls back instead."
 
 // start runs the plan after the warm-up, on the run's clock.
 func (c *cutover) start(ctx context.Context, rec *loadgen.Recorder, since func() time.Duration) {

@@ -69,6 +69,9 @@ func OpenTarget(ctx context.Context, sc *scenarios.Scenario, cfg TargetConfig) (
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
 	}
+	if err := checkStrategy(sc); err != nil {
+		return nil, err
+	}
 	switch {
 	case sc.Target.Kind == scenarios.TargetAurora:
 		return openAurora(ctx, sc, cfg)

@@ -42,7 +42,36 @@ func openAurora(ctx context.Context, sc *scenarios.Scenario, cfg TargetConfig) (
 	if err != nil {
 		return nil, fmt.Errorf("aurora cluster %s: %w", cfg.AuroraCluster, err)
 	}
+	if err := checkAuroraBlueGreen(ctx, sc, p); err != nil {
+		return nil, err
+	}
 	return &auroraTarget{p: p, writer: p.DSN(w), reader: p.DSN(r), calls: calls}, nil
+}
+
+// Aurora's bounds of a blue/green switchover's timeout (SwitchoverTimeout).
+const (
+	auroraMinSwitchoverTimeout = 30 * time.Second
+	auroraMaxSwitchoverTimeout = time.Hour
+)
+
+// checkAuroraBlueGreen refuses what RDS would refuse of a blue/green cutover before
+// it starts: a switchover timeout out of its range, a green engine version older
+// than the cluster's.
+func checkAuroraBlueGreen(ctx context.Context, sc *scenarios.Scenario, p *aurora.Provider) error {
+	if !blueGreen(sc) {
+		return nil
+	}
+	if d := sc.Cutover.SwitchoverTimeout.D(); d < auroraMinSwitchoverTimeout || d > auroraMaxSwitchoverTimeout {
+		return fmt.Errorf("%w: cutover.switchover_timeout %v: Aurora takes %v to %v", ErrInvalidInput, d, auroraMinSwitchoverTimeout, auroraMaxSwitchoverTimeout)
+	}
+	topo, err := p.Describe(ctx)
+	if err != nil {
+		return fmt.Errorf("aurora cluster %s: %w", p.ClusterID(), err)
+	}
+	if len(topo.Nodes) > 0 {
+		return checkGreenVersion(sc, topo.Nodes[0].Version)
+	}
+	return nil
 }
 
 func (t *auroraTarget) Kind() scenarios.TargetKind             { return scenarios.TargetAurora }

@@ -19,9 +19,10 @@ import (
 // loopback address of its own, behind endpoints whose names the cluster's DNS server
 // answers; the cutover adds replica containers.
 type containerTarget struct {
-	cl   *container.Cluster
-	dns  *dnsserver.Server
-	mode scenarios.EndpointMode
+	cl        *container.Cluster
+	dns       *dnsserver.Server
+	mode      scenarios.EndpointMode
+	blueGreen bool
 }
 
 func openContainers(ctx context.Context, sc *scenarios.Scenario, cfg TargetConfig) (*containerTarget, error) {
@@ -42,7 +43,8 @@ func openContainers(ctx context.Context, sc *scenarios.Scenario, cfg TargetConfi
 	cl, err := container.Start(ctx, container.Config{
 		Image: img, Fsync: fsync(sc),
 		MaxConnections: sc.Target.MaxConnections, SharedBuffers: sc.Target.SharedBuffers,
-		DNS: srv,
+		ExtraConf: logicalConf(sc, nil),
+		DNS:       srv,
 		Endpoint: endpoint.Config{Mode: string(mode), Dir: abs, Propagation: staleWindow(sc),
 			PoolSize: sc.Load.PoolSize, MaxClientConn: 2*sc.Load.Workers + 20},
 		Log: cfg.Log,
@@ -51,8 +53,15 @@ func openContainers(ctx context.Context, sc *scenarios.Scenario, cfg TargetConfi
 		_ = srv.Close()
 		return nil, interrupted(ctx, "while starting PostgreSQL", err)
 	}
+	if topo, err := cl.Describe(ctx); err == nil && len(topo.Nodes) > 0 {
+		if err := checkGreenVersion(sc, topo.Nodes[0].Version); err != nil {
+			_ = cl.Close(ctx)
+			_ = srv.Close()
+			return nil, err
+		}
+	}
 	logNames(cfg.Log, srv, cl.WriterEndpoint(), cl.ReaderEndpoint())
-	return &containerTarget{cl: cl, dns: srv, mode: mode}, nil
+	return &containerTarget{cl: cl, dns: srv, mode: mode, blueGreen: blueGreen(sc)}, nil
 }
 
 func (t *containerTarget) Kind() scenarios.TargetKind           { return scenarios.TargetContainer }
@@ -67,7 +76,11 @@ func (t *containerTarget) ExecMode() pgx.QueryExecMode { return endpoint.ExecMod
 func (t *containerTarget) DNSServer() string           { return t.dns.Addr() }
 func (t *containerTarget) Provider() migrate.Provider  { return t.cl }
 func (t *containerTarget) Notes() []string {
-	return []string{clusterNote(t.mode, t.dns, t.cl.Port(), t.cl.WriterEndpoint())}
+	notes := []string{clusterNote(t.mode, t.dns, t.cl.Port(), t.cl.WriterEndpoint())}
+	if t.blueGreen {
+		notes = append(notes, blueGreenNote)
+	}
+	return notes
 }
 
 func (t *containerTarget) DirectWriterDSN(ctx context.Context) string {

@@ -26,11 +26,14 @@ func localConfig(ctx context.Context, sc *scenarios.Scenario, cfg TargetConfig) 
 	if err != nil {
 		return local.Config{}, err
 	}
+	if err := checkGreenVersion(sc, bin.Version); err != nil {
+		return local.Config{}, err
+	}
 	fmt.Fprintf(cfg.Log, "starting PostgreSQL %s (embedded, fsync=%v)\n", bin.Version, fsync(sc))
 	return local.Config{
 		Dir: abs, Fsync: fsync(sc),
 		MaxConnections: sc.Target.MaxConnections, SharedBuffers: sc.Target.SharedBuffers,
-		Log: cfg.Log, Bin: bin,
+		Log: cfg.Log, Bin: bin, ExtraConf: logicalConf(sc, nil),
 	}, nil
 }
 
@@ -76,9 +79,10 @@ func (t *localNode) Close(ctx context.Context, keep bool, log io.Writer) {
 // cutover adds replicas to. Each node listens on a loopback address of its own, on
 // one port; the endpoints are names on the cluster's DNS server.
 type localCluster struct {
-	cluster *local.Cluster
-	dns     *dnsserver.Server
-	mode    scenarios.EndpointMode
+	cluster   *local.Cluster
+	dns       *dnsserver.Server
+	mode      scenarios.EndpointMode
+	blueGreen bool
 }
 
 func openLocalCluster(ctx context.Context, sc *scenarios.Scenario, cfg TargetConfig) (*localCluster, error) {
@@ -109,7 +113,7 @@ func openLocalCluster(ctx context.Context, sc *scenarios.Scenario, cfg TargetCon
 		return nil, interrupted(ctx, "while starting PostgreSQL", err)
 	}
 	logNames(cfg.Log, srv, cluster.WriterEndpoint(), cluster.ReaderEndpoint())
-	return &localCluster{cluster: cluster, dns: srv, mode: mode}, nil
+	return &localCluster{cluster: cluster, dns: srv, mode: mode, blueGreen: blueGreen(sc)}, nil
 }
 
 func (t *localCluster) Kind() scenarios.TargetKind           { return scenarios.TargetLocal }
@@ -128,7 +132,11 @@ func (t *localCluster) DirectWriterDSN(context.Context) string {
 	return t.cluster.Writer().DSN(local.Database)
 }
 func (t *localCluster) Notes() []string {
-	return []string{clusterNote(t.mode, t.dns, t.cluster.Port(), t.cluster.WriterEndpoint())}
+	notes := []string{clusterNote(t.mode, t.dns, t.cluster.Port(), t.cluster.WriterEndpoint())}
+	if t.blueGreen {
+		notes = append(notes, blueGreenNote)
+	}
+	return notes
 }
 
 func (t *localCluster) Close(ctx context.Context, keep bool, log io.Writer) {
