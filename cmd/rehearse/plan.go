@@ -28,10 +28,15 @@ func newPlanCmd(s streams) *cobra.Command {
 				target = string(sc.Target.Kind)
 			}
 			c := sc.Cutover
+			if c.Strategy == migrate.StrategyBlueGreen && target != string(scenarios.TargetAurora) && sc.Target.DSN != "" {
+				return usageError{fmt.Errorf("cutover.strategy blue_green: target.dsn points at a database rehearse does not manage, so it cannot create a green copy of it; use target.kind local, container or aurora")}
+			}
 			steps, err := migrate.Describe(migrate.Config{
 				Steps: c.Steps, Kind: c.Kind, StepTimeout: c.StepTimeout.D(),
 				CatchUpMaxLagBytes: c.CatchUpMaxLagBytes, CatchUpSamples: c.CatchUpSamples,
 				Soak: c.Soak.D(), Rollback: c.Rollback || rollback,
+				Strategy: c.Strategy, SwitchoverTimeout: c.SwitchoverTimeout.D(),
+				Green: migrate.GreenSpec{InstanceClass: c.Green.InstanceClass, EngineVersion: c.Green.EngineVersion, ParameterGroup: c.Green.ParameterGroup},
 			}, target)
 			if err != nil {
 				return usageError{err}
@@ -40,21 +45,33 @@ func newPlanCmd(s streams) *cobra.Command {
 			if !c.Enabled {
 				state = "disabled in this scenario (cutover.enabled: false): `run` will not execute it"
 			}
-			fmt.Fprintf(s.out, "Cutover plan for %s: kind %s, target %s, endpoint %s, %s.\n", sc.Name, c.Kind, target, sc.Target.Endpoint, state)
-			fmt.Fprintf(s.out, "Starts %v into the load; each step times out after %v.\n\n", c.Warmup, c.StepTimeout)
+			strategy := c.Strategy
+			if strategy == "" {
+				strategy = migrate.StrategyInCluster
+			}
+			fmt.Fprintf(s.out, "Cutover plan for %s: strategy %s, kind %s, target %s, endpoint %s, %s.\n", sc.Name, strategy, c.Kind, target, sc.Target.Endpoint, state)
+			fmt.Fprintf(s.out, "Starts %v into the load; each step times out after %v", c.Warmup, c.StepTimeout)
+			if strategy == migrate.StrategyBlueGreen {
+				fmt.Fprintf(s.out, "; the switchover rolls back after %v (cutover.switchover_timeout)", c.SwitchoverTimeout)
+			}
+			fmt.Fprint(s.out, ".\n\n")
 			tw := tabwriter.NewWriter(s.out, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "#\tSTEP\tCHANGES\tACTION\tDONE WHEN")
+			fmt.Fprintln(tw, "#\tSTEP\tCHANGES\tTIMEOUT\tACTION\tDONE WHEN\tUNDO")
 			for i, st := range steps {
 				changes := "no"
 				if st.Mutating {
 					changes = "yes"
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", i+1, st.Name, changes, st.Action, st.Check)
+				undo := st.Undo
+				if undo == "" {
+					undo = "-"
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%v\t%s\t%s\t%s\n", i+1, st.Name, changes, st.Timeout, st.Action, st.Check, undo)
 			}
 			if err := tw.Flush(); err != nil {
 				return err
 			}
-			fmt.Fprintln(s.out, "\nA dry run (--mode dry) executes only the read-only checks; --mode wet performs the steps.")
+			fmt.Fprintln(s.out, "\nA dry run (--mode dry) executes only the read-only checks; --mode wet performs the steps. When a step fails, the completed ones are undone in reverse.")
 			return nil
 		},
 	}
