@@ -161,6 +161,11 @@ func resolves(t *testing.T, srv *dnsserver.Server, name string) netip.Addr {
 func TestBlueGreenOverLogicalReplication(t *testing.T) {
 	c, srv := startBlue(t)
 	blue := c.Writer()
+	// Blue has a reader: green gets one too, a streaming replica of green's writer.
+	blueReader, err := c.CreateReplica(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
 	checks, err := c.PreflightBlueGreen(t.Context(), migrate.GreenSpec{})
 	if err != nil {
 		t.Fatal(err)
@@ -178,6 +183,9 @@ func TestBlueGreenOverLogicalReplication(t *testing.T) {
 	}
 	if !strings.HasPrefix(dep.GreenWriter, "node1-green-") || dep.ID == "" {
 		t.Errorf("deployment %+v", dep)
+	}
+	if nodes, _ := dep.Detail["green_nodes"].([]string); len(nodes) != 2 || !strings.HasPrefix(nodes[1], blueReader.ID+"-green-") {
+		t.Errorf("green nodes %v, want a writer and a reader", dep.Detail["green_nodes"])
 	}
 	green := resolves(t, srv, srv.Names().Instance(dep.GreenWriter))
 	gs := waitSwitchable(t, c)
@@ -223,6 +231,12 @@ func TestBlueGreenOverLogicalReplication(t *testing.T) {
 	}
 	if got := resolves(t, srv, clusterNames(srv, migrate.OldSuffix).Writer()); got.String() != blue.Host() {
 		t.Errorf("the -old1 cluster endpoint resolves to %v, want the old blue's %s", got, blue.Host())
+	}
+	if got, want := resolves(t, srv, srv.Names().Instance(blueReader.ID)), c.readerNodes()[0].Host(); got.String() != want {
+		t.Errorf("%s's name resolves to %v, want green's reader %s", blueReader.ID, got, want)
+	}
+	if topo, _ := c.Describe(t.Context()); len(topo.Nodes) != 2 || topo.Writer != dep.GreenWriter {
+		t.Errorf("the cluster after the switchover: %+v", topo)
 	}
 	d, err := c.KeepOldBlue(t.Context())
 	if err != nil || d["writes_refused"] != true {

@@ -318,7 +318,7 @@ func (c *Cluster) CreateReplica(ctx context.Context) (migrate.Node, error) {
 	}
 	if err := c.waitStreaming(ctx, w, n.Name()); err != nil {
 		_ = n.Close(ctx)
-		_ = w.DropSlot(context.WithoutCancel(ctx), n.Name())
+		_ = w.DropSlot(context.WithoutCancel(ctx), n.Slot())
 		return migrate.Node{}, err
 	}
 	c.add(n)

@@ -191,7 +191,7 @@ func (c *Cluster) Remove(ctx context.Context, node string) error {
 	if err := n.Remove(ctx); err != nil {
 		return err
 	}
-	return w.DropSlot(ctx, node)
+	return w.DropSlot(ctx, n.Slot())
 }
 
 // Recover implements migrate.Provider: restart writer if it is down (crash recovery

@@ -31,7 +31,7 @@ func InitReplica(ctx context.Context, cfg Config, primary *Node) (*Node, error) 
 	defer func() {
 		if !ok {
 			n.discard(ctx)
-			_ = primary.DropSlot(context.WithoutCancel(ctx), n.Name())
+			_ = primary.DropSlot(context.WithoutCancel(ctx), n.Slot())
 		}
 	}()
 	if _, err := os.Stat(n.dataDir); err == nil {
@@ -43,16 +43,16 @@ func InitReplica(ctx context.Context, cfg Config, primary *Node) (*Node, error) 
 			return nil, err
 		}
 	}
-	fmt.Fprintf(n.cfg.Log, "pg_basebackup %s from %s (slot %s)\n", n.cfg.Name, primary.Name(), n.cfg.Name)
+	fmt.Fprintf(n.cfg.Log, "pg_basebackup %s from %s (slot %s)\n", n.cfg.Name, primary.Name(), n.Slot())
 	if _, err := n.run(ctx, basebackupTimeout, "pg_basebackup",
 		"-D", n.dataDir, "-h", primary.Host(), "-p", strconv.Itoa(primary.Port()), "-U", Superuser,
-		"-R", "-C", "-S", n.cfg.Name, "-X", "stream", "--checkpoint=fast", "--no-password"); err != nil {
+		"-R", "-C", "-S", n.Slot(), "-X", "stream", "--checkpoint=fast", "--no-password"); err != nil {
 		ce := asCommandError(err)
 		ce.Op = fmt.Sprintf("pg_basebackup %s from %s", n.cfg.Name, primary.Name())
 		ce.Hint = "check the primary's max_wal_senders and max_replication_slots, and its server log"
 		return nil, ce
 	}
-	if err := n.setStandby(primary, n.cfg.Name); err != nil {
+	if err := n.setStandby(primary, n.Slot()); err != nil {
 		return nil, err
 	}
 	if n.cfg.Port != 0 {
@@ -191,6 +191,10 @@ func (n *Node) CheckpointLSN(ctx context.Context) (string, error) {
 	return "", fmt.Errorf("local: pg_controldata of %s has no checkpoint location", n.cfg.Name)
 }
 
+// Slot is the node's physical replication slot on its primary (pgsql.SlotName of
+// its name).
+func (n *Node) Slot() string { return pgsql.SlotName(n.cfg.Name) }
+
 // CreateSlot creates a physical replication slot (no error if it exists).
 func (n *Node) CreateSlot(ctx context.Context, slot string) error {
 	var x any
@@ -230,10 +234,10 @@ func (n *Node) Follow(ctx context.Context, primary *Node, rewind bool) (rewound 
 			return false, err
 		}
 	}
-	if err := primary.CreateSlot(ctx, n.cfg.Name); err != nil {
+	if err := primary.CreateSlot(ctx, n.Slot()); err != nil {
 		return rewound, fmt.Errorf("local: slot for %s on %s: %w", n.cfg.Name, primary.Name(), err)
 	}
-	if err := n.setStandby(primary, n.cfg.Name); err != nil {
+	if err := n.setStandby(primary, n.Slot()); err != nil {
 		return rewound, err
 	}
 	// pg_rewind copies the source's config files; restore this node's own settings.

@@ -195,3 +195,18 @@ WHERE slot_name = $1 AND NOT active`, []any{slot}, &x)
 }
 
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// SlotName is the physical replication slot of the node named node: its name in
+// lower case with every character a slot name cannot hold (anything but a-z, 0-9
+// and '_') made '_', so node2-green-x7k2q has the slot node2_green_x7k2q.
+func SlotName(node string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '_':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r + 'a' - 'A'
+		}
+		return '_'
+	}, node)
+}
