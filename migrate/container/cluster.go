@@ -85,6 +85,11 @@ type Cluster struct {
 	eps    Endpoints
 	fwd    bool
 	closed bool
+	// dnsLabels are the nodes' instance names' first labels on the DNS server (the
+	// node's ID unless a blue/green switchover renamed it).
+	dnsLabels map[string]string
+	// bg is the blue/green deployment, if one was created.
+	bg *blueGreen
 }
 
 var (
@@ -113,7 +118,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{cfg: cfg, log: cfg.Log, runID: cfg.RunID, cli: cli, nodes: map[string]*node{}, next: 1,
-		netName: "rehearse-" + cfg.RunID}
+		netName: "rehearse-" + cfg.RunID, dnsLabels: map[string]string{}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -247,17 +252,37 @@ func (c *Cluster) add(n *node) {
 	c.nodes[n.id] = n
 	c.order = append(c.order, n.id)
 	c.mu.Unlock()
+	c.name(n)
+}
+
+// name gives n its instance name on the DNS server.
+func (c *Cluster) name(n *node) {
+	c.mu.Lock()
+	label := c.labelLocked(n.id)
+	c.mu.Unlock()
 	if d := c.cfg.DNS; d != nil {
-		if err := d.SetHost(d.Names().Instance(n.id), n.hostIP); err != nil {
+		if err := d.SetHost(d.Names().Instance(label), n.hostIP); err != nil {
 			fmt.Fprintf(c.log, "warning: instance name of %s: %v\n", n.id, err)
 		}
 	}
 }
 
+// labelLocked is node id's instance name's label; c.mu must be held.
+func (c *Cluster) labelLocked(id string) string {
+	if l, ok := c.dnsLabels[id]; ok {
+		return l
+	}
+	return id
+}
+
 // unname removes node id's instance name.
 func (c *Cluster) unname(id string) {
+	c.mu.Lock()
+	label := c.labelLocked(id)
+	delete(c.dnsLabels, id)
+	c.mu.Unlock()
 	if d := c.cfg.DNS; d != nil {
-		d.Remove(d.Names().Instance(id))
+		d.Remove(d.Names().Instance(label))
 	}
 }
 
@@ -358,9 +383,20 @@ func (c *Cluster) Close(ctx context.Context) error {
 	c.closed = true
 	eps := c.eps
 	ids := append([]string(nil), c.order...)
+	var bgNames []string
+	if c.bg != nil {
+		// The deployment's containers carry the run's label: the sweep removes them.
+		ids = append(ids, c.bg.other.order...)
+		bgNames = c.bg.names
+	}
 	c.mu.Unlock()
 	for _, id := range ids {
 		c.unname(id)
+	}
+	if d := c.cfg.DNS; d != nil {
+		for _, name := range bgNames {
+			d.Remove(name)
+		}
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
