@@ -197,6 +197,9 @@ func (t *stepTelemetry) finish(ctx context.Context, res *result.Result) {
 // close stops the sampler and the server (without lingering), once.
 func (t *stepTelemetry) close() {
 	t.stop()
+	if t.metrics != nil {
+		t.metrics.Close()
+	}
 	if t.server != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -57,42 +57,49 @@ func BenchmarkIntervalMerge(b *testing.B) {
 }
 
 // A scrape of /metrics's content (the HTTP server aside) an hour into a run with 8
-// operations and a database of 3 nodes: "cached" between two flushes of the
-// recorder, "after a flush" when the summary and the histograms' buckets are
-// computed again. The recorder is a stand-in: its own Summary is loadgen's cost.
+// operations and a database of 3 nodes, which reads the snapshot ("scrape"), and
+// the background refresh of the snapshot after a flush ("refresh": the buckets of
+// the histograms; the recorder is a stand-in, its own Summary is loadgen's cost).
 func BenchmarkScrape(b *testing.B) {
-	for _, flushed := range []bool{false, true} {
-		name := "cached"
-		if flushed {
-			name = "after a flush"
+	setup := func(b *testing.B) (*Metrics, *hdr.Histogram) {
+		m := NewMetrics(RunInfo{Scenario: "bench"})
+		m.AttachLoad(&fakeRecorder{sum: hourSummary()}, func() time.Duration { return time.Hour }, nil)
+		b.Cleanup(m.Close)
+		r := rand.New(rand.NewPCG(1, 2))
+		for _, op := range benchOps {
+			for range 60 {
+				m.Interval(op, intervalHist(r))
+			}
 		}
-		b.Run(name, func(b *testing.B) {
-			m := NewMetrics(RunInfo{Scenario: "bench"})
-			m.AttachLoad(&fakeRecorder{sum: hourSummary()}, func() time.Duration { return time.Hour }, nil)
-			r := rand.New(rand.NewPCG(1, 2))
-			for _, op := range benchOps {
-				for range 60 {
-					m.Interval(op, intervalHist(r))
-				}
+		for _, node := range []string{"node1", "node2", "node3"} {
+			for metric := range dbGauges {
+				m.Database(metric, node, RoleReader, 1)
 			}
-			for _, node := range []string{"node1", "node2", "node3"} {
-				for metric := range dbGauges {
-					m.Database(metric, node, RoleReader, 1)
-				}
-			}
-			h := intervalHist(r)
-			b.ReportAllocs()
-			for b.Loop() {
-				if flushed {
-					m.Flushed()
-					m.Interval("transfer", h)
-				}
-				if _, err := m.Registry().Gather(); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+		}
+		if _, err := m.Registry().Gather(); err != nil {
+			b.Fatal(err)
+		}
+		return m, intervalHist(r)
 	}
+	b.Run("scrape", func(b *testing.B) {
+		m, _ := setup(b)
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := m.Registry().Gather(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("refresh", func(b *testing.B) {
+		m, h := setup(b)
+		b.ReportAllocs()
+		for b.Loop() {
+			for _, op := range benchOps {
+				m.Interval(op, h)
+			}
+			m.load.refresh(-1)
+		}
+	})
 }
 
 // One sample of a real PostgreSQL node: its server statistics over SQL and its

@@ -54,6 +54,7 @@ func TestDashboardQueriesExportedMetrics(t *testing.T) {
 		Timeline:   []result.TimelineRow{{Ops: 1}},
 	}}
 	w := m.AttachLoad(rec, func() time.Duration { return time.Second }, nil)
+	defer m.Close()
 	if _, err := w.Write([]byte("1s  1 ops/s  sessions 1 (busy 1)\n")); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"bytes"
 	"io"
+	"math"
 	"regexp"
 	"strconv"
 	"sync"
@@ -54,23 +55,36 @@ var (
 	descElapsed = prometheus.NewDesc("rehearse_elapsed_seconds", "Time since the load started.", nil, nil)
 )
 
-// loadCollector exports the load's numbers from the recorder's summary, computed
-// when scraped and at most once per flush of the recorder: the recorder changes
-// only then.
+// Refreshing the load's snapshot: at most this share of wall time is spent on it
+// (the recorder's summary grows with the run: a few milliseconds after a minute,
+// tens after an hour), and not at all once nobody has scraped for idleAfter.
+const (
+	refreshDuty time.Duration = 400
+	idleAfter                 = 2 * time.Minute
+)
+
+// loadCollector exports the load's numbers from a snapshot of the recorder's
+// summary and of the latency histograms. A goroutine refreshes the snapshot after
+// the recorder's flushes, within refreshDuty and only while someone scrapes, so a
+// scrape only reads it: its cost does not grow with the run.
 type loadCollector struct {
-	flushes atomic.Uint64
 	busy    atomic.Int64
 	hasBusy atomic.Bool
+	wake    chan struct{}
+	duty    time.Duration // refreshDuty (tests lower it)
 
-	// sumMu guards the summary cache; it is held while the recorder is asked, so
-	// the recorder's interval sink must never take it.
-	sumMu    sync.Mutex
-	rec      summarizer
-	since    func() time.Duration
-	sum      loadgen.Summary
-	sumAt    uint64
-	sumValid bool
-	frozen   bool
+	// mu guards the fields below; it is never held while the recorder is asked.
+	mu         sync.Mutex
+	rec        summarizer
+	since      func() time.Duration
+	snap       *loadSnapshot
+	lastScrape time.Time
+	next       time.Time // the earliest next refresh
+	frozen     bool
+	stop       chan struct{}
+
+	// refreshMu serialises refreshes.
+	refreshMu sync.Mutex
 
 	// histMu guards the histograms; the interval sink takes it with the recorder's
 	// lock held, so nothing holding it may call the recorder.
@@ -79,36 +93,142 @@ type loadCollector struct {
 	order  []string
 }
 
-// opHist is one operation's successful latencies over the run, merged from the
-// recorder's interval histograms, and its buckets as last computed.
-type opHist struct {
-	h       *hdr.Histogram
-	changed bool
+// loadSnapshot is what a scrape exports.
+type loadSnapshot struct {
+	sum   loadgen.Summary
+	hists []histSnapshot
+}
+
+// histSnapshot is one operation's histogram as Prometheus buckets.
+type histSnapshot struct {
+	op      string
 	buckets map[float64]uint64
 	count   uint64
 	sum     float64
 }
 
-func newLoadCollector() *loadCollector { return &loadCollector{hists: map[string]*opHist{}} }
+// opHist is one operation's successful latencies over the run, merged from the
+// recorder's interval histograms, and its buckets as last computed.
+type opHist struct {
+	h       *hdr.Histogram
+	changed bool
+	last    histSnapshot
+}
 
-// attach points the collector at a run's recorder and clock.
+func newLoadCollector() *loadCollector {
+	return &loadCollector{hists: map[string]*opHist{}, wake: make(chan struct{}, 1), duty: refreshDuty}
+}
+
+// attach points the collector at a run's recorder and clock and starts
+// refreshing its snapshot.
 func (c *loadCollector) attach(rec summarizer, since func() time.Duration) {
-	c.sumMu.Lock()
-	defer c.sumMu.Unlock()
-	c.rec, c.since, c.sumValid, c.frozen = rec, since, false, false
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stop != nil {
+		close(c.stop)
+	}
+	c.rec, c.since, c.snap, c.frozen, c.next = rec, since, nil, false, time.Time{}
+	stop := make(chan struct{})
+	c.stop = stop
+	go c.refresher(stop)
+}
+
+// refresher refreshes the snapshot after each flush, when it may: a flush that
+// comes too soon is taken up when the time has come.
+func (c *loadCollector) refresher(stop <-chan struct{}) {
+	var (
+		timer *time.Timer
+		later <-chan time.Time
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-c.wake:
+		case <-later:
+			later = nil
+		}
+		c.mu.Lock()
+		active := !c.frozen && !c.lastScrape.IsZero() && time.Since(c.lastScrape) < idleAfter
+		wait := time.Until(c.next)
+		c.mu.Unlock()
+		switch {
+		case !active:
+		case wait > 0:
+			if later == nil {
+				timer = time.NewTimer(wait)
+				later = timer.C
+			}
+		default:
+			c.refresh(-1)
+		}
+	}
 }
 
 // flushed notes that the recorder closed another interval.
-func (c *loadCollector) flushed() { c.flushes.Add(1) }
-
-// freeze keeps the final summary: the load has ended.
-func (c *loadCollector) freeze(end time.Duration) {
-	c.sumMu.Lock()
-	defer c.sumMu.Unlock()
-	if c.rec == nil {
-		return
+func (c *loadCollector) flushed() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
 	}
-	c.sum, c.sumValid, c.frozen = c.rec.Summary(end), true, true
+}
+
+// close stops refreshing.
+func (c *loadCollector) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stop != nil {
+		close(c.stop)
+		c.stop = nil
+	}
+}
+
+// freeze keeps the final numbers, over the run's length end: the load has ended.
+func (c *loadCollector) freeze(end time.Duration) {
+	c.close()
+	c.refresh(end)
+	c.mu.Lock()
+	c.frozen = true
+	c.mu.Unlock()
+}
+
+// refresh asks the recorder for its summary (over the run so far, or up to end
+// when end is not negative), computes the histograms' buckets and publishes the
+// snapshot.
+func (c *loadCollector) refresh(end time.Duration) *loadSnapshot {
+	c.refreshMu.Lock()
+	defer c.refreshMu.Unlock()
+	c.mu.Lock()
+	rec, since := c.rec, c.since
+	c.mu.Unlock()
+	if rec == nil {
+		return nil
+	}
+	began := time.Now()
+	if end < 0 {
+		end = since()
+	}
+	snap := &loadSnapshot{sum: rec.Summary(end)}
+	c.histMu.Lock()
+	for _, op := range c.order {
+		oh := c.hists[op]
+		if oh.changed || oh.last.buckets == nil {
+			b, n, sum := promBuckets(oh.h)
+			oh.last, oh.changed = histSnapshot{op: op, buckets: b, count: n, sum: sum}, false
+		}
+		snap.hists = append(snap.hists, oh.last)
+	}
+	c.histMu.Unlock()
+	done := time.Now()
+	c.mu.Lock()
+	c.snap, c.next = snap, done.Add(done.Sub(began)*c.duty)
+	c.mu.Unlock()
+	return snap
 }
 
 // interval merges one operation's interval histogram (the recorder's sink; the
@@ -126,21 +246,19 @@ func (c *loadCollector) interval(op string, h *hdr.Histogram) {
 	oh.changed = true
 }
 
-// summary returns the recorder's summary, computed again only after a flush.
-func (c *loadCollector) summary() (loadgen.Summary, time.Duration, bool) {
-	c.sumMu.Lock()
-	defer c.sumMu.Unlock()
-	if c.rec == nil {
-		return loadgen.Summary{}, 0, false
+// snapshot returns the snapshot to export, taking the first one at once.
+func (c *loadCollector) snapshot() (*loadSnapshot, time.Duration) {
+	c.mu.Lock()
+	c.lastScrape = time.Now()
+	snap, rec, since := c.snap, c.rec, c.since
+	c.mu.Unlock()
+	if rec == nil {
+		return nil, 0
 	}
-	now := c.since()
-	if c.frozen {
-		return c.sum, now, true
+	if snap == nil {
+		snap = c.refresh(-1)
 	}
-	if n := c.flushes.Load(); !c.sumValid || n != c.sumAt {
-		c.sum, c.sumAt, c.sumValid = c.rec.Summary(now), n, true
-	}
-	return c.sum, now, true
+	return snap, since()
 }
 
 // Describe implements prometheus.Collector.
@@ -156,11 +274,14 @@ func (c *loadCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.hasBusy.Load() {
 		ch <- prometheus.MustNewConstMetric(descBusy, prometheus.GaugeValue, float64(c.busy.Load()))
 	}
-	c.collectHists(ch)
-	sum, now, ok := c.summary()
-	if !ok {
+	snap, now := c.snapshot()
+	if snap == nil {
 		return
 	}
+	for _, h := range snap.hists {
+		ch <- prometheus.MustNewConstHistogram(descDuration, h.count, h.sum, h.buckets, h.op)
+	}
+	sum := snap.sum
 	counter := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
@@ -196,39 +317,28 @@ func (c *loadCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// collectHists exports each operation's latency histogram, computing its buckets
-// again only when intervals were merged since the last scrape.
-func (c *loadCollector) collectHists(ch chan<- prometheus.Metric) {
-	c.histMu.Lock()
-	defer c.histMu.Unlock()
-	for _, op := range c.order {
-		oh := c.hists[op]
-		if oh.changed || oh.buckets == nil {
-			oh.buckets, oh.count, oh.sum = promBuckets(oh.h)
-			oh.changed = false
-		}
-		ch <- prometheus.MustNewConstHistogram(descDuration, oh.count, oh.sum, oh.buckets, op)
-	}
-}
-
 // promBuckets turns a histogram of nanoseconds into Prometheus's cumulative
 // buckets in seconds. Each HDR bucket counts at its highest equivalent value, so a
 // value lands in a bucket only if it is surely at or below the bound (HDR keeps
-// three significant digits).
+// three significant digits). It walks a copy of the counts once (Distribution
+// would allocate a bar per index).
 func promBuckets(h *hdr.Histogram) (map[float64]uint64, uint64, float64) {
+	s := h.Export()
+	g := geometryOf(s)
 	counts := make([]uint64, len(durationBuckets))
 	var total uint64
 	var sum float64
-	for _, bar := range h.Distribution() {
-		if bar.Count == 0 {
+	for i, c := range s.Counts {
+		if c <= 0 {
 			continue
 		}
-		v := float64(bar.To) / 1e9
-		sum += float64(bar.Count) * float64(bar.From+bar.To) / 2 / 1e9
-		total += uint64(bar.Count)
-		for i, b := range durationBuckets {
+		lo, hi := g.bounds(i)
+		sum += float64(c) * float64(lo+hi) / 2 / 1e9
+		total += uint64(c)
+		v := float64(hi) / 1e9
+		for j, b := range durationBuckets {
 			if v <= b {
-				counts[i] += uint64(bar.Count)
+				counts[j] += uint64(c)
 				break
 			}
 		}
@@ -240,6 +350,35 @@ func promBuckets(h *hdr.Histogram) (map[float64]uint64, uint64, float64) {
 		out[b] = cum
 	}
 	return out, total, sum
+}
+
+// hdrGeometry is how hdrhistogram-go lays its counts out (HdrHistogram's layout):
+// buckets of half-sub-buckets of powers of two, from the lowest discernible value.
+type hdrGeometry struct {
+	unitMag, halfMag int32
+}
+
+func geometryOf(s *hdr.Snapshot) hdrGeometry {
+	sig := min(max(int(s.SignificantFigures), 1), 5)
+	largest := 2 * math.Pow10(sig)
+	half := max(int32(math.Ceil(math.Log2(largest))), 1) - 1
+	unit := max(int32(math.Floor(math.Log2(float64(max(s.LowestTrackableValue, 1))))), 0)
+	return hdrGeometry{unitMag: unit, halfMag: half}
+}
+
+// bounds are the lowest and highest values counts[i] stands for.
+func (g hdrGeometry) bounds(i int) (lo, hi int64) {
+	halfCount := int32(1) << g.halfMag
+	idx := int32(i)
+	bucket := (idx >> g.halfMag) - 1
+	sub := (idx & (halfCount - 1)) + halfCount
+	if bucket < 0 {
+		sub -= halfCount
+		bucket = 0
+	}
+	shift := uint(bucket + g.unitMag)
+	lo = int64(sub) << shift
+	return lo, lo + int64(1)<<shift - 1
 }
 
 // busyRE finds the busy sessions in the load generator's progress line

@@ -196,10 +196,11 @@ func (m *Metrics) NodeGone(node string) {
 	}
 }
 
-// AttachLoad feeds the load's metrics from a run's recorder (read when scraped,
-// at most once per Flushed) and from the load generator's progress lines, which it
-// passes on to progress (may be nil). It returns the writer to give the load
-// generator as its progress writer.
+// AttachLoad feeds the load's metrics from a run's recorder (its summary, read
+// in the background after a Flushed while someone scrapes, within a small share of
+// the time) and from the load generator's progress lines, which it passes on to
+// progress (may be nil). It returns the writer to give the load generator as its
+// progress writer. Close or Freeze stops it.
 func (m *Metrics) AttachLoad(rec summarizer, since func() time.Duration, progress io.Writer) io.Writer {
 	m.load.attach(rec, since)
 	return &progressWriter{c: m.load, next: progress}
@@ -215,3 +216,6 @@ func (m *Metrics) Flushed() { m.load.flushed() }
 // Freeze keeps the load's final numbers, over the run's length end: the load has
 // ended and the metrics no longer change.
 func (m *Metrics) Freeze(end time.Duration) { m.load.freeze(end) }
+
+// Close stops refreshing the load's numbers (Freeze does too).
+func (m *Metrics) Close() { m.load.close() }

@@ -3,8 +3,11 @@ package telemetry
 import (
 	"context"
 	"errors"
+	"math"
+	"math/rand/v2"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/rehearse-dev/rehearse/internal/testutil"
 	"github.com/rehearse-dev/rehearse/loadgen"
 	"github.com/rehearse-dev/rehearse/migrate/aurora"
 	"github.com/rehearse-dev/rehearse/result"
@@ -113,6 +117,41 @@ func TestPromBuckets(t *testing.T) {
 	}
 }
 
+// promBuckets reads the counts by HDR's layout; Distribution, which walks the
+// histogram through its own iterator, must agree.
+func TestPromBucketsAgreeWithDistribution(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, geometry := range []struct {
+		low, high int64
+		sig       int
+	}{{int64(time.Microsecond), int64(time.Hour), 3}, {1, int64(time.Minute), 2}, {1000, int64(time.Hour), 4}} {
+		h := hdr.New(geometry.low, geometry.high, geometry.sig)
+		for range 5000 {
+			_ = h.RecordValue(int64(math.Exp(r.Float64() * 24))) // 1 ns to about 26 s
+		}
+		want := make(map[float64]uint64, len(durationBuckets))
+		for _, bar := range h.Distribution() {
+			for _, b := range durationBuckets {
+				if float64(bar.To)/1e9 <= b {
+					want[b] += uint64(bar.Count)
+					break
+				}
+			}
+		}
+		got, n, _ := promBuckets(h)
+		var cum uint64
+		for _, b := range durationBuckets {
+			cum += want[b]
+			if got[b] != cum {
+				t.Errorf("geometry %+v: bucket le=%v %d, Distribution says %d", geometry, b, got[b], cum)
+			}
+		}
+		if n != uint64(h.TotalCount()) {
+			t.Errorf("geometry %+v: count %d, want %d", geometry, n, h.TotalCount())
+		}
+	}
+}
+
 func TestProgressWriterReadsBusySessions(t *testing.T) {
 	var out strings.Builder
 	c := newLoadCollector()
@@ -196,10 +235,10 @@ func TestCutoverLogSetsStepAndPhase(t *testing.T) {
 // fakeRecorder is a recorder summary that counts how often it is asked.
 type fakeRecorder struct {
 	sum   loadgen.Summary
-	calls int
+	calls atomic.Int64
 }
 
-func (f *fakeRecorder) Summary(time.Duration) loadgen.Summary { f.calls++; return f.sum }
+func (f *fakeRecorder) Summary(time.Duration) loadgen.Summary { f.calls.Add(1); return f.sum }
 
 func TestLoadMetricsFromTheSummary(t *testing.T) {
 	rec := &fakeRecorder{sum: loadgen.Summary{
@@ -213,7 +252,9 @@ func TestLoadMetricsFromTheSummary(t *testing.T) {
 		LagP99Ms: 4, Availability: result.Availability{WriteUnavailableMaxMs: 1500},
 	}}
 	m := NewMetrics(RunInfo{Scenario: "s", Mode: "wet", Target: "local", Workload: "banking", Sessions: 10, TargetRate: 5})
+	m.load.duty = 1 // refresh as soon as a flush comes
 	m.AttachLoad(rec, func() time.Duration { return 3 * time.Second }, nil)
+	defer m.Close()
 	h := hdr.New(int64(time.Microsecond), int64(time.Hour), 3)
 	_ = h.RecordValue(int64(3 * time.Millisecond))
 	m.Interval("transfer", h)
@@ -264,20 +305,20 @@ rehearse_guardrail_events_total{action="pause",guardrail="max_lag"} 1
 	if hist == nil || hist.GetSampleCount() != 1 {
 		t.Fatalf("duration histogram %v", hist)
 	}
-	// The summary is asked again only after a flush.
-	calls := rec.calls
-	if _, err := m.Registry().Gather(); err != nil {
-		t.Fatal(err)
-	}
-	if rec.calls != calls {
-		t.Errorf("a second scrape without a flush asked the recorder again (%d calls, then %d)", calls, rec.calls)
+	// A scrape reads the snapshot: the recorder is asked again only after a flush,
+	// in the background.
+	if rec.calls.Load() != 1 {
+		t.Errorf("the first scrapes asked the recorder %d times, want once", rec.calls.Load())
 	}
 	m.Flushed()
-	if _, err := m.Registry().Gather(); err != nil {
-		t.Fatal(err)
+	testutil.Eventually(t, 5*time.Second, "a refresh after the flush", func() bool { return rec.calls.Load() == 2 })
+	m.Freeze(3 * time.Second)
+	if rec.calls.Load() != 3 {
+		t.Errorf("freezing asked the recorder %d times in all, want 3", rec.calls.Load())
 	}
-	if rec.calls != calls+1 {
-		t.Errorf("a scrape after a flush asked the recorder %d times, want once", rec.calls-calls)
+	m.Flushed()
+	if _, err := m.Registry().Gather(); err != nil || rec.calls.Load() != 3 {
+		t.Errorf("a frozen collector asked the recorder again (%d calls, %v)", rec.calls.Load(), err)
 	}
 	mfs, err = m.Registry().Gather()
 	if err != nil {
