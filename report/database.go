@@ -246,11 +246,23 @@ func dbChart(res *result.Result, fam dbFamily) string {
 		for i, p := range l.s.Points {
 			pts[i] = point{p[0], p[1]}
 		}
-		drawPath(&b, c.f, downsample(segments(pts, seriesGap(l.s)), maxSeriesPoints), "node-"+l.s.Node+" metric-"+l.s.Metric, l.color, 1.6, l.dash)
+		segs := segments(pts, seriesGap(l.s))
+		drawPath(&b, c.f, downsample(segs, maxSeriesPoints), "node-"+l.s.Node+" metric-"+l.s.Metric, l.color, 1.6, l.dash)
+		drawLonePoints(&b, c.f, segs, l.color)
 	}
 	drawLegend(&b, legend, c.legendY, "line")
 	b.f(`</svg>`)
 	return b.String()
+}
+
+// drawLonePoints marks the samples a line cannot show: those with no neighbour
+// within the gap (a replica sampled once before it was promoted).
+func drawLonePoints(b *svgBuf, f frame, segs [][]point, color string) {
+	for _, s := range segs {
+		if len(s) == 1 {
+			b.f(`<circle class="lone" cx="%s" cy="%s" r="2.5" fill="%s"/>`, num(f.px(s[0].x)), num(f.py(s[0].y)), color)
+		}
+	}
 }
 
 // familyTitle is a family's title for the series res has: the shorter one when
@@ -345,7 +357,9 @@ func serverlessChart(res *result.Result) string {
 		for i, p := range s.Points {
 			pts[i] = point{p[0], p[1]}
 		}
-		drawPath(&b, c.f, downsample(segments(pts, seriesGap(s)), maxSeriesPoints), "node-"+s.Node+" metric-acu", colors[s.Node], 1.8, "")
+		segs := segments(pts, seriesGap(s))
+		drawPath(&b, c.f, downsample(segs, maxSeriesPoints), "node-"+s.Node+" metric-acu", colors[s.Node], 1.8, "")
+		drawLonePoints(&b, c.f, segs, colors[s.Node])
 	}
 	drawLegend(&b, legend, c.legendY, "line")
 	b.f(`</svg>`)

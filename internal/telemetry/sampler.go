@@ -233,8 +233,12 @@ func (s *Sampler) recordPG(node, r string, t float64, u nodestat.PGUsage) {
 	}
 	for _, rl := range u.Replicas {
 		// Lag is the replica's: the series is named by the replica, not the writer
-		// that measured it.
-		rr := s.rec.role(rl.Name)
+		// that measured it. Other WAL senders (pg_basebackup copying a new node)
+		// are no node.
+		rr, ok := s.rec.roleOf(rl.Name)
+		if !ok {
+			continue
+		}
 		s.rec.point(rl.Name, rr, "replica_lag_bytes", t, float64(rl.Bytes), false)
 		s.rec.point(rl.Name, rr, "replica_lag_s", t, rl.Seconds, false)
 	}

@@ -112,6 +112,10 @@ func (r *dbRecorder) nodes(t float64, now map[string]string, first bool) {
 		case was != role:
 			r.event(t, n, EventBecameRead)
 		}
+		if was != "" && was != role && r.metrics != nil {
+			// Its gauges carry the old role until it answers in the new one.
+			r.metrics.NodeGone(n)
+		}
 	}
 	for n := range prev {
 		if _, ok := now[n]; !ok {
@@ -125,12 +129,19 @@ func (r *dbRecorder) nodes(t float64, now map[string]string, first bool) {
 
 // role is a node's role at the last listing (reader when unknown).
 func (r *dbRecorder) role(node string) string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if role, ok := r.roles[node]; ok {
+	if role, ok := r.roleOf(node); ok {
 		return role
 	}
 	return RoleReader
+}
+
+// roleOf is a node's role at the last listing; ok is false for a name the listing
+// did not have.
+func (r *dbRecorder) roleOf(node string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	role, ok := r.roles[node]
+	return role, ok
 }
 
 // database returns what was recorded up to t seconds of the run (no limit when t

@@ -18,6 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/rehearse-dev/rehearse/internal/telemetry/nodestat"
 	"github.com/rehearse-dev/rehearse/internal/testutil"
 	"github.com/rehearse-dev/rehearse/loadgen"
 	"github.com/rehearse-dev/rehearse/migrate/aurora"
@@ -522,4 +523,21 @@ func TestEveryDatabaseMetricIsExported(t *testing.T) {
 		}
 	}
 	var _ prometheus.Collector = m.load
+}
+
+// A writer's pg_stat_replication lists every WAL sender: only the nodes are
+// replicas (pg_basebackup copying a new node is not).
+func TestReplicaLagOnlyOfNodes(t *testing.T) {
+	s := NewSampler(SamplerConfig{Nodes: staticNodes{}, Since: func() time.Duration { return 0 }})
+	s.rec.nodes(1, map[string]string{"node1": RoleWriter, "node2": RoleReader}, true)
+	s.recordPG("node1", RoleWriter, 1, nodestat.PGUsage{Replicas: []nodestat.ReplicaLag{{Name: "node2", Bytes: 10, Seconds: 0.5}, {Name: "pg_basebackup", Bytes: 99}}})
+	var lag []string
+	for _, sr := range s.Database(-1).Series {
+		if sr.Metric == "replica_lag_bytes" {
+			lag = append(lag, sr.Node)
+		}
+	}
+	if strings.Join(lag, ",") != "node2" {
+		t.Errorf("replica lag series of %v, want node2's only", lag)
+	}
 }
