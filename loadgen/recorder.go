@@ -135,9 +135,14 @@ type Recorder struct {
 	ops     []opStats
 	lag     *hdr.Histogram
 	errs    map[errKey]*errStat
-	// phaseAt[i] is when phase i began (ns); phase 0 begins at 0.
-	phaseAt   [numPhases]int64
-	phaseSet  [numPhases]bool
+	// spans are the phase windows, in the order they opened: the stable window
+	// before the first disruption, then disruptions and the stable windows after
+	// them (see BeginDisruption). cycles are a cutover's cycles (see BeginCycle).
+	spans     []*span
+	cycles    []*span
+	disrupted bool
+	// marked is the disruption MarkPhase opened (-1: none).
+	marked    Disruption
 	timeline  []result.TimelineRow
 	avail     [2]availability // indexed by workload.Kind
 	lastFlush int64
@@ -168,7 +173,6 @@ func NewRecorder(ops []workload.Op, sink IntervalSink, opts ...RecorderOption) *
 	for _, o := range opts {
 		o(r)
 	}
-	r.phaseSet[0] = true
 	for _, op := range ops {
 		s := opStats{name: op.Name, kind: op.Kind, interval: newHist(), all: newHist(), service: newHist()}
 		for p := range s.phase {
@@ -176,6 +180,8 @@ func NewRecorder(ops []workload.Op, sink IntervalSink, opts ...RecorderOption) *
 		}
 		r.ops = append(r.ops, s)
 	}
+	r.spans = []*span{r.newSpan(result.PhaseBefore, "", phaseBefore, 0, 0)}
+	r.marked = -1
 	return r
 }
 
@@ -189,39 +195,43 @@ func (r *Recorder) NewHandle() *Handle {
 }
 
 // MarkPhase records that phase name ("during" or "after") began at offset at from the
-// run's start. Operations are attributed to phases by their intended start.
+// run's start, for a run with one disruption: "during" opens a disruption window
+// labelled "cutover", "after" closes it. Operations are attributed to phases by
+// their intended start.
 func (r *Recorder) MarkPhase(name string, at time.Duration) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for i, n := range phaseNames {
-		if n == name && i > 0 {
-			r.phaseAt[i] = int64(at)
-			r.phaseSet[i] = true
+	switch name {
+	case result.PhaseDuring:
+		r.mu.Lock()
+		marked := r.marked
+		r.mu.Unlock()
+		if marked < 0 {
+			d := r.BeginDisruption("cutover", result.DisruptionSwitchover, 0, at)
+			r.mu.Lock()
+			r.marked = d
+			r.mu.Unlock()
+		}
+	case result.PhaseAfter:
+		r.mu.Lock()
+		marked := r.marked
+		r.mu.Unlock()
+		if marked >= 0 {
+			r.EndDisruption(marked, at)
 		}
 	}
 }
 
-// PhaseStart reports when phase name began on the run's timeline, and whether it
-// did.
+// PhaseStart reports when phase name first began on the run's timeline, and
+// whether it did: "during" at the first disruption, "after" at the end of the
+// first stretch of disruptions.
 func (r *Recorder) PhaseStart(name string) (time.Duration, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for i, n := range phaseNames {
-		if n == name {
-			return time.Duration(r.phaseAt[i]), r.phaseSet[i]
+	for _, s := range r.spans {
+		if phaseNames[s.phase] == name {
+			return time.Duration(s.start), true
 		}
 	}
 	return 0, false
-}
-
-func (r *Recorder) phaseOf(t int64) int {
-	p := 0
-	for i := 1; i < numPhases; i++ {
-		if r.phaseSet[i] && t >= r.phaseAt[i] {
-			p = i
-		}
-	}
-	return p
 }
 
 // Flush collects every handle's samples, closes the interval ending at now and
@@ -350,6 +360,7 @@ func (r *Recorder) add(s *sample) {
 		st.retried++
 	}
 	st.maxTries = max(st.maxTries, tries)
+	r.addToSpans(s, s.class != OK)
 	recordClamped(r.lag, s.start-s.intended)
 	recordClamped(r.ivLag, s.start-s.intended)
 	r.avail[st.kind].attempt(s.intended)
@@ -412,6 +423,9 @@ type Summary struct {
 	Totals       result.Totals
 	LagP99Ms     float64
 	LagMaxMs     float64
+	// PhaseWindows is the timeline as its phases followed the disruptions (nil when
+	// there were none).
+	PhaseWindows []result.PhaseWindow
 }
 
 // Summary summarises the run so far; end is the run's length, which closes any
@@ -462,6 +476,7 @@ func (r *Recorder) Summary(end time.Duration) Summary {
 		return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Class, b.Class), cmp.Compare(a.SQLState, b.SQLState))
 	})
 	out.Availability = r.availabilityLocked(int64(end))
+	out.PhaseWindows = r.phaseWindowsLocked(int64(end))
 	return out
 }
 

@@ -30,6 +30,11 @@ type Event struct {
 	At time.Duration
 	// Mutating is true for steps that change the cluster.
 	Mutating bool
+	// Cycle is the cutover cycle the step belongs to (0: none).
+	Cycle int
+	// Undo is true for the steps that undo a failed or aborted plan
+	// (recover_writer, undo_*).
+	Undo bool
 }
 
 // Validator checks the cluster under load after the redirect (integrity, health). It
@@ -63,12 +68,14 @@ type Engine struct {
 type state struct {
 	writerBefore string
 	replica      string
-	promotion    *Promotion
-	switched     bool
-	forwarding   bool
-	syncOn       bool
-	rolledBack   bool
-	validated    bool
+	// writer is the current writer (writerBefore until a switchover changes it).
+	writer     string
+	promotion  *Promotion
+	switched   bool
+	forwarding bool
+	syncOn     bool
+	rolledBack bool
+	validated  bool
 	// bg is the blue/green deployment's state (blue/green plans only).
 	bg bgState
 }
@@ -76,30 +83,52 @@ type state struct {
 // ErrStepFailed wraps the error of the step that failed.
 var ErrStepFailed = errors.New("cutover step failed")
 
+// ErrAborted is the cause to cancel Run's context with to abort the plan (a live
+// guardrail): the plan stops, its completed steps are undone (a switchover by a
+// failback onto the original writer), and the outcome is "aborted". Run's error
+// then wraps ErrAborted.
+var ErrAborted = errors.New("cutover aborted")
+
+// other is the node of the switchover pair that is not the writer: the replica
+// while the original writer writes, the original writer after a switchover.
+func (st *state) other() string {
+	if st.writer == st.writerBefore {
+		return st.replica
+	}
+	return st.writerBefore
+}
+
 // Run executes the plan and returns the migration record. When a step fails it
 // undoes the completed steps in reverse, records what it undid, and returns an
 // error wrapping ErrStepFailed; the record is complete either way.
 func (e *Engine) Run(ctx context.Context) (*result.Migration, error) {
 	cfg := e.Config.withDefaults()
-	steps, err := cfg.steps()
+	steps, err := cfg.plan()
 	if err != nil {
 		return nil, err
 	}
-	m := &result.Migration{Plan: steps, Outcome: "completed", Strategy: cfg.strategy()}
+	m := &result.Migration{Plan: stepNames(steps), Outcome: "completed", Strategy: cfg.strategy()}
 	if e.Dry {
 		m.Outcome = "dry"
 	}
 	st := &state{}
 	if topo, err := e.Provider.Describe(ctx); err == nil {
-		st.writerBefore = topo.Writer
+		st.writerBefore, st.writer = topo.Writer, topo.Writer
 	} else {
 		return m, fmt.Errorf("%w: describe the cluster: %w", ErrStepFailed, err)
 	}
 	m.WriterBefore = st.writerBefore
 
 	done, failure := e.runSteps(ctx, m, steps, st, cfg)
+	aborted := errors.Is(context.Cause(ctx), ErrAborted)
+	if aborted && failure != nil {
+		failure = fmt.Errorf("%w: %w", ErrAborted, failure)
+	}
 	if failure != nil && !e.Dry {
 		m.Outcome = "failed"
+		if aborted {
+			m.Outcome = "aborted"
+		}
 		if cfg.Strategy == StrategyBlueGreen {
 			e.rollBackBlueGreen(ctx, m, done, st, cfg)
 		} else {
@@ -115,15 +144,30 @@ func (e *Engine) Run(ctx context.Context) (*result.Migration, error) {
 	if st.promotion != nil {
 		m.LagAtPromotion = result.LagAtPromotion{Bytes: st.promotion.LagBytes, Ms: msf(st.promotion.LagTime)}
 	}
+	m.Cycles = cycleRecords(m, cfg, st.writerBefore, st.replica)
 	return m, failure
 }
 
-// runSteps runs the steps in order and records them in m, until one fails: the
-// steps after it are recorded as skipped. It returns the completed mutating steps,
-// for undo, and the failure (wrapping ErrStepFailed).
-func (e *Engine) runSteps(ctx context.Context, m *result.Migration, steps []string, st *state, cfg Config) (done []string, failure error) {
-	for i, name := range steps {
-		rec, err := e.step(ctx, name, st, cfg)
+func stepNames(steps []planStep) []string {
+	out := make([]string, len(steps))
+	for i, s := range steps {
+		out[i] = s.name
+	}
+	return out
+}
+
+// runSteps runs the steps in order and records them in m, until one fails or ctx
+// ends between two steps: the steps after it are recorded as skipped. It returns
+// the completed mutating steps, for undo, and the failure (wrapping ErrStepFailed).
+func (e *Engine) runSteps(ctx context.Context, m *result.Migration, steps []planStep, st *state, cfg Config) (done []string, failure error) {
+	for i, ps := range steps {
+		name := ps.name
+		if err := ctx.Err(); err != nil && !e.Dry {
+			failure = fmt.Errorf("%w: stopped before %s: %w", ErrStepFailed, name, context.Cause(ctx))
+			e.skip(m, steps[i:], e.now())
+			break
+		}
+		rec, err := e.step(ctx, ps, st, cfg)
 		switch {
 		case err != nil:
 			rec.Status = StatusFailed
@@ -141,24 +185,37 @@ func (e *Engine) runSteps(ctx context.Context, m *result.Migration, steps []stri
 			}
 		}
 		m.Steps = append(m.Steps, rec)
-		e.emit(Event{Step: name, Status: rec.Status, At: e.since(), Mutating: mutating(name)})
-		e.logf("step %s %s (%.1f s)", name, rec.Status, rec.EndS-rec.StartS)
+		e.emit(Event{Step: name, Status: rec.Status, At: e.since(), Mutating: mutating(name), Cycle: ps.cycle})
+		e.logf("step %s%s %s (%.1f s)", name, cycleSuffix(ps.cycle), rec.Status, rec.EndS-rec.StartS)
 		if failure != nil {
-			for _, rest := range steps[i+1:] {
-				m.Steps = append(m.Steps, result.Step{Name: rest, Status: StatusSkipped, StartS: rec.EndS, EndS: rec.EndS})
-			}
+			e.skip(m, steps[i+1:], rec.EndS)
 			break
 		}
 	}
 	return done, failure
 }
 
+// skip records steps as skipped at offset at.
+func (e *Engine) skip(m *result.Migration, steps []planStep, at float64) {
+	for _, rest := range steps {
+		m.Steps = append(m.Steps, result.Step{Name: rest.name, Status: StatusSkipped, StartS: at, EndS: at, Cycle: rest.cycle})
+	}
+}
+
+func cycleSuffix(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (cycle %d)", n)
+}
+
 // step performs one step (or, dry, its read-only checks) within the step timeout
 // and returns its record, without a status, and its error.
-func (e *Engine) step(ctx context.Context, name string, st *state, cfg Config) (result.Step, error) {
-	rec := result.Step{Name: name, StartS: e.now()}
-	e.emit(Event{Step: name, Status: "started", At: e.since(), Mutating: mutating(name)})
-	e.logf("step %s ...", name)
+func (e *Engine) step(ctx context.Context, ps planStep, st *state, cfg Config) (result.Step, error) {
+	name := ps.name
+	rec := result.Step{Name: name, StartS: e.now(), Cycle: ps.cycle}
+	e.emit(Event{Step: name, Status: "started", At: e.since(), Mutating: mutating(name), Cycle: ps.cycle})
+	e.logf("step %s%s ...", name, cycleSuffix(ps.cycle))
 	timeout := cfg.stepTimeout(name)
 	sctx, cancel := context.WithTimeout(ctx, timeout)
 	var (
@@ -195,6 +252,9 @@ func (c Config) withDefaults() Config {
 	if c.SwitchoverTimeout <= 0 {
 		c.SwitchoverTimeout = DefaultSwitchoverTimeout
 	}
+	if c.Settle <= 0 {
+		c.Settle = DefaultSettle
+	}
 	return c
 }
 
@@ -218,6 +278,8 @@ func (c Config) stepTimeout(step string) time.Duration {
 	switch {
 	case step == StepDecommission || step == StepDeleteDeployment:
 		t += c.Soak
+	case step == StepSettle:
+		t += c.Settle
 	case step == StepSwitchover && c.Strategy == StrategyBlueGreen:
 		t += c.SwitchoverTimeout
 	}

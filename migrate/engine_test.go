@@ -374,3 +374,119 @@ func TestDescribePlan(t *testing.T) {
 		t.Error("rollback without keep_rollback_target accepted")
 	}
 }
+
+func TestCyclesAlternate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFake()
+		cfg := testCfg
+		cfg.Cycles, cfg.Settle = 3, 2*time.Second
+		m, err, events := runEngine(t, f, cfg, false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls := strings.Join(f.mutatingCalls(), " ")
+		want := "CreateReplica SetForwarding(true) Switchover(node2) Redirect(node2) Rejoin(node1) " +
+			"Switchover(node1) Redirect(node1) Rejoin(node2) " +
+			"Switchover(node2) Redirect(node2) Rejoin(node1) Remove(node1)"
+		if calls != want {
+			t.Errorf("calls:\n got %s\nwant %s", calls, want)
+		}
+		if m.Outcome != "completed" || m.WriterAfter != "node2" {
+			t.Errorf("outcome %s, writer after %s", m.Outcome, m.WriterAfter)
+		}
+		if len(m.Cycles) != 3 {
+			t.Fatalf("cycles = %+v", m.Cycles)
+		}
+		for i, c := range m.Cycles {
+			wantDir, from, to := result.DisruptionSwitchover, "node1", "node2"
+			if i == 1 {
+				wantDir, from, to = result.DisruptionFailback, "node2", "node1"
+			}
+			if c.Cycle != i+1 || c.Direction != wantDir || c.From != from || c.To != to || c.Outcome != "completed" {
+				t.Errorf("cycle %d = %d %s %s→%s %s", i+1, c.Cycle, c.Direction, c.From, c.To, c.Outcome)
+			}
+			if c.Stall == nil || len(c.Steps) == 0 || c.Steps[0].Cycle != i+1 {
+				t.Errorf("cycle %d: stall %v, steps %+v", i+1, c.Stall, c.Steps)
+			}
+		}
+		// Every settle step waits the settle period, and belongs to the cycle before.
+		var settles []int
+		for _, s := range m.Steps {
+			if s.Name == StepSettle {
+				settles = append(settles, s.Cycle)
+				if d := s.EndS - s.StartS; d < 2 {
+					t.Errorf("settle took %.3f s, want 2", d)
+				}
+			}
+		}
+		if !slices.Equal(settles, []int{1, 2}) {
+			t.Errorf("settle steps in cycles %v, want [1 2]", settles)
+		}
+		var cycles []int
+		for _, ev := range events {
+			if ev.Step == StepSwitchover && ev.Status == "started" {
+				cycles = append(cycles, ev.Cycle)
+			}
+		}
+		if !slices.Equal(cycles, []int{1, 2, 3}) {
+			t.Errorf("switchover events in cycles %v", cycles)
+		}
+	})
+}
+
+func TestCyclesRefused(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"rollback", Config{Cycles: 2, Rollback: true}, "already alternate"},
+		{"no keep_rollback_target", Config{Cycles: 2, Steps: []string{StepPreflight, StepCreateReplica, StepCatchUp, StepSwitchover, StepRedirect, StepValidate}}, "keep_rollback_target"},
+		{"blue/green", Config{Cycles: 2, Strategy: StrategyBlueGreen}, "in_cluster"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := tc.cfg.plan(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("plan() error = %v, want one mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestAbortUndoes(t *testing.T) {
+	tests := []struct {
+		name    string
+		abortAt string // the step whose start aborts the plan
+		calls   string
+	}{
+		{"before the switchover", StepForwardWrites, "CreateReplica SetForwarding(true) SetForwarding(false) Remove(node2)"},
+		{"after the switchover", StepValidate, "CreateReplica SetForwarding(true) Switchover(node2) Redirect(node2) Rejoin(node1) Switchover(node1) Redirect(node1) Rejoin(node2) SetForwarding(false) Remove(node2)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newFake()
+				ctx, cancel := context.WithCancelCause(t.Context())
+				defer cancel(nil)
+				start := time.Now()
+				e := &Engine{Provider: f, Config: testCfg,
+					Since: func() time.Duration { return time.Since(start) },
+					OnEvent: func(ev Event) {
+						if ev.Step == tc.abortAt && ev.Status == "started" {
+							cancel(ErrAborted)
+						}
+					}}
+				m, err := e.Run(ctx)
+				if !errors.Is(err, ErrAborted) {
+					t.Fatalf("error %v, want one wrapping ErrAborted", err)
+				}
+				if m.Outcome != "aborted" || m.WriterAfter != "node1" {
+					t.Errorf("outcome %s, writer after %s; want aborted, node1", m.Outcome, m.WriterAfter)
+				}
+				if got := strings.Join(f.mutatingCalls(), " "); got != tc.calls {
+					t.Errorf("calls:\n got %s\nwant %s", got, tc.calls)
+				}
+			})
+		})
+	}
+}

@@ -17,6 +17,8 @@ const (
 	StepKeepRollbackTarget = "keep_rollback_target"
 	StepRollback           = "rollback"
 	StepDecommission       = "decommission"
+	// StepSettle waits between two cycles of a cutover that runs several.
+	StepSettle = "settle"
 )
 
 // AllSteps is the full plan, in order (rollback runs only when asked for).
@@ -59,7 +61,15 @@ type Config struct {
 	SwitchoverTimeout time.Duration
 	// Green is the blue/green deployment's green environment.
 	Green GreenSpec
+	// Cycles is how many times the switchover runs under the same load, alternating
+	// direction (switchover, failback onto the old writer, ...); 0 or 1 is once.
+	Cycles int
+	// Settle is how long the plan waits after one cycle before the next (default 5 s).
+	Settle time.Duration
 }
+
+// DefaultSettle is the wait between two cycles when the plan sets none.
+const DefaultSettle = 5 * time.Second
 
 // StepInfo describes one step for `rehearse plan`: what it does and when it is done.
 type StepInfo struct {
@@ -71,20 +81,26 @@ type StepInfo struct {
 	Timeout time.Duration
 	// Undo says what undoes the step when a later one fails ("" when nothing).
 	Undo string
+	// Cycle is the cutover cycle the step belongs to (0: none, or a single cycle).
+	Cycle int
 }
 
 // Describe returns the plan's steps with their actions and checks, for provider kind
 // (local, container, aurora), without running anything.
 func Describe(cfg Config, kind string) ([]StepInfo, error) {
-	steps, err := cfg.steps()
+	steps, err := cfg.plan()
 	if err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
 	out := make([]StepInfo, 0, len(steps))
-	for _, s := range steps {
-		info := StepInfo{Name: s, Mutating: mutating(s)}
+	for _, ps := range steps {
+		s := ps.name
+		info := StepInfo{Name: s, Cycle: ps.cycle, Mutating: mutating(s)}
 		info.Action, info.Check = describeStep(s, cfg, kind)
+		if ps.cycle >= 2 {
+			info.Action, info.Check = describeCycleStep(s, ps.cycle, cfg, kind, info.Action, info.Check)
+		}
 		info.Timeout = cfg.stepTimeout(s)
 		info.Undo = undoOf(s, cfg, kind)
 		out = append(out, info)
@@ -140,7 +156,7 @@ func indexOf(s []string, v string) int {
 // mutating reports whether a step changes the cluster (phases start at the first).
 func mutating(step string) bool {
 	switch step {
-	case StepPreflight, StepValidate, StepGreenSync, StepKeepOldBlue:
+	case StepPreflight, StepValidate, StepGreenSync, StepKeepOldBlue, StepSettle:
 		return false
 	}
 	return true
@@ -205,6 +221,9 @@ func describeStep(step string, cfg Config, kind string) (action, check string) {
 		return "restart the old writer as a standby of the new one (pg_rewind where diverged)", "it streams from the new writer"
 	case StepRollback:
 		return "fail back to the old writer (switchover and redirect)", "the old writer is the writer again"
+	case StepSettle:
+		return fmt.Sprintf("let the load run %v after the cycle before the next switchover", cfg.Settle),
+			"the settle period is over"
 	case StepDecommission:
 		if aurora {
 			return fmt.Sprintf("after a %v soak, DeleteDBInstance the instance no longer needed", cfg.Soak),

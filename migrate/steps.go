@@ -50,6 +50,8 @@ func (e *Engine) run(ctx context.Context, name string, st *state, cfg Config) (m
 		return d, err
 	case StepDecommission:
 		return e.decommission(ctx, st, cfg)
+	case StepSettle:
+		return e.settle(ctx, cfg)
 	}
 	return nil, fmt.Errorf("unknown step %q", name)
 }
@@ -70,16 +72,17 @@ func (e *Engine) catchUpReplica(ctx context.Context, st *state, cfg Config) (map
 	if err := e.needReplica(ctx, st); err != nil {
 		return nil, err
 	}
-	d, err := e.catchUp(ctx, st.replica, cfg)
+	target := st.other()
+	d, err := e.catchUp(ctx, target, cfg)
 	if err != nil || !cfg.Synchronous {
 		return d, err
 	}
 	if s, ok := e.Provider.(Synchronizer); ok {
-		if err := s.SetSynchronous(ctx, st.replica); err != nil {
-			return d, fmt.Errorf("make %s a synchronous standby: %w", st.replica, err)
+		if err := s.SetSynchronous(ctx, target); err != nil {
+			return d, fmt.Errorf("make %s a synchronous standby: %w", target, err)
 		}
 		st.syncOn = true
-		d["synchronous"] = st.replica
+		d["synchronous"] = target
 	}
 	return d, nil
 }
@@ -91,6 +94,7 @@ func (e *Engine) switchover(ctx context.Context, st *state, cfg Config) (map[str
 	if err := e.needReplica(ctx, st); err != nil {
 		return nil, err
 	}
+	target := st.other()
 	var (
 		pr  Promotion
 		err error
@@ -100,23 +104,23 @@ func (e *Engine) switchover(ctx context.Context, st *state, cfg Config) (map[str
 		if !ok {
 			return nil, fmt.Errorf("the %s provider cannot crash a node", p.Kind())
 		}
-		lag, _ := p.Lag(ctx, st.replica)
-		if err := cr.Crash(ctx, st.writerBefore); err != nil {
-			return nil, fmt.Errorf("crash %s: %w", st.writerBefore, err)
+		lag, _ := p.Lag(ctx, target)
+		if err := cr.Crash(ctx, st.writer); err != nil {
+			return nil, fmt.Errorf("crash %s: %w", st.writer, err)
 		}
-		pr, err = cr.Failover(ctx, st.replica)
+		pr, err = cr.Failover(ctx, target)
 		pr.LagTime = lag.Time
 		if pr.LagBytes == 0 {
 			pr.LagBytes = lag.Bytes
 		}
 	} else {
-		pr, err = p.Switchover(ctx, st.replica)
+		pr, err = p.Switchover(ctx, target)
 	}
 	d := promotionDetail(pr)
 	if err != nil {
 		return d, err
 	}
-	st.promotion, st.switched = &pr, true
+	st.promotion, st.switched, st.writer = &pr, true, target
 	return d, nil
 }
 
@@ -132,7 +136,8 @@ func (e *Engine) keepRollbackTarget(ctx context.Context, st *state) (map[string]
 			st.syncOn = false
 		}
 	}
-	return e.Provider.Rejoin(ctx, st.writerBefore)
+	// The writer before the last switchover follows the new one.
+	return e.Provider.Rejoin(ctx, st.other())
 }
 
 // decommission is the decommission step: after the soak, remove the old writer (the
@@ -141,10 +146,9 @@ func (e *Engine) decommission(ctx context.Context, st *state, cfg Config) (map[s
 	if !st.validated {
 		return nil, errors.New("refusing to decommission: validation did not pass in this run")
 	}
-	victim := st.writerBefore
-	if st.rolledBack {
-		victim = st.replica
-	}
+	// The node of the pair that no longer writes: the old writer, or the replica
+	// after a rollback or an even number of cycles.
+	victim := st.other()
 	if victim == "" {
 		return nil, errors.New("nothing to decommission")
 	}
@@ -159,6 +163,19 @@ func (e *Engine) decommission(ctx context.Context, st *state, cfg Config) (map[s
 		return nil, err
 	}
 	return map[string]any{"removed": victim, "soak_s": cfg.Soak.Seconds()}, nil
+}
+
+// settle is the settle step between two cycles: the load runs on for the settle
+// period before the next switchover.
+func (e *Engine) settle(ctx context.Context, cfg Config) (map[string]any, error) {
+	t := time.NewTimer(cfg.Settle)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-t.C:
+	}
+	return map[string]any{"settle_s": cfg.Settle.Seconds()}, nil
 }
 
 // needReplica fills st.replica from the topology when create_replica was not in the

@@ -14,13 +14,17 @@ func (e *Engine) rollBack(ctx context.Context, m *result.Migration, done []strin
 	// Undo on a context that outlives a cancelled run: the cluster must be left
 	// serving writes.
 	bg := context.WithoutCancel(ctx)
-	// A switchover that failed before the writer changed leaves the old writer
-	// stopped or held: bring it back first, so the undos have a writer to work on.
-	if !st.switched && failedStep(m) == StepSwitchover {
+	// A switchover that failed before the writer changed leaves the writer stopped
+	// or held: bring it back first, so the undos have a writer to work on.
+	if failedStep(m) == StepSwitchover {
 		e.recoverWriter(bg, m, st, cfg)
 	}
+	// Each step is undone once, however many cycles ran it: the failback undoes
+	// every switchover.
+	undone := map[string]bool{}
 	for i := len(done) - 1; i >= 0; i-- {
-		if hasUndo(done[i], st) {
+		if !undone[done[i]] && hasUndo(done[i], st) {
+			undone[done[i]] = true
 			e.undoStep(bg, m, done[i], st, cfg)
 		}
 	}
@@ -30,21 +34,24 @@ func (e *Engine) rollBack(ctx context.Context, m *result.Migration, done []strin
 // records that as the step recover_writer.
 func (e *Engine) recoverWriter(ctx context.Context, m *result.Migration, st *state, cfg Config) {
 	start := e.now()
+	e.emit(Event{Step: "recover_writer", Status: "started", At: e.since(), Mutating: true, Undo: true})
 	uctx, cancel := context.WithTimeout(ctx, 2*cfg.StepTimeout)
-	rerr := e.Provider.Recover(uctx, st.writerBefore)
+	rerr := e.Provider.Recover(uctx, st.writer)
 	cancel()
 	status := StatusOK
-	detail := map[string]any{"writer": st.writerBefore}
+	detail := map[string]any{"writer": st.writer}
 	if rerr != nil {
 		status, detail["error"] = StatusFailed, rerr.Error()
 	}
 	m.Steps = append(m.Steps, result.Step{Name: "recover_writer", Status: status, StartS: start, EndS: e.now(), Detail: detail})
+	e.emit(Event{Step: "recover_writer", Status: status, At: e.since(), Mutating: true, Undo: true})
 }
 
 // undoStep undoes the completed step name and records that as the step
 // undo_<name>; when the undo worked, the step is marked rolled back.
 func (e *Engine) undoStep(ctx context.Context, m *result.Migration, name string, st *state, cfg Config) {
 	start := e.now()
+	e.emit(Event{Step: "undo_" + name, Status: "started", At: e.since(), Mutating: true, Undo: true})
 	uctx, cancel := context.WithTimeout(ctx, 2*cfg.StepTimeout)
 	detail, uerr := e.undo(uctx, name, st)
 	cancel()
@@ -57,6 +64,7 @@ func (e *Engine) undoStep(ctx context.Context, m *result.Migration, name string,
 		detail["error"] = uerr.Error()
 	}
 	m.Steps = append(m.Steps, result.Step{Name: "undo_" + name, Status: status, StartS: start, EndS: e.now(), Detail: detail})
+	e.emit(Event{Step: "undo_" + name, Status: status, At: e.since(), Mutating: true, Undo: true})
 	for j := range m.Steps {
 		// A fail-back also reverses the redirect.
 		if uerr == nil && (m.Steps[j].Name == name || name == StepSwitchover && m.Steps[j].Name == StepRedirect) {
@@ -98,6 +106,7 @@ func (e *Engine) failBack(ctx context.Context, st *state) (map[string]any, error
 		return nil, err
 	}
 	if topo.Writer == st.writerBefore {
+		st.writer = st.writerBefore
 		return map[string]any{"writer": topo.Writer, "note": "already the writer"}, nil
 	}
 	d := map[string]any{}
@@ -115,6 +124,7 @@ func (e *Engine) failBack(ctx context.Context, st *state) (map[string]any, error
 	if err != nil {
 		return d, err
 	}
+	st.writer = st.writerBefore
 	rd, err := p.Redirect(ctx, st.writerBefore)
 	d["redirect"] = rd
 	if err != nil {

@@ -12,19 +12,24 @@ const SchemaV1 = "rehearse/result/v1"
 // Result is the whole outcome of one run: the result.json schema. Field names and
 // meanings are a stable contract (ARCHITECTURE.md); fields may be added.
 type Result struct {
-	Schema       string        `json:"schema"`
-	Mode         string        `json:"mode"`
-	Interrupted  bool          `json:"interrupted"`
-	Scenario     ScenarioInfo  `json:"scenario"`
-	Target       TargetInfo    `json:"target"`
-	StartedAt    time.Time     `json:"started_at"`
-	EndedAt      time.Time     `json:"ended_at"`
-	DurationS    float64       `json:"duration_s"`
-	Load         LoadInfo      `json:"load"`
-	Totals       Totals        `json:"totals"`
-	Operations   []Operation   `json:"operations"`
-	Errors       []ErrorClass  `json:"errors"`
-	Migration    *Migration    `json:"migration,omitempty"`
+	Schema      string       `json:"schema"`
+	Mode        string       `json:"mode"`
+	Interrupted bool         `json:"interrupted"`
+	Scenario    ScenarioInfo `json:"scenario"`
+	Target      TargetInfo   `json:"target"`
+	StartedAt   time.Time    `json:"started_at"`
+	EndedAt     time.Time    `json:"ended_at"`
+	DurationS   float64      `json:"duration_s"`
+	Load        LoadInfo     `json:"load"`
+	Totals      Totals       `json:"totals"`
+	Operations  []Operation  `json:"operations"`
+	Errors      []ErrorClass `json:"errors"`
+	Migration   *Migration   `json:"migration,omitempty"`
+	// Faults lists the injected faults (scenario faults:).
+	Faults []Fault `json:"faults,omitempty"`
+	// PhaseWindows is the timeline as its phases follow the disruptions (absent
+	// without a cutover or faults).
+	PhaseWindows []PhaseWindow `json:"phase_windows,omitempty"`
 	Availability Availability  `json:"availability"`
 	Integrity    Integrity     `json:"integrity"`
 	Client       *Client       `json:"client,omitempty"`
@@ -229,6 +234,12 @@ type Migration struct {
 	// Strategy is the cutover strategy: in_cluster or blue_green (absent in results
 	// written before strategies existed, which were in_cluster).
 	Strategy string `json:"strategy,omitempty"`
+	// Cycles lists the switchovers of a cutover that ran several (cutover.cycles).
+	Cycles []Cycle `json:"cycles,omitempty"`
+	// Guardrails lists the cutover.abort_if conditions and what they saw; Abort is
+	// the breach that aborted the cutover (outcome "aborted").
+	Guardrails []Guardrail `json:"guardrails,omitempty"`
+	Abort      *Abort      `json:"abort,omitempty"`
 }
 
 // Step is one cutover step's record.
@@ -238,6 +249,9 @@ type Step struct {
 	StartS float64        `json:"start_s"`
 	EndS   float64        `json:"end_s"`
 	Detail map[string]any `json:"detail,omitempty"`
+	// Cycle is the cutover cycle the step belongs to (0: the plan's own steps before
+	// and after the cycles, or a plan without cycles).
+	Cycle int `json:"cycle,omitempty"`
 }
 
 // LagAtPromotion is the replication lag when the replica was promoted.
@@ -252,6 +266,8 @@ type Availability struct {
 	ReadUnavailableMaxMs  float64                 `json:"read_unavailable_max_ms"`
 	PerPhase              map[string]PhaseWindows `json:"per_phase,omitempty"`
 	Windows               []Window                `json:"windows"`
+	// Cycles is the spread across a cutover's cycles (cutover.cycles ≥ 2).
+	Cycles *CycleSpread `json:"cycles,omitempty"`
 }
 
 // PhaseWindows is the longest write and read window within one phase.

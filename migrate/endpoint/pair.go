@@ -38,6 +38,8 @@ type PgBouncerPair struct {
 	forwarding bool
 	held       []*PgBouncer // paused by Hold, resumed by Release
 	closed     atomic.Bool  // not under mu: Close must not wait behind a long PAUSE
+	// lastRelease is how long the last Release took.
+	lastRelease releaseTiming
 }
 
 // StartPgBouncerPair starts the writer and reader PgBouncers for cfg (Mode is not
@@ -191,22 +193,44 @@ func (p *PgBouncerPair) Release(ctx context.Context, writer string, readers []st
 	}
 	start := time.Now()
 	p.current, p.readers = writer, slices.Clone(readers)
-	errs := []error{
-		p.writer.Repoint(ctx, writer),
-		p.reader.Repoint(ctx, readerTargets(writer, readers, p.forwarding)[0]),
-	}
+	// Both PgBouncers repoint at once, then resume at once: the held clients wait
+	// for the slower of each, not for their sum.
+	errs := make([]error, 2, 2+len(p.held))
+	var wg sync.WaitGroup
+	wg.Go(func() { errs[0] = p.writer.Repoint(ctx, writer) })
+	wg.Go(func() { errs[1] = p.reader.Repoint(ctx, readerTargets(writer, readers, p.forwarding)[0]) })
+	wg.Wait()
+	repointed := time.Now()
 	// Resume even when a repoint failed: clients must not stay held behind a failed
 	// switchover; the error tells the caller.
-	for _, b := range p.held {
-		errs = append(errs, b.Resume(ctx))
+	resumed := make([]error, len(p.held))
+	for i, b := range p.held {
+		wg.Go(func() { resumed[i] = b.Resume(ctx) })
 	}
+	wg.Wait()
+	errs = append(errs, resumed...)
 	p.held = nil
+	p.lastRelease = releaseTiming{Repoint: repointed.Sub(start), Resume: time.Since(repointed)}
 	p.updateRecords()
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("endpoint: proxy release: %w", err)
 	}
 	fmt.Fprintf(p.log, "proxy endpoints released to writer %s (repoint and resume took %v)\n", writer, time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// releaseTiming is how long a Release took, part by part.
+type releaseTiming struct {
+	// Repoint points the PgBouncers at the new nodes; Resume releases what Hold
+	// paused.
+	Repoint, Resume time.Duration
+}
+
+// ReleaseTimes is how long the last Release took to repoint and to resume.
+func (p *PgBouncerPair) ReleaseTimes() (repoint, resume time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lastRelease.Repoint, p.lastRelease.Resume
 }
 
 // SetReaders repoints the reader PgBouncer at the first of readers (the writer when

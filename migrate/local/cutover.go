@@ -89,7 +89,15 @@ func (c *Cluster) Redirect(ctx context.Context, writer string) (map[string]any, 
 		return detail, err
 	}
 	detail["release_ms"] = ms(time.Since(start))
+	if t, ok := c.eps.(interface {
+		ReleaseTimes() (repoint, resume time.Duration)
+	}); ok {
+		repoint, resume := t.ReleaseTimes()
+		detail["repoint_ms"], detail["resume_ms"] = ms(repoint), ms(resume)
+	}
+	probe := time.Now()
 	reached, err := c.probeWriterEndpoint(ctx)
+	detail["probe_ms"] = ms(time.Since(probe))
 	if err != nil {
 		return detail, err
 	}
