@@ -169,7 +169,7 @@ func dbSeries(res *result.Result, metric string) []result.Series {
 func dbEvents(res *result.Result) []result.DBEvent {
 	var out []result.DBEvent
 	for _, e := range res.Database.Events {
-		if e.TS > 0 || !strings.HasPrefix(e.Event, "present at the start") {
+		if !strings.HasPrefix(e.Event, "present at the start") {
 			out = append(out, e)
 		}
 	}
