@@ -684,3 +684,15 @@ func randomID(n int) string {
 	}
 	return string(b)
 }
+
+// DeploymentNodes are the nodes of the blue/green deployment's other environment:
+// green's before the switchover, the old blue's after it (none without a
+// deployment).
+func (c *Cluster) DeploymentNodes() []*Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.bg == nil {
+		return nil
+	}
+	return c.bg.other.list()
+}

@@ -46,6 +46,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body any
 		err  *apiError
 	)
+	if body, err, ok := s.blueGreenCall(action, r.Form); ok {
+		s.answer(w, action, start, began, body, err)
+		return
+	}
 	switch action {
 	case "DescribeDBClusters":
 		body, err = s.describeClusters(r.Form)

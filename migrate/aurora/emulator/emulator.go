@@ -11,7 +11,9 @@
 // a real local primary/replica cluster (migrate/local) behind Aurora-like cluster
 // endpoints (migrate/endpoint). CreateDBInstance starts a real replica
 // (pg_basebackup), FailoverDBCluster performs a real promotion and endpoint flip, and
-// the Describe calls report the real state.
+// the Describe calls report the real state. With a BlueGreenBackend it also serves
+// Blue/Green Deployments (Create, Describe, Switchover and DeleteBlueGreenDeployment)
+// over real logical replication, with RDS's statuses and faults.
 //
 // With a Backend that is a Meter (LocalBackend), the emulator measures every
 // instance's node each second — CPU, memory and I/O of its processes, connections,
@@ -160,6 +162,7 @@ type Server struct {
 	reqID      int
 	bgErrs     []error
 	mon        *monitor
+	bg         blueGreens
 }
 
 // New returns an emulator over b, whose current writer becomes the instance

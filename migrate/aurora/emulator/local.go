@@ -56,6 +56,7 @@ func StartLocal(ctx context.Context, cfg LocalConfig) (*LocalBackend, error) {
 	if mode == "" || mode == endpoint.ModeDNS {
 		mode = endpoint.ModeForward
 	}
+	cfg.Node.ExtraConf = withLogicalWAL(cfg.Node.ExtraConf)
 	c, err := local.StartCluster(ctx, local.ClusterConfig{
 		Node: cfg.Node,
 		Endpoints: func(ctx context.Context, writer string) (local.Endpoints, error) {
