@@ -36,6 +36,8 @@ type Provider struct {
 
 	mu    sync.Mutex
 	calls []Call
+	// bgID is the blue/green deployment CreateGreen created.
+	bgID string
 }
 
 var _ migrate.Provider = (*Provider)(nil)
