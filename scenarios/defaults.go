@@ -212,6 +212,8 @@ func defaults() Scenario {
 			CatchUpSamples:     3,
 			DNSPropagation:     Duration(2 * time.Second),
 			Soak:               Duration(5 * time.Second),
+			Cycles:             1,
+			Settle:             Duration(5 * time.Second),
 		},
 	}
 }
@@ -228,6 +230,11 @@ func (s *Scenario) resolve() {
 		}
 		if d.Stat == "" {
 			d.Stat = "max"
+		}
+	}
+	for i := range s.Faults {
+		if s.Faults[i].Node == "" {
+			s.Faults[i].Node = NodeWriter
 		}
 	}
 	for i := range s.Workload.Scripts {

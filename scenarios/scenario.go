@@ -33,6 +33,9 @@ type Scenario struct {
 	// Telemetry is what the run publishes and samples besides the load: live
 	// Prometheus metrics and the database's own numbers.
 	Telemetry Telemetry `yaml:"telemetry"`
+	// Faults are injected on the run's timeline: a frozen node, a network
+	// blackhole, added latency, reset connections, a crash.
+	Faults []Fault `yaml:"faults"`
 
 	// Notes are remarks on the file, such as a deprecated field it used; a run
 	// records them in its result.
@@ -252,6 +255,16 @@ type Cutover struct {
 	// shared storage makes every acknowledged write durable on the new instance
 	// (default: true for kind crash, false for planned).
 	Synchronous *bool `yaml:"synchronous"`
+	// Cycles runs the switchover this many times under the same load, alternating
+	// direction: switchover, failback onto the old writer, switchover, ... (default
+	// 1). Each cycle after the first follows a settle period.
+	Cycles int `yaml:"cycles"`
+	// Settle is how long the load runs after one cycle before the next (default 5s).
+	Settle Duration `yaml:"settle"`
+	// AbortIf lists live guardrails, evaluated every second while the cutover runs:
+	// a breach stops the plan and undoes it, leaving the original writer serving
+	// writes (a dry run only reports which would have fired).
+	AbortIf []Guardrail `yaml:"abort_if"`
 }
 
 // Green is a blue/green deployment's green environment. Instance class and

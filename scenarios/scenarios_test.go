@@ -62,8 +62,8 @@ func TestParseErrors(t *testing.T) {
 		{"comments only", "# nothing here\n", "t.yaml: the file holds no YAML content"},
 		{"not yaml: tab", "load:\n\tsessions: 1\n", "t.yaml:2: not valid YAML: found character that cannot start any token"},
 		{"not yaml: bad flow", "load: {sessions: 1\n", "t.yaml:1: not valid YAML: did not find expected ',' or '}'"},
-		{"top level list", "- name: a\n", "t.yaml:1:1: the top level must be a mapping of sections (name, description, workload, load, client, target, cutover, slo, telemetry); got a list"},
-		{"top level scalar", "hello\n", `t.yaml:1:1: the top level must be a mapping of sections (name, description, workload, load, client, target, cutover, slo, telemetry); got "hello"`},
+		{"top level list", "- name: a\n", "t.yaml:1:1: the top level must be a mapping of sections (name, description, workload, load, client, target, cutover, slo, telemetry, faults); got a list"},
+		{"top level scalar", "hello\n", `t.yaml:1:1: the top level must be a mapping of sections (name, description, workload, load, client, target, cutover, slo, telemetry, faults); got "hello"`},
 		{"two documents", "name: a\n---\nname: b\n", "t.yaml:2:1: the file holds more than one YAML document (---); keep one scenario per file"},
 
 		// Unknown and repeated fields.
