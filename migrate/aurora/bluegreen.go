@@ -38,6 +38,10 @@ const (
 
 var _ migrate.BlueGreen = (*Provider)(nil)
 
+// switchoverPoll is the longest pause between DescribeBlueGreenDeployments calls
+// while a switchover runs.
+const switchoverPoll = time.Second
+
 // ErrBlueGreen means a blue/green deployment reached a status it cannot go on
 // from (INVALID_CONFIGURATION); the error carries its StatusDetails.
 var ErrBlueGreen = errors.New("aurora: blue/green deployment failed")
@@ -378,7 +382,8 @@ func (p *Provider) SwitchoverGreen(ctx context.Context, timeout time.Duration) (
 	}); err != nil {
 		return sw, fmt.Errorf("aurora: switch over blue/green deployment %s: %w", id, err)
 	}
-	tick := time.NewTicker(p.cfg.Poll)
+	// The switchover's duration is what users feel: poll it finely.
+	tick := time.NewTicker(min(p.cfg.Poll, switchoverPoll))
 	defer tick.Stop()
 	seen := false
 	for {

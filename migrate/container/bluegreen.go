@@ -447,7 +447,11 @@ func (c *Cluster) commitGreen(ctx context.Context, bg *blueGreen) (map[string]st
 	renamed := c.renameForSwitchover(bg)
 	w := c.writerNode()
 	fmt.Fprintf(c.log, "blue/green switchover: %s is the writer; the old blue %s is read-only\n", w.id, blue.writer)
-	return renamed, c.eps.Release(ctx, w.addr(), c.readers())
+	err := c.eps.Release(ctx, w.addr(), c.readers())
+	if n, eerr := bg.rep.EndBlueSessions(ctx); eerr == nil && n > 0 {
+		fmt.Fprintf(c.log, "blue/green switchover: ended %d session(s) that reached the old blue while it ran\n", n)
+	}
+	return renamed, err
 }
 
 // renameForSwitchover moves the instance names as AWS renames instances (blue's

@@ -428,10 +428,14 @@ func (c *Cluster) commitGreen(ctx context.Context, bg *blueGreen) (map[string]st
 	renamed := c.renameForSwitchover(bg)
 	w := c.Writer()
 	fmt.Fprintf(c.log, "blue/green switchover: %s is the writer; the old blue %s is read-only\n", w.Name(), blue.writer)
-	if c.eps == nil {
-		return renamed, nil
+	var err error
+	if c.eps != nil {
+		err = c.eps.Release(ctx, addr(w), c.readers())
 	}
-	return renamed, c.eps.Release(ctx, addr(w), c.readers())
+	if n, eerr := bg.rep.EndBlueSessions(ctx); eerr == nil && n > 0 {
+		fmt.Fprintf(c.log, "blue/green switchover: ended %d session(s) that reached the old blue while it ran\n", n)
+	}
+	return renamed, err
 }
 
 // renameForSwitchover moves the instance names as AWS renames instances: each of

@@ -249,6 +249,15 @@ func (r Replication) UnblockWrites(ctx context.Context) error {
 	return err
 }
 
+// EndBlueSessions ends blue's client sessions of the replicated database: at the
+// end of a switchover, those that connected while it ran (through a name that
+// still led to blue) go, as RDS lets no connection made during a switchover
+// survive it; clients that reach blue afterwards, through a stale DNS answer,
+// keep their read-only sessions.
+func (r Replication) EndBlueSessions(ctx context.Context) (int64, error) {
+	return r.endSessions(ctx, r.BlueQuery)
+}
+
 // endSessions ends the client sessions of the replicated database on the node q
 // runs on, other than q's own.
 func (r Replication) endSessions(ctx context.Context, q QueryRow) (int64, error) {
