@@ -12,8 +12,10 @@ import (
 
 // RunInfo identifies one side of a comparison.
 type RunInfo struct {
-	Scenario  string
-	Mode      string
+	Scenario string
+	Mode     string
+	// Strategy is the cutover strategy ("" without a cutover).
+	Strategy  string
 	Outcome   string
 	StartedAt time.Time
 	Verdict   string
@@ -60,9 +62,13 @@ type Comparison struct {
 	// during phase, over the whole run and in unavailability are then the cutover's
 	// cost and are shown but not flagged.
 	CutoverCost bool
-	Metrics     []Delta
-	Ops         []OpDelta
-	Notes       []string
+	// Strategies is set when the two runs' cutovers used different strategies:
+	// what users felt under each, phase by phase. Their differences during the
+	// cutover are then the strategies' and are not flagged, as with CutoverCost.
+	Strategies *StrategyComparison
+	Metrics    []Delta
+	Ops        []OpDelta
+	Notes      []string
 }
 
 // isDry reports whether res is a dry run (no real cutover).
@@ -71,7 +77,7 @@ func isDry(res *result.Result) bool {
 }
 
 func runInfo(res *result.Result) RunInfo {
-	ri := RunInfo{Scenario: res.Scenario.Name, Mode: res.Mode, StartedAt: res.StartedAt, Verdict: PageVerdict(res).Label(), SHA256: res.Scenario.SHA256, Outcome: "no cutover"}
+	ri := RunInfo{Scenario: res.Scenario.Name, Mode: res.Mode, Strategy: strategyOf(res), StartedAt: res.StartedAt, Verdict: PageVerdict(res).Label(), SHA256: res.Scenario.SHA256, Outcome: "no cutover"}
 	if res.Migration != nil {
 		ri.Outcome = res.Migration.Outcome
 	}
@@ -85,11 +91,15 @@ func Compare(base, cand *result.Result, tol Tolerance) Comparison {
 	if c.CutoverCost {
 		c.Notes = append(c.Notes, "One run is dry and the other wet: differences during the cutover, over the whole run and in unavailability are the cutover's cost and are not flagged as regressions.")
 	}
+	if c.Strategies = compareStrategies(base, cand); c.Strategies != nil {
+		c.Notes = append(c.Notes, strategyNote(c.Strategies))
+	}
+	cost := c.CutoverCost || c.Strategies != nil
 	if base.Scenario.SHA256 != "" && cand.Scenario.SHA256 != "" && base.Scenario.SHA256 != cand.Scenario.SHA256 {
 		c.Notes = append(c.Notes, "The runs used different scenario files (sha256 differs).")
 	}
-	c.Metrics = compareMetrics(base, cand, tol, c.CutoverCost)
-	c.Ops = compareOps(base, cand, tol, c.CutoverCost)
+	c.Metrics = compareMetrics(base, cand, tol, cost)
+	c.Ops = compareOps(base, cand, tol, cost)
 	return c
 }
 
@@ -354,7 +364,7 @@ func opFlag(o OpDelta) string {
 func (c Comparison) Markdown(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	p := func(format string, args ...any) { fmt.Fprintf(bw, format, args...) }
-	p("# Comparison: %s (%s) → %s (%s)\n\n", mdText(orDash(c.Base.Scenario)), mdText(c.Base.Mode), mdText(orDash(c.Candidate.Scenario)), mdText(c.Candidate.Mode))
+	p("# %s: %s (%s) → %s (%s)\n\n", c.Title(), mdText(orDash(c.Base.Scenario)), mdText(c.Base.runLabel(c.Strategies != nil)), mdText(orDash(c.Candidate.Scenario)), mdText(c.Candidate.runLabel(c.Strategies != nil)))
 	if regs := c.Regressions(); len(regs) > 0 {
 		p("**REGRESSION** — the candidate is worse than the base beyond the tolerance:\n\n")
 		for _, r := range regs {
@@ -374,6 +384,13 @@ func (c Comparison) Markdown(w io.Writer) error {
 	for _, r := range c.runRows() {
 		mdRow(bw, r[0], r[1], r[2])
 	}
+	if sc := c.Strategies; sc != nil {
+		p("\n## What users felt: %s → %s\n\n", mdText(sc.Base), mdText(sc.Candidate))
+		mdTable(bw, []string{"phase", "metric", sc.Base, sc.Candidate}, "---|---|--:|--:")
+		for _, r := range sc.Rows {
+			mdRow(bw, r.PhaseLabel(), r.Metric, r.BaseCell(), r.CandidateCell())
+		}
+	}
 	p("\n## Run metrics\n\n")
 	mdTable(bw, []string{"metric", "base → candidate", "status"}, "---|--:|---")
 	for _, d := range c.Metrics {
@@ -390,14 +407,41 @@ func (c Comparison) Markdown(w io.Writer) error {
 	return nil
 }
 
+// runLabel is how a side is named in the title: its mode, and its strategy in a
+// strategy comparison.
+func (r RunInfo) runLabel(strategy bool) string {
+	if strategy {
+		return r.Mode + ", " + r.Strategy
+	}
+	return r.Mode
+}
+
+// Label is runLabel for the HTML template: the mode, and the strategy when
+// strategies are compared.
+func (c Comparison) Label(r RunInfo) string { return r.runLabel(c.Strategies != nil) }
+
+// Title names the comparison: a strategy comparison when the runs' cutovers used
+// different strategies.
+func (c Comparison) Title() string {
+	if c.Strategies != nil {
+		return "Strategy comparison"
+	}
+	return "Comparison"
+}
+
 func (c Comparison) runRows() [][3]string {
-	return [][3]string{
+	rows := [][3]string{
 		{"scenario", c.Base.Scenario, c.Candidate.Scenario},
 		{"mode", c.Base.Mode, c.Candidate.Mode},
+	}
+	if c.Strategies != nil || c.Base.Strategy == strategyBlueGreen || c.Candidate.Strategy == strategyBlueGreen {
+		rows = append(rows, [3]string{"strategy", orDash(c.Base.Strategy), orDash(c.Candidate.Strategy)})
+	}
+	return append(rows, [][3]string{
 		{"cutover", c.Base.Outcome, c.Candidate.Outcome},
 		{"started", c.Base.StartedAt.UTC().Format("2006-01-02 15:04:05 MST"), c.Candidate.StartedAt.UTC().Format("2006-01-02 15:04:05 MST")},
 		{"verdict", c.Base.Verdict, c.Candidate.Verdict},
-	}
+	}...)
 }
 
 // compareData is what the comparison template sees.
