@@ -23,4 +23,7 @@ var (
 	// declared peak, or no sustainable rate at all. Capacity wraps it together with
 	// ErrSLOBreached, so the CLI exits 3.
 	ErrBelowPeak = capacity.ErrBelowPeak
+	// ErrAborted means a live guardrail (cutover.abort_if) aborted the cutover and
+	// it was undone. Run wraps it together with ErrSLOBreached, so the CLI exits 3.
+	ErrAborted = engine.ErrAborted
 )

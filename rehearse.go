@@ -9,6 +9,7 @@ package rehearse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -82,6 +83,8 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts ...Option) (*result.R
 	switch {
 	case res.Interrupted:
 		return res, fmt.Errorf("%w: results so far are in %s", ErrInterrupted, outDir)
+	case errors.Is(out.CutoverErr, ErrAborted):
+		return res, fmt.Errorf("%w: %w: %s (results are in %s)", ErrSLOBreached, ErrAborted, strings.Join(report.Reasons(res.SLO), "; "), outDir)
 	case out.CutoverErr != nil:
 		return res, fmt.Errorf("the cutover failed (results are in %s): %w", outDir, out.CutoverErr)
 	case out.VerifyErr != nil:

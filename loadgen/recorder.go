@@ -360,7 +360,7 @@ func (r *Recorder) add(s *sample) {
 		st.retried++
 	}
 	st.maxTries = max(st.maxTries, tries)
-	r.addToSpans(s, s.class != OK)
+	r.addToSpans(s, s.class != OK, s.flags&flagAmbiguous != 0)
 	recordClamped(r.lag, s.start-s.intended)
 	recordClamped(r.ivLag, s.start-s.intended)
 	r.avail[st.kind].attempt(s.intended)

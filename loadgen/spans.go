@@ -75,13 +75,35 @@ func (r *Recorder) BeginCycle(n int, at time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	t := int64(at)
+	c := &span{kind: "cycle", phase: -1, cycle: n, start: t, end: open}
 	if len(r.cycles) == 0 {
-		t = 0
+		// The first cycle holds everything from the run's start, recorded already.
+		c.start = 0
+		c.count, c.errors = r.totals.Transactions, r.totals.Failed
+		c.attempts, c.failed = r.totals.Attempts, r.totals.FailedAttempts
 	} else {
 		last := r.cycles[len(r.cycles)-1]
 		last.end = max(last.start, t)
 	}
-	r.cycles = append(r.cycles, &span{kind: "cycle", phase: -1, cycle: n, start: t, end: open})
+	r.cycles = append(r.cycles, c)
+}
+
+// setPhases gives a recorder built outside NewRecorder the phases of a run with one
+// disruption: "during" began at phases["during"] and "after" at phases["after"]
+// (a phase absent did not occur).
+func (r *Recorder) setPhases(phases map[string]time.Duration) {
+	r.spans = []*span{r.newSpan(result.PhaseBefore, "", phaseBefore, 0, 0)}
+	r.marked = -1
+	if at, ok := phases[result.PhaseDuring]; ok {
+		r.spans[0].end = int64(at)
+		d := &span{label: "cutover", kind: result.DisruptionSwitchover, phase: phaseDuring, start: int64(at), end: open}
+		r.spans = append(r.spans, d)
+		r.disrupted = true
+		if after, ok := phases[result.PhaseAfter]; ok {
+			d.end = int64(after)
+			r.spans = append(r.spans, &span{label: "after cutover", phase: phaseAfter, start: int64(after), end: open})
+		}
+	}
 }
 
 // openDisruptions counts the disruption windows still open.
@@ -134,9 +156,10 @@ func (r *Recorder) phaseOf(t int64) int {
 	return phaseAfter
 }
 
-// addToSpans counts sample s, of operation st, in every span its intended start
-// falls in.
-func (r *Recorder) addToSpans(s *sample, failed bool) {
+// addToSpans counts sample s in every span its intended start falls in. failed is
+// true when it failed; ambiguous when its outcome is unknown (a cycle counts it
+// apart from its failures, as the run's totals do).
+func (r *Recorder) addToSpans(s *sample, failed, ambiguous bool) {
 	tries := max(int64(s.tries), 1)
 	for _, sp := range r.spans {
 		if !sp.contains(s.intended) {
@@ -164,7 +187,7 @@ func (r *Recorder) addToSpans(s *sample, failed bool) {
 			c.count++
 			c.attempts += tries
 			c.failed += int64(s.failed)
-			if failed {
+			if failed && !ambiguous {
 				c.errors++
 			}
 			break
@@ -262,15 +285,18 @@ func (r *Recorder) longestWithin(from, to, end int64) (writeMs, readMs float64) 
 	return writeMs, readMs
 }
 
-// WriteStalledFor is how long, at offset now, writes have gone without a success:
-// since the later of from and the last write that succeeded, once any write has
-// succeeded in the run (0 before). Operations are recorded when they finish, so an
-// open-ended count from the last success is what shows a hang (a blackhole, a
-// frozen writer) while its operations are still waiting.
-func (r *Recorder) WriteStalledFor(from, now time.Duration) time.Duration {
+// StalledFor is how long, at offset now, writes (or reads) have gone without a
+// success: since the later of from and the last one that succeeded, once any has
+// succeeded in the run (0 before). Operations are recorded when they finish, so
+// counting from the last success is what shows a hang (a blackhole, a frozen
+// writer) while its operations are still waiting.
+func (r *Recorder) StalledFor(writes bool, from, now time.Duration) time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	a := &r.avail[1]
+	a := &r.avail[0]
+	if writes {
+		a = &r.avail[1]
+	}
 	nowMs := int(now / time.Millisecond)
 	last := -1
 	for i := min(len(a.successes), nowMs+1) - 1; i >= 0; i-- {
@@ -284,4 +310,36 @@ func (r *Recorder) WriteStalledFor(from, now time.Duration) time.Duration {
 	}
 	since := max(int(from/time.Millisecond), last+1)
 	return time.Duration(max(nowMs-since, 0)) * time.Millisecond
+}
+
+// Counts is what the operations that finished in a span of the run did.
+type Counts struct {
+	// Ops finished (succeeded or failed); Failed failed after the client's retries.
+	Ops, Failed int64
+	// Attempts were made in all; FailedAttempts failed (retried or final).
+	Attempts, FailedAttempts int64
+}
+
+// Recent counts the operations that finished in the one-second intervals starting
+// in [from, to) of the run's timeline.
+func (r *Recorder) Recent(from, to time.Duration) Counts {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var c Counts
+	for i := len(r.timeline) - 1; i >= 0; i-- {
+		row := &r.timeline[i]
+		t := time.Duration(row.TS * float64(time.Second))
+		if t >= to {
+			continue
+		}
+		// Half a second of slack keeps a late flush's interval in its second.
+		if t+500*time.Millisecond < from {
+			break
+		}
+		c.Ops += row.Ops
+		c.Failed += row.Errors
+		c.FailedAttempts += row.FailedAttempts
+		c.Attempts += row.Ops - row.Errors + row.FailedAttempts
+	}
+	return c
 }

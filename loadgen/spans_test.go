@@ -97,10 +97,10 @@ func TestNoDisruptionNoWindows(t *testing.T) {
 	}
 }
 
-func TestWriteStalledFor(t *testing.T) {
+func TestStalledFor(t *testing.T) {
 	r := NewRecorder([]workload.Op{{Name: "write", Kind: workload.Write}}, nil)
 	s := time.Second
-	if got := r.WriteStalledFor(0, 5*s); got != 0 {
+	if got := r.StalledFor(true, 0, 5*s); got != 0 {
 		t.Errorf("before any write: %v, want 0", got)
 	}
 	h := r.NewHandle()
@@ -114,8 +114,34 @@ func TestWriteStalledFor(t *testing.T) {
 		{6 * s, 8 * s, 2 * s},
 		{9 * s, 8 * s, 0},
 	} {
-		if got := r.WriteStalledFor(tc.from, tc.now); got != tc.want {
-			t.Errorf("WriteStalledFor(%v, %v) = %v, want %v", tc.from, tc.now, got, tc.want)
+		if got := r.StalledFor(true, tc.from, tc.now); got != tc.want {
+			t.Errorf("StalledFor(%v, %v) = %v, want %v", tc.from, tc.now, got, tc.want)
 		}
+	}
+}
+
+func TestRecent(t *testing.T) {
+	r := NewRecorder([]workload.Op{{Name: "write", Kind: workload.Write}}, nil)
+	h := r.NewHandle()
+	s := time.Second
+	for sec := range 5 {
+		for i := range 10 {
+			at := int64(sec)*int64(s) + int64(i)*int64(50*time.Millisecond)
+			smp := sample{intended: at, end: at + 1000, tries: 1}
+			var err error
+			if sec == 3 && i < 4 {
+				smp.class, smp.tries, smp.failed = Timeout, 3, 3
+				err = errors.New("timeout")
+				h.failed(at, 0, Timeout, err) // two retried attempts, then the final one
+				h.failed(at, 0, Timeout, err)
+			}
+			h.record(smp, err)
+		}
+		r.Flush(time.Duration(sec+1) * s)
+	}
+	got := r.Recent(2*s, 4*s)
+	want := Counts{Ops: 20, Failed: 4, FailedAttempts: 12, Attempts: 28}
+	if got != want {
+		t.Errorf("Recent(2s, 4s) = %+v, want %+v", got, want)
 	}
 }

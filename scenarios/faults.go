@@ -101,7 +101,7 @@ type Guardrail struct {
 	// (p50, p90, p99, p999, max), write_unavailable or read_unavailable (how long
 	// no write, or read, has succeeded).
 	Metric string `yaml:"metric"`
-	// Op limits a latency or error-rate metric to one operation ("" or "*": all).
+	// Op limits a latency metric to one operation ("" or "*": all).
 	Op string `yaml:"op"`
 	// Window is the sliding window a rate or latency is measured over (default 5s,
 	// at least 1s).
@@ -326,7 +326,7 @@ func (s *Scenario) validateGuardrails(c *checker) {
 		_, latency := g.Latency()
 		switch {
 		case g.Op == "" || g.Op == "*":
-		case !latency && !g.Rate():
+		case !latency:
 			c.add(p+".op", "%s is measured over every operation; drop op", g.Metric)
 		case ops != nil && !slices.Contains(ops, g.Op):
 			c.add(p+".op", "unknown operation %q for workload %s; use \"*\" (every operation) or one of: %s", g.Op, s.Workload.Name, strings.Join(ops, ", "))

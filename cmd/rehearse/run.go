@@ -177,8 +177,24 @@ func cutoverLine(res *result.Result) string {
 			recovery = fmt.Sprintf(", not recovered by the run's end (%.1f s after the redirect)", *m.RecoveryS)
 		}
 	}
-	return fmt.Sprintf("cutover %s (%s): %s, %d failed operations, longest write stall %.0f ms%s, %s",
+	line := fmt.Sprintf("cutover %s (%s): %s, %d failed operations, longest write stall %.0f ms%s, %s",
 		m.Outcome, res.Mode, writer, res.Totals.Failed, res.Availability.WriteUnavailableMaxMs, recovery, lost)
+	if c := res.Availability.Cycles; c != nil {
+		line += fmt.Sprintf("\n  %d cycles: write stall min %.0f / p50 %.0f / p90 %.0f / max %.0f ms", c.Count,
+			c.WriteUnavailableMs.Min, c.WriteUnavailableMs.P50, c.WriteUnavailableMs.P90, c.WriteUnavailableMs.Max)
+		if r := c.RecoveryS; r != nil {
+			line += fmt.Sprintf("; recovery p50 %.1f s, max %.1f s", r.P50, r.Max)
+		}
+	}
+	if a := m.Abort; a != nil {
+		line += fmt.Sprintf("\n  aborted by a guardrail at %.1f s during %s: %s", a.AtS, a.During, a.Condition)
+	}
+	for _, g := range m.Guardrails {
+		if g.WouldFire && g.AtS != nil {
+			line += fmt.Sprintf("\n  guardrail would have fired (dry run) at %.1f s: %s", *g.AtS, g.Condition)
+		}
+	}
+	return line
 }
 
 func orDash(s string) string {

@@ -32,6 +32,11 @@ const maxExtension = 30 * time.Minute
 type cutover struct {
 	engine *migrate.Engine
 	warmup time.Duration
+	disr   *disruptions
+	guard  *guardrails
+	// listeners get every step event after the disruptions have (faults that
+	// strike at a step).
+	listeners []func(migrate.Event)
 
 	done chan struct{}
 	mu   sync.Mutex
@@ -41,7 +46,7 @@ type cutover struct {
 	err     error
 }
 
-func newCutover(sc *scenarios.Scenario, dry bool, tgt Target, wl workload.Workload, p *pools, log io.Writer) *cutover {
+func newCutover(sc *scenarios.Scenario, dry bool, tgt Target, wl workload.Workload, p *pools, rec *loadgen.Recorder, log io.Writer) *cutover {
 	c := sc.Cutover
 	e := &migrate.Engine{
 		Provider: tgt.Provider(),
@@ -50,7 +55,9 @@ func newCutover(sc *scenarios.Scenario, dry bool, tgt Target, wl workload.Worklo
 		Validate: validator(wl, tgt, p),
 		Log:      log,
 	}
-	return &cutover{engine: e, warmup: c.Warmup.D(), done: make(chan struct{})}
+	cut := &cutover{engine: e, warmup: c.Warmup.D(), done: make(chan struct{}), disr: newDisruptions(sc, rec)}
+	cut.guard = newGuardrails(sc, dry, rec, cut.disr.where, log)
+	return cut
 }
 
 // planConfig is the cutover plan sc describes.
@@ -61,7 +68,8 @@ func planConfig(sc *scenarios.Scenario) migrate.Config {
 		CatchUpMaxLagBytes: c.CatchUpMaxLagBytes, CatchUpSamples: c.CatchUpSamples,
 		Soak: c.Soak.D(), Rollback: c.Rollback, Synchronous: synchronous(sc),
 		Strategy: c.Strategy, SwitchoverTimeout: c.SwitchoverTimeout.D(),
-		Green: migrate.GreenSpec{InstanceClass: c.Green.InstanceClass, EngineVersion: c.Green.EngineVersion, ParameterGroup: c.Green.ParameterGroup},
+		Green:  migrate.GreenSpec{InstanceClass: c.Green.InstanceClass, EngineVersion: c.Green.EngineVersion, ParameterGroup: c.Green.ParameterGroup},
+		Cycles: c.Cycles, Settle: c.Settle.D(),
 	}
 }
 
@@ -110,18 +118,14 @@ func logicalConf(sc *scenarios.Scenario, conf map[string]string) map[string]stri
 // blueGreenNote says how a local or container target runs a blue/green deployment.
 const blueGreenNote = "Blue/green: green is a second set of nodes (one per blue node) holding blue's schema (pg_dump --schema-only) and fed by logical replication (a publication FOR ALL TABLES on blue, a subscription with the initial copy on green); green is read-only until the switchover. The switchover holds the endpoints (proxy: PgBouncer pauses), makes blue's database read-only (default_transaction_read_only) and ends its sessions, waits until green confirmed blue's final LSN, sets green's sequences past blue's, makes green writable, moves blue's names to green (blue's become -old1) and releases the endpoints to green; past cutover.switchover_timeout it rolls back instead."
 
-// start runs the plan after the warm-up, on the run's clock.
-func (c *cutover) start(ctx context.Context, rec *loadgen.Recorder, since func() time.Duration) {
+// start runs the plan after the warm-up, on the run's clock, with its guardrails
+// watching; the phases follow its disruptions (see disruptions).
+func (c *cutover) start(ctx context.Context, since func() time.Duration) {
 	c.engine.Since = since
-	var during, after bool
 	c.engine.OnEvent = func(ev migrate.Event) {
-		switch {
-		case ev.Mutating && ev.Status == "started" && !during:
-			during = true
-			rec.MarkPhase(result.PhaseDuring, ev.At)
-		case ev.Step == migrate.StepRedirect && ev.Status != "started" && !after:
-			after = true
-			rec.MarkPhase(result.PhaseAfter, ev.At)
+		c.disr.event(ev)
+		for _, f := range c.listeners {
+			f(ev)
 		}
 	}
 	go func() {
@@ -134,10 +138,20 @@ func (c *cutover) start(ctx context.Context, rec *loadgen.Recorder, since func()
 			return
 		case <-t.C:
 		}
-		mig, err := c.engine.Run(ctx)
-		if during && !after {
-			// The plan ended without a redirect (it failed or had none).
-			rec.MarkPhase(result.PhaseAfter, since())
+		pctx, abort := context.WithCancelCause(ctx)
+		defer abort(nil)
+		gctx, stopGuard := context.WithCancel(ctx)
+		guarded := make(chan struct{})
+		go func() {
+			defer close(guarded)
+			c.guard.watch(gctx, since(), since, abort)
+		}()
+		mig, err := c.engine.Run(pctx)
+		stopGuard()
+		<-guarded
+		c.disr.close(since())
+		if mig != nil {
+			mig.Guardrails, mig.Abort = c.guard.result()
 		}
 		c.finish(since(), mig, err)
 	}()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/rehearse-dev/rehearse/migrate"
 )
 
 // Sentinel errors of a rehearsal. The root package re-exports them and the CLI maps
@@ -15,6 +17,9 @@ var (
 	// ErrInterrupted means the run was interrupted; the results so far were written
 	// and marked interrupted (exit 130).
 	ErrInterrupted = errors.New("interrupted")
+	// ErrAborted means a live guardrail (cutover.abort_if) aborted the cutover,
+	// which was undone; the result records the breach (exit 3).
+	ErrAborted = migrate.ErrAborted
 )
 
 // interrupted wraps err as an interruption when ctx was cancelled.

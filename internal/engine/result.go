@@ -45,6 +45,7 @@ func (r *Rehearsal) buildResult(sc *scenarios.Scenario, spec StepSpec, stats loa
 			Arrivals:         stats.Arrivals,
 		},
 		Availability: sum.Availability,
+		PhaseWindows: sum.PhaseWindows,
 		Integrity:    integ,
 		Client:       clientInfo(sc),
 		Version:      r.cfg.Version,

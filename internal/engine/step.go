@@ -122,10 +122,10 @@ func (r *Rehearsal) Step(ctx context.Context, spec StepSpec) (*StepOutcome, erro
 	)
 	out.rec = loadgen.NewRecorder(r.wl.Ops(), tel.sink(func(op string, h *hdr.Histogram, from, to time.Duration) error {
 		return hw.WriteInterval(hlogTag(op), start.Add(from), start.Add(to), h)
-	}), loadgen.Retain(spec.Retain))
+	}), loadgen.Retain(max(spec.Retain, guardRetain(sc))))
 	var cut *cutover
 	if spec.Cutover && r.tgt.Provider() != nil {
-		cut = newCutover(sc, spec.Dry, r.tgt, r.wl, r.pools, tel.cutoverLog(r.log))
+		cut = newCutover(sc, spec.Dry, r.tgt, r.wl, r.pools, out.rec, tel.cutoverLog(r.log))
 	}
 	cfg, target := r.loadConfig(sc, out.rec, spec.Progress)
 	if rp, ok := r.wl.(*replay.Workload); ok {
@@ -160,7 +160,7 @@ func (r *Rehearsal) Step(ctx context.Context, spec StepSpec) (*StepOutcome, erro
 	}
 	loadDone := make(chan struct{})
 	if cut != nil {
-		cut.start(ctx, out.rec, since)
+		cut.start(ctx, since)
 		go settle(sc.Load.Duration.D(), start, cut, prepared, loadDone)
 	}
 	r.logStart(sc, cfg, target)
@@ -194,11 +194,11 @@ func (r *Rehearsal) Step(ctx context.Context, spec StepSpec) (*StepOutcome, erro
 		var mig *result.Migration
 		mig, _, out.CutoverErr = cut.outcome()
 		out.Result.Migration = mig
-		setRecovery(mig, out.Result.Timeline, out.rec)
 		out.Result.Notes = append(out.Result.Notes, r.tgt.Notes()...)
 	case spec.Cutover:
 		out.Result.Notes = append(out.Result.Notes, "The scenario has a cutover section, but target.dsn points at a database rehearse does not manage, so the plan was not run; the load ran against that database alone.")
 	}
+	fillDisruptions(out.Result, out.rec.Cycles(stats.Elapsed))
 	tel.finish(ctx, out.Result)
 	return out, nil
 }
@@ -350,20 +350,4 @@ func hlogTag(op string) string {
 		}
 		return r
 	}, op)
-}
-
-// setRecovery records how long users kept feeling the cutover after its redirect
-// (see recoveryTime), the seconds before its first mutating step being the baseline.
-func setRecovery(mig *result.Migration, rows []result.TimelineRow, rec *loadgen.Recorder) {
-	during, ok1 := rec.PhaseStart(result.PhaseDuring)
-	after, ok2 := rec.PhaseStart(result.PhaseAfter)
-	if mig == nil || !ok1 || !ok2 {
-		return
-	}
-	// The first second is the pools' and the sessions' start, not a baseline.
-	secs, ok := recoveryTime(rows, 1, during.Seconds(), after.Seconds())
-	if !ok && secs == 0 {
-		return
-	}
-	mig.RecoveryS, mig.Recovered = &secs, ok
 }

@@ -68,6 +68,10 @@ func Evaluate(res *result.Result, slo scenarios.SLO) result.SLOVerdict {
 		lim := float64(d.Microseconds()) / 1000
 		checks = append(checks, result.SLOCheck{Name: "max write unavailability", Limit: lim, Value: v, Passed: v <= lim, Unit: result.UnitMs})
 	}
+	if a := abortOf(res); a != nil {
+		checks = append(checks, result.SLOCheck{Name: "cutover guardrail", Limit: a.limit, Value: a.Value, Unit: a.Unit, Passed: false,
+			Reason: fmt.Sprintf("aborted the cutover at %.1f s during %s: %s", a.AtS, a.During, a.Condition)})
+	}
 	if d := slo.MaxRecovery.D(); d > 0 {
 		lim := d.Seconds()
 		c := result.SLOCheck{Name: "recovery after the cutover", Limit: lim, Unit: result.UnitSeconds}
@@ -279,4 +283,24 @@ func explicitLatency(limits []scenarios.LatencySLO) map[latencyKey]bool {
 		out[latencyKey{l.Op, phase, pct}] = true
 	}
 	return out
+}
+
+// abort is the guardrail breach that aborted res's cutover, with its limit.
+type abort struct {
+	result.Abort
+	limit float64
+}
+
+func abortOf(res *result.Result) *abort {
+	m := res.Migration
+	if m == nil || m.Abort == nil {
+		return nil
+	}
+	a := &abort{Abort: *m.Abort}
+	for _, g := range m.Guardrails {
+		if g.Condition == a.Condition {
+			a.limit = g.Max
+		}
+	}
+	return a
 }
