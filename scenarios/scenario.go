@@ -294,8 +294,10 @@ type SLO struct {
 	MaxWriteUnavailable Duration `yaml:"max_write_unavailable"`
 	// MaxReadUnavailable is the longest tolerated read unavailability window.
 	MaxReadUnavailable Duration `yaml:"max_read_unavailable"`
-	// MaxRecovery is the longest tolerated recovery after the cutover: how long
-	// after its redirect users kept feeling it (0 = none set).
+	// MaxRecovery is the longest tolerated recovery after a disruption (each
+	// switchover, failback and fault): how long after its end users kept feeling it,
+	// until p99 latency and schedule lag were back within 2× their values before
+	// the first disruption for 3 s (0 = none set).
 	MaxRecovery Duration `yaml:"max_recovery"`
 	// MaxLostWrites is the tolerated number of lost acknowledged writes (default 0).
 	MaxLostWrites int64 `yaml:"max_lost_writes"`

@@ -74,16 +74,19 @@ func Evaluate(res *result.Result, slo scenarios.SLO) result.SLOVerdict {
 	}
 	if d := slo.MaxRecovery.D(); d > 0 {
 		lim := d.Seconds()
-		c := result.SLOCheck{Name: "recovery after the cutover", Limit: lim, Unit: result.UnitSeconds}
-		switch m := res.Migration; {
-		case m == nil || m.RecoveryS == nil:
+		c := result.SLOCheck{Name: "slowest recovery", Limit: lim, Unit: result.UnitSeconds}
+		switch v, ok, what := slowestRecovery(res); {
+		case what == "":
 			c.Passed = true
-			c.Reason = "not applicable: no cutover's recovery was measured"
+			c.Reason = "not applicable: no disruption's recovery was measured"
 		default:
-			c.Value = *m.RecoveryS
-			c.Passed = m.Recovered && c.Value <= lim
-			if !m.Recovered {
-				c.Reason = fmt.Sprintf("not recovered by the run's end (%.1f s after the redirect)", c.Value)
+			c.Value = v
+			c.Passed = ok && v <= lim
+			switch {
+			case !ok:
+				c.Reason = fmt.Sprintf("%s: not recovered by the run's end (%.1f s after it)", what, v)
+			case !c.Passed:
+				c.Reason = what
 			}
 		}
 		checks = append(checks, c)
@@ -174,7 +177,27 @@ func latencyChecks(res *result.Result, l scenarios.LatencySLO) []result.SLOCheck
 		}
 	}
 	out := make([]result.SLOCheck, 0, len(ops))
+	windows := windowsOf(res, phase)
 	for _, o := range ops {
+		// A phase the run entered more than once (a cycle's failback, a fault) is
+		// judged window by window: each disruption on its own.
+		if len(windows) > 1 {
+			var per []result.SLOCheck
+			for _, w := range windows {
+				p := w.Operations[o.Name]
+				if p.Count == 0 {
+					continue
+				}
+				c := result.SLOCheck{Name: windowName(pct, used, o.Name, w), Limit: lim, Unit: result.UnitMs, Op: o.Name, Phase: phase, Percentile: pct}
+				c.Value = field(p.LatencyMs)
+				c.Passed = c.Value <= lim
+				per = append(per, c)
+			}
+			if len(per) > 0 {
+				out = append(out, per...)
+				continue
+			}
+		}
 		c := result.SLOCheck{Name: name(o.Name), Limit: lim, Unit: result.UnitMs, Op: o.Name, Phase: phase, Percentile: pct}
 		lat, n := o.LatencyMs, o.Count
 		if phase != phaseAll {
@@ -196,6 +219,34 @@ func latencyChecks(res *result.Result, l scenarios.LatencySLO) []result.SLOCheck
 		out = append(out, c)
 	}
 	return out
+}
+
+// windowsOf lists the run's phase windows of phase (none for "all").
+func windowsOf(res *result.Result, phase string) []result.PhaseWindow {
+	if phase == phaseAll {
+		return nil
+	}
+	var out []result.PhaseWindow
+	for _, w := range res.PhaseWindows {
+		if w.Phase == phase {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// windowName names a latency check of one phase window: "p99 latency transfer
+// during failback (cycle 2)", "p99 latency transfer after switchover (cycle 1)".
+func windowName(pct, used float64, op string, w result.PhaseWindow) string {
+	where := w.Label
+	if w.Phase == result.PhaseDuring {
+		where = "during " + w.Label
+	}
+	n := fmt.Sprintf("p%s latency %s %s", fmtPct(pct), op, where)
+	if used != pct {
+		n += " (as " + fieldName(used) + ")"
+	}
+	return n
 }
 
 // phaseOccurred reports whether any operation ran in phase.
@@ -303,4 +354,27 @@ func abortOf(res *result.Result) *abort {
 		}
 	}
 	return a
+}
+
+// slowestRecovery is the slowest recovery of the run's disruptions (the cutover's
+// switchovers and failbacks, the faults), what it followed, and whether it
+// recovered at all (one that did not is the slowest). what is "" when no recovery
+// was measured.
+func slowestRecovery(res *result.Result) (secs float64, recovered bool, what string) {
+	consider := func(v *float64, ok bool, label string) {
+		switch {
+		case v == nil:
+		case what == "", recovered && !ok, recovered == ok && *v > secs:
+			secs, recovered, what = *v, ok, label
+		}
+	}
+	for _, w := range res.PhaseWindows {
+		if w.Phase == result.PhaseDuring {
+			consider(w.RecoveryS, w.Recovered, w.Label)
+		}
+	}
+	if what == "" && res.Migration != nil {
+		consider(res.Migration.RecoveryS, res.Migration.Recovered, "the cutover")
+	}
+	return secs, recovered, what
 }

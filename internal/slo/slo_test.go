@@ -193,7 +193,7 @@ func TestRecoveryCheck(t *testing.T) {
 			v := Evaluate(res, scenarios.SLO{MaxRecovery: scenarios.Duration(tc.limit)})
 			var got *result.SLOCheck
 			for i := range v.Checks {
-				if v.Checks[i].Name == "recovery after the cutover" {
+				if v.Checks[i].Name == "slowest recovery" {
 					got = &v.Checks[i]
 				}
 			}
@@ -207,5 +207,44 @@ func TestRecoveryCheck(t *testing.T) {
 				t.Errorf("check = %+v, want passed %v with reason containing %q", *got, tc.passed, tc.reason)
 			}
 		})
+	}
+}
+
+// A phase entered more than once is judged window by window, and the slowest
+// disruption's recovery is the one gated.
+func TestWindowedChecks(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	res := sample(t)
+	lat := func(p99 float64) map[string]result.Phase {
+		return map[string]result.Phase{"transfer": {Count: 10, LatencyMs: result.Latency{P99: p99}}}
+	}
+	res.PhaseWindows = []result.PhaseWindow{
+		{Phase: result.PhaseBefore, Label: "before", Operations: lat(5)},
+		{Phase: result.PhaseDuring, Label: "switchover (cycle 1)", Operations: lat(200), RecoveryS: f(3), Recovered: true},
+		{Phase: result.PhaseAfter, Label: "after switchover (cycle 1)", Operations: lat(6)},
+		{Phase: result.PhaseDuring, Label: "failback (cycle 2)", Operations: lat(900), RecoveryS: f(7.5), Recovered: true},
+		{Phase: result.PhaseAfter, Label: "after failback (cycle 2)", Operations: lat(7)},
+	}
+	ms := func(n int) scenarios.Duration { return scenarios.Duration(time.Duration(n) * time.Millisecond) }
+	v := Evaluate(res, scenarios.SLO{
+		Latency:     []scenarios.LatencySLO{{Op: "transfer", Phase: result.PhaseDuring, Percentile: 99, Max: ms(500)}},
+		MaxRecovery: scenarios.Duration(5 * time.Second),
+	})
+	got := map[string]bool{}
+	for _, c := range v.Checks {
+		got[c.Name] = c.Passed
+	}
+	want := map[string]bool{
+		"p99 latency transfer during switchover (cycle 1)": true,
+		"p99 latency transfer during failback (cycle 2)":   false,
+		"slowest recovery": false,
+	}
+	for name, passed := range want {
+		if p, ok := got[name]; !ok || p != passed {
+			t.Errorf("check %q: present %v passed %v; want passed %v (checks %v)", name, ok, p, passed, got)
+		}
+	}
+	if _, ok := got["p99 latency transfer during"]; ok {
+		t.Error("the phase was also judged as a whole")
 	}
 }
