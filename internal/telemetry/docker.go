@@ -3,8 +3,11 @@ package telemetry
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
@@ -22,10 +25,29 @@ type ContainerCounters struct {
 	// does not report them (cgroup v2 reports only bytes).
 	Reads, Writes uint64
 	IO            bool
+	// Read is when the engine took the sample.
+	Read time.Time
 }
 
-// Docker reads container statistics from the Docker engine.
-type Docker struct{ cli *client.Client }
+// Docker reads container statistics from the Docker engine: a stream per
+// container (the engine sends a sample every second), of which the sampler reads
+// the latest. A one-shot request per sample would take as long as the interval.
+type Docker struct {
+	cli *client.Client
+
+	mu      sync.Mutex
+	streams map[string]*statsStream
+	closed  bool
+}
+
+// statsStream is one container's stream and its latest sample.
+type statsStream struct {
+	cancel context.CancelFunc
+	latest ContainerCounters
+	ok     bool
+	err    error
+	done   bool
+}
 
 // NewDocker connects to the Docker engine the environment names (DOCKER_HOST, else
 // the default socket).
@@ -34,11 +56,20 @@ func NewDocker() (*Docker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: connect to the Docker engine: %w", err)
 	}
-	return &Docker{cli: cli}, nil
+	return &Docker{cli: cli, streams: map[string]*statsStream{}}, nil
 }
 
-// Close releases the client.
-func (d *Docker) Close() error { return d.cli.Close() }
+// Close stops the streams and releases the client.
+func (d *Docker) Close() error {
+	d.mu.Lock()
+	d.closed = true
+	for id, s := range d.streams {
+		s.cancel()
+		delete(d.streams, id)
+	}
+	d.mu.Unlock()
+	return d.cli.Close()
+}
 
 // Labelled maps the value of label nameLabel to the container ID, for the running
 // containers labelled filter ("key=value").
@@ -56,19 +87,64 @@ func (d *Docker) Labelled(ctx context.Context, filter, nameLabel string) (map[st
 	return out, nil
 }
 
-// Counters reads one container's counters (a one-shot sample: the engine answers
-// at once rather than waiting a second for a previous sample).
-func (d *Docker) Counters(ctx context.Context, id string) (ContainerCounters, error) {
-	res, err := d.cli.ContainerStats(ctx, id, client.ContainerStatsOptions{})
+// errNoStatsYet is a container whose stream has sent nothing yet.
+var errNoStatsYet = errors.New("no statistics from the engine yet")
+
+// Counters returns a container's latest counters, starting its stream on the
+// first call (which then has none yet).
+func (d *Docker) Counters(_ context.Context, id string) (ContainerCounters, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return ContainerCounters{}, errors.New("telemetry: the Docker client is closed")
+	}
+	s := d.streams[id]
+	if s == nil || s.done {
+		ctx, cancel := context.WithCancel(context.Background())
+		s = &statsStream{cancel: cancel}
+		d.streams[id] = s
+		go d.stream(ctx, id, s)
+	}
+	switch {
+	case s.ok:
+		return s.latest, nil
+	case s.err != nil:
+		return ContainerCounters{}, s.err
+	}
+	return ContainerCounters{}, errNoStatsYet
+}
+
+// stream reads a container's statistics until the container or the stream ends.
+func (d *Docker) stream(ctx context.Context, id string, s *statsStream) {
+	fail := func(err error) {
+		d.mu.Lock()
+		s.err, s.done, s.ok = err, true, false
+		d.mu.Unlock()
+		s.cancel()
+	}
+	res, err := d.cli.ContainerStats(ctx, id, client.ContainerStatsOptions{Stream: true})
 	if err != nil {
-		return ContainerCounters{}, fmt.Errorf("telemetry: stats of container %s: %w", short(id), err)
+		fail(fmt.Errorf("telemetry: stats of container %s: %w", short(id), err))
+		return
 	}
 	defer res.Body.Close()
-	var st container.StatsResponse
-	if err := json.NewDecoder(res.Body).Decode(&st); err != nil {
-		return ContainerCounters{}, fmt.Errorf("telemetry: stats of container %s: %w", short(id), err)
+	dec := json.NewDecoder(res.Body)
+	for {
+		var st container.StatsResponse
+		if err := dec.Decode(&st); err != nil {
+			fail(fmt.Errorf("telemetry: stats of container %s: %w", short(id), err))
+			return
+		}
+		c := counters(st)
+		d.mu.Lock()
+		s.latest, s.ok = c, true
+		d.mu.Unlock()
 	}
-	c := ContainerCounters{CPU: st.CPUStats.CPUUsage.TotalUsage, System: st.CPUStats.SystemUsage}
+}
+
+// counters takes a sample's cumulative counters.
+func counters(st container.StatsResponse) ContainerCounters {
+	c := ContainerCounters{CPU: st.CPUStats.CPUUsage.TotalUsage, System: st.CPUStats.SystemUsage, Read: st.Read}
 	// As `docker stats` does: cgroup v1 counts the page cache as "cache", v2 as
 	// "inactive_file"; neither is memory the database holds.
 	cache := st.MemoryStats.Stats["total_inactive_file"]
@@ -87,7 +163,7 @@ func (d *Docker) Counters(ctx context.Context, id string) (ContainerCounters, er
 			c.Writes += e.Value
 		}
 	}
-	return c, nil
+	return c
 }
 
 func short(id string) string {

@@ -201,19 +201,20 @@ func (s *Sampler) sampleNode(ctx context.Context, n Node, st *nodeState, t float
 			st.contErr = err
 			return
 		}
+		if st.contReady && st.contID == n.Container && c.Read.Equal(st.cont.Read) {
+			return // the engine has sent no newer sample since the last one
+		}
 		st.contOK = true
 		s.rec.point(n.Name, r, "rss", t, float64(c.Memory), false)
 		if st.contReady && st.contID == n.Container && c.System > st.cont.System && c.CPU >= st.cont.CPU {
 			s.rec.point(n.Name, r, "cpu", t, 100*float64(c.CPU-st.cont.CPU)/float64(c.System-st.cont.System), false)
-			if dt := s.cfg.Interval.Seconds(); c.IO && st.cont.IO && dt > 0 {
-				// The engine's counters carry no time of their own: the rate is over
-				// the sampling interval.
+			if dt := c.Read.Sub(st.cont.Read).Seconds(); c.IO && st.cont.IO && dt > 0 {
 				s.rec.point(n.Name, r, "read_iops", t, float64(c.Reads-min(c.Reads, st.cont.Reads))/dt, false)
 				s.rec.point(n.Name, r, "write_iops", t, float64(c.Writes-min(c.Writes, st.cont.Writes))/dt, false)
 			}
 		}
 		if !c.IO {
-			s.rec.note(fmt.Sprintf("read_iops and write_iops of %s: the Docker engine reports no I/O operation counts for its container (cgroup v2 reports bytes only)", n.Name))
+			s.rec.note(fmt.Sprintf("read_iops and write_iops of %s: the Docker engine reports no block I/O operation counts for its container (io_serviced_recursive is empty, as on cgroup v2)", n.Name))
 		}
 		st.cont, st.contID, st.contReady = c, n.Container, true
 	}

@@ -13,6 +13,7 @@ import (
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/aws/smithy-go"
+	"github.com/moby/moby/api/types/container"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
@@ -539,5 +540,22 @@ func TestReplicaLagOnlyOfNodes(t *testing.T) {
 	}
 	if strings.Join(lag, ",") != "node2" {
 		t.Errorf("replica lag series of %v, want node2's only", lag)
+	}
+}
+
+func TestContainerCounters(t *testing.T) {
+	var st container.StatsResponse
+	st.CPUStats.CPUUsage.TotalUsage, st.CPUStats.SystemUsage = 5e9, 100e9
+	st.MemoryStats.Usage = 300 << 20
+	st.MemoryStats.Stats = map[string]uint64{"inactive_file": 100 << 20}
+	st.BlkioStats.IoServicedRecursive = []container.BlkioStatEntry{{Op: "Read", Value: 7}, {Op: "Write", Value: 9}, {Op: "Read", Value: 1}, {Op: "Total", Value: 17}}
+	c := counters(st)
+	if c.CPU != 5e9 || c.System != 100e9 || c.Memory != 200<<20 || !c.IO || c.Reads != 8 || c.Writes != 9 {
+		t.Errorf("counters %+v", c)
+	}
+	st.BlkioStats.IoServicedRecursive = nil
+	st.MemoryStats.Stats = map[string]uint64{"total_inactive_file": 50 << 20}
+	if c := counters(st); c.IO || c.Memory != 250<<20 {
+		t.Errorf("cgroup v1 page cache, no I/O counts: %+v", c)
 	}
 }
