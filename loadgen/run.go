@@ -44,6 +44,11 @@ type Config struct {
 	Duration time.Duration
 	// Sessions is the number of simulated sessions (open loop).
 	Sessions int
+	// SessionOffset is the index of the first session in the workload's numbering
+	// (open loop): a shard of a run spread over several processes runs sessions
+	// SessionOffset … SessionOffset+Sessions-1 of the run's, so no two shards
+	// play the same user.
+	SessionOffset int
 	// Workers is the number of goroutines executing due actions (open loop), or the
 	// number of connections looping (closed loop).
 	Workers int
@@ -274,7 +279,7 @@ func (r *runner) buildSessions() {
 	seedRnd := rand.New(rand.NewPCG(cfg.Seed, 0xabcdef))
 	r.idle = make(idleHeap, 0, cfg.Sessions)
 	for i := range r.sessions {
-		r.sessions[i] = cfg.Workload.NewSession(i, seedRnd)
+		r.sessions[i] = cfg.Workload.NewSession(cfg.SessionOffset+i, seedRnd)
 		r.idle = append(r.idle, done{session: int32(i), ready: int64(cfg.Think.Sample(seedRnd))})
 	}
 	// Linear-time heap construction rather than n pushes.

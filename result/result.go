@@ -38,6 +38,17 @@ type Result struct {
 	Timeline     []TimelineRow `json:"timeline"`
 	Version      string        `json:"rehearse_version,omitempty"`
 	Notes        []string      `json:"notes,omitempty"`
+	// Shard identifies one shard's result of a run spread over several processes
+	// (rehearse run --shard); nil for a run of one process. Added field.
+	Shard *ShardInfo `json:"shard,omitempty"`
+	// Shards is how many shard results a merged result holds (rehearse report
+	// merge); 0 for any other result. Added field.
+	Shards int `json:"shards,omitempty"`
+	// Incomplete marks a merged result that lacks some shard's results (a shard
+	// died, or its directory was not given); Sharding says which. Added field.
+	Incomplete bool `json:"incomplete,omitempty"`
+	// Sharding says which run and shards a merged result holds. Added field.
+	Sharding *Sharding `json:"sharding,omitempty"`
 }
 
 // Database is the database's own numbers on the run's timeline: a series per node
