@@ -96,6 +96,28 @@ func (t *stepTelemetry) cutoverLog(log io.Writer) io.Writer {
 	return t.metrics.CutoverLog(log)
 }
 
+// onEvent records a cutover step's event (a cutover listener): the current step,
+// its status and the phase. It does what cutoverLog does from the log's lines.
+func (t *stepTelemetry) onEvent(ev migrate.Event) {
+	if t.metrics != nil {
+		t.metrics.CutoverEvent(ev.Step, ev.Status, ev.Mutating)
+	}
+}
+
+// fault counts an injected fault event (a node killed, a network cut).
+func (t *stepTelemetry) fault(kind string) {
+	if t.metrics != nil {
+		t.metrics.Fault(kind)
+	}
+}
+
+// guardrail counts a guardrail event: the limit crossed and the action taken.
+func (t *stepTelemetry) guardrail(name, action string) {
+	if t.metrics != nil {
+		t.metrics.Guardrail(name, action)
+	}
+}
+
 // start starts sampling the database on the run's clock.
 func (t *stepTelemetry) start(ctx context.Context, since func() time.Duration) {
 	sctx, cancel := context.WithCancel(ctx)

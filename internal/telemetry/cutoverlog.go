@@ -17,10 +17,9 @@ func (m *Metrics) CutoverLog(next io.Writer) io.Writer {
 }
 
 type cutoverLog struct {
-	m             *Metrics
-	next          io.Writer
-	buf           []byte
-	during, after bool
+	m    *Metrics
+	next io.Writer
+	buf  []byte
 }
 
 func (l *cutoverLog) Write(p []byte) (int, error) {
@@ -55,13 +54,25 @@ func (l *cutoverLog) line(s string) {
 	if status == "..." {
 		status = "started"
 	}
-	l.m.Step(step, status)
+	l.m.CutoverEvent(step, status, step != "preflight" && step != "validate")
+}
+
+// CutoverEvent records a cutover step's event: the step started ("started") or
+// ended with status; mutating says whether it changes the cluster. The phase
+// moves to "during" at the first mutating step's start and to "after" once the
+// redirect has ended or a step failed, as the run's phases do.
+func (m *Metrics) CutoverEvent(step, status string, mutating bool) {
+	m.Step(step, status)
+	m.mu.Lock()
+	var phase string
 	switch {
-	case status == "started" && !l.during && step != "preflight" && step != "validate":
-		l.during = true
-		l.m.Phase("during")
-	case l.during && !l.after && status != "started" && (step == "redirect" || status == "failed"):
-		l.after = true
-		l.m.Phase("after")
+	case status == "started" && mutating && !m.during:
+		m.during, phase = true, "during"
+	case m.during && !m.after && status != "started" && (step == "redirect" || status == "failed"):
+		m.after, phase = true, "after"
+	}
+	m.mu.Unlock()
+	if phase != "" {
+		m.Phase(phase)
 	}
 }
