@@ -56,7 +56,7 @@ func ParseRateStep(s string) (RateStep, error) {
 // bad input. Any other error is a runtime failure.
 func Capacity(ctx context.Context, sc *scenarios.Scenario, cfg CapacityConfig, opts ...Option) (*result.CapacityResult, error) {
 	o := collect(opts)
-	if err := o.reject("Capacity", "WithMode", "WithDuration", "WithRate", "WithSessions"); err != nil {
+	if err := o.reject("Capacity", "WithMode", "WithDuration", "WithRate", "WithSessions", "WithShard", "WithBarrierTimeout"); err != nil {
 		return nil, err
 	}
 	if sc == nil {

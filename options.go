@@ -26,6 +26,7 @@ type options struct {
 	awsURL   string
 	progress io.Writer
 	log      io.Writer
+	shard    *shardOptions // WithShard: one shard of a run spread over several processes
 }
 
 func (o *options) mark(name string) {

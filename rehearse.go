@@ -46,6 +46,9 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts ...Option) (*result.R
 	if err != nil {
 		return nil, err
 	}
+	if s, err = o.shardRun(s, &ecfg); err != nil {
+		return nil, err
+	}
 	for _, n := range s.Notes {
 		fmt.Fprintf(o.log, "note: %s\n", n)
 	}
@@ -74,6 +77,7 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts ...Option) (*result.R
 	}
 	res := out.Result
 	res.SLO = slo.Evaluate(res, s.SLO)
+	shardVerdict(res)
 	if err := engine.FinishHlog(out.Hlog, outDir); err != nil {
 		return res, err
 	}
@@ -89,6 +93,8 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts ...Option) (*result.R
 		return res, fmt.Errorf("the cutover failed (results are in %s): %w", outDir, out.CutoverErr)
 	case out.VerifyErr != nil:
 		return res, fmt.Errorf("integrity check failed to run: %w", out.VerifyErr)
+	case res.Shard != nil:
+		return res, shardOutcome(res, outDir)
 	case !res.SLO.Passed:
 		return res, fmt.Errorf("%w: %s", ErrSLOBreached, strings.Join(report.Reasons(res.SLO), "; "))
 	}

@@ -31,6 +31,9 @@ type ShardInfo struct {
 	Seed uint64 `json:"seed"`
 	// SessionOffset is the run-wide index of the shard's first session.
 	SessionOffset int `json:"session_offset"`
+	// AcknowledgedWrites is how many acknowledged writes this shard's own clients
+	// saw: the coordinator's integrity check covers the sum of every shard's.
+	AcknowledgedWrites int64 `json:"acknowledged_writes"`
 	// Phases are when the cutover's phases began on the run's timeline (seconds),
 	// as the coordinator marked them and every shard applied them.
 	Phases map[string]float64 `json:"phases,omitempty"`

@@ -96,7 +96,7 @@ unavailability (100ms). A bare value such as 15% sets latency.`,
 	}
 	compare.Flags().StringVar(&tol, "tolerance", "", "allowed regression, e.g. latency=10%,latency_abs=1ms")
 	compare.Flags().StringVarP(&cout, "output", "o", "", "also write the comparison as html to this file")
-	cmd.AddCommand(render, compare)
+	cmd.AddCommand(render, compare, newMergeCmd(s))
 	return cmd
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rehearse-dev/rehearse"
+	"github.com/rehearse-dev/rehearse/internal/shard"
 	"github.com/rehearse-dev/rehearse/migrate/container"
 	"github.com/rehearse-dev/rehearse/report"
 	"github.com/rehearse-dev/rehearse/result"
@@ -23,6 +24,7 @@ func newRunCmd(s streams) *cobra.Command {
 		image, confirm, awsURL           string
 		duration                         string
 		metricsAddr, metricsLinger       string
+		shard, barrierTimeout            string
 		sessions                         int
 		rate                             float64
 		quiet, keep, rollback            bool
@@ -46,7 +48,8 @@ interrupted (exit 130).`,
   rehearse run scenarios/smoke.yaml --target container --mode wet  # in Docker containers
   rehearse run scenarios/aurora.yaml --target aurora --mode wet --confirm rehearse-demo --aws-endpoint-url http://127.0.0.1:4566
   rehearse run scenarios/smoke.yaml --keep      # leave the embedded server running
-  rehearse run scenarios/smoke.yaml --metrics-addr 127.0.0.1:9464 --metrics-linger 30s  # live Prometheus metrics`,
+  rehearse run scenarios/smoke.yaml --metrics-addr 127.0.0.1:9464 --metrics-linger 30s  # live Prometheus metrics
+  rehearse run scenarios/smoke.yaml --mode wet --shard 0/3 --out runs/x/shard-0   # one of three shards (also 1/3, 2/3)`,
 		Args: exactArgs(1, "one scenario file"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sc, err := scenarios.LoadFile(args[0])
@@ -78,6 +81,11 @@ interrupted (exit 130).`,
 			if cmd.Flags().Changed("rate") {
 				opts = append(opts, rehearse.WithRate(f.rate))
 			}
+			shardOpts, err := shardFlags(cmd, f.shard, f.barrierTimeout, os.Getenv)
+			if err != nil {
+				return err
+			}
+			opts = append(opts, shardOpts...)
 			if !f.quiet {
 				opts = append(opts, rehearse.WithProgress(s.err), rehearse.WithLog(s.err))
 			}
@@ -105,6 +113,8 @@ interrupted (exit 130).`,
 	fl.BoolVar(&f.rollback, "rollback", false, "after validation, rehearse the failback to the old writer")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this loopback host:port while the run lasts, e.g. 127.0.0.1:9464 (default: the scenario's telemetry.metrics_addr, else off)")
 	fl.StringVar(&f.metricsLinger, "metrics-linger", "", "keep serving the final metrics this long after the run, e.g. 30s (default: the scenario's telemetry.metrics_linger)")
+	fl.StringVar(&f.shard, "shard", "", "run shard INDEX/COUNT of a run spread over COUNT processes or pods against one target, e.g. 0/3 (shard 0 coordinates; default: from "+shard.EnvIndex+" and "+shard.EnvShards+" when set)")
+	fl.StringVar(&f.barrierTimeout, "barrier-timeout", "", "with --shard: how long the shards wait for each other at the start (default "+shard.DefaultBarrierTimeout.String()+")")
 	return cmd
 }
 
@@ -148,6 +158,9 @@ func summarize(w io.Writer, res *result.Result, out string) {
 		v.Label(), res.Scenario.Name, res.Totals.Transactions, res.Totals.Failed, res.Totals.FailedAttempts, res.Totals.Ambiguous, rate)
 	for _, r := range v.Reasons {
 		fmt.Fprintf(w, "  - %s\n", r)
+	}
+	if line := shardLine(res); line != "" {
+		fmt.Fprintln(w, line)
 	}
 	if line := cutoverLine(res); line != "" {
 		fmt.Fprintln(w, line)

@@ -38,6 +38,9 @@ type Config struct {
 	ActiveSessions int
 	// Version is rehearse's version, recorded in results.
 	Version string
+	// Shard makes the rehearsal one shard of a run spread over several processes
+	// (nil: a run of one process).
+	Shard *ShardConfig
 }
 
 // Rehearsal is a target that is up, with its workload set up and its pools open.
@@ -50,6 +53,7 @@ type Rehearsal struct {
 	pools    *pools
 	retry    loadgen.Retry
 	versions map[string]string
+	shard    *sharding // nil unless the run is sharded
 }
 
 // Open starts (or connects to) sc's target, sets its workload up and opens the
@@ -76,13 +80,21 @@ func Open(ctx context.Context, sc *scenarios.Scenario, cfg Config) (*Rehearsal, 
 		}
 		a.SetActiveSessions(n)
 	}
-	tgt, err := OpenTarget(ctx, sc, cfg.Target)
+	var tgt Target
+	var sh *sharding
+	if cfg.Shard != nil {
+		tgt, sh, err = openShard(ctx, sc, cfg)
+	} else {
+		tgt, err = OpenTarget(ctx, sc, cfg.Target)
+	}
 	if err != nil {
 		return nil, err
 	}
 	r := &Rehearsal{sc: sc, cfg: cfg, log: log, tgt: tgt, wl: wl, retry: retry,
-		versions: map[string]string{"rehearse": cfg.Version, "go": runtime.Version()}}
+		versions: map[string]string{"rehearse": cfg.Version, "go": runtime.Version()}, shard: sh}
 	if err := r.setUp(ctx); err != nil {
+		r.shard.close(ctx, err.Error())
+		r.shard = nil
 		r.Close(context.WithoutCancel(ctx), false)
 		return nil, err
 	}
@@ -93,6 +105,13 @@ func (r *Rehearsal) setUp(ctx context.Context) error {
 	var err error
 	if r.pools, err = connect(ctx, r.tgt, r.sc); err != nil {
 		return err
+	}
+	if !r.setsUp() {
+		// The coordinator sets the workload up; the start barrier waits for it.
+		if v, err := r.pools.serverVersion(ctx); err == nil {
+			r.versions["postgresql"] = v
+		}
+		return nil
 	}
 	fmt.Fprintf(r.log, "setting up workload %s\n", r.wl.Name())
 	if _, ok := r.wl.(*replay.Workload); ok {
@@ -126,6 +145,7 @@ func (r *Rehearsal) Target() Target { return r.tgt }
 // Close closes the pools and the target (see Target.Close for keep). It bounds
 // itself by VerifyTimeout, also when ctx has no deadline.
 func (r *Rehearsal) Close(ctx context.Context, keep bool) {
+	r.shard.close(ctx, "")
 	if r.pools != nil {
 		r.pools.close()
 	}

@@ -144,12 +144,15 @@ func (r *Rehearsal) Step(ctx context.Context, spec StepSpec) (*StepOutcome, erro
 	if cut != nil {
 		cfg.Duration = 0 // the load runs until the cutover has settled (see settle)
 	}
+	r.shard.configure(&cfg)
 	tel.attach(&cfg, out.rec, func() time.Duration { return time.Since(start) })
 	prepared, err := loadgen.Prepare(cfg)
 	if err != nil {
 		return nil, err
 	}
-	start = time.Now()
+	if start, err = r.shard.start(ctx); err != nil { // now, or a sharded run's agreed start
+		return nil, err
+	}
 	if hw, err = result.NewHlogWriter(hf, start); err != nil {
 		return nil, err
 	}
@@ -163,9 +166,11 @@ func (r *Rehearsal) Step(ctx context.Context, spec StepSpec) (*StepOutcome, erro
 		cut.start(ctx, since)
 		go settle(sc.Load.Duration.D(), start, cut, prepared, loadDone)
 	}
+	shardDone := r.shard.during(ctx, out.rec, prepared, cut, sc.Load.Duration.D(), start, loadDone)
 	r.logStart(sc, cfg, target)
 	stats, err := prepared.Run(ctx, start)
 	close(loadDone)
+	<-shardDone
 	if cut != nil {
 		<-cut.done
 	}
@@ -183,7 +188,7 @@ func (r *Rehearsal) Step(ctx context.Context, spec StepSpec) (*StepOutcome, erro
 	vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), VerifyTimeout)
 	defer cancel()
 	fmt.Fprintln(r.log, "checking integrity")
-	integ, verr := verify(vctx, r.wl, r.tgt)
+	integ, verr := r.verifyStep(vctx)
 	if verr != nil {
 		integ = result.Integrity{Checked: false, Details: []string{"integrity check failed to run: " + verr.Error()}}
 		out.VerifyErr = verr
@@ -200,6 +205,9 @@ func (r *Rehearsal) Step(ctx context.Context, spec StepSpec) (*StepOutcome, erro
 	}
 	fillDisruptions(out.Result, out.rec.Cycles(stats.Elapsed))
 	tel.finish(ctx, out.Result)
+	if err := r.shard.finishResult(out.Result, out.rec, spec.Dir); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 

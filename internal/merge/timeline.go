@@ -1,0 +1,154 @@
+package merge
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/rehearse-dev/rehearse/loadgen"
+	"github.com/rehearse-dev/rehearse/result"
+)
+
+// resultFile and hlogFile are a run's result and latency log (the root package's
+// ResultFile and HlogFile).
+const (
+	resultFile = "result.json"
+	hlogFile   = "latency.hlog"
+)
+
+// hlogMerge is the shards' latency logs summed per operation and second of the
+// run's shared timeline.
+type hlogMerge struct {
+	tags []string // in the order first seen
+	secs []map[string]*hdr.PackedHistogram
+}
+
+func (m *hlogMerge) add(sec int, tag string, h *hdr.PackedHistogram) {
+	for len(m.secs) <= sec {
+		m.secs = append(m.secs, nil)
+	}
+	if m.secs[sec] == nil {
+		m.secs[sec] = map[string]*hdr.PackedHistogram{}
+	}
+	cur := m.secs[sec][tag]
+	if cur == nil {
+		if !contains(m.tags, tag) {
+			m.tags = append(m.tags, tag)
+		}
+		m.secs[sec][tag] = h // decoded for this merge alone: it may be kept
+		return
+	}
+	cur.Merge(h)
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// mergeTimeline sums the shards' timelines per second of the shared clock (every
+// shard's clock started at the barrier's start), and takes each second's
+// latencies from the sum of the shards' interval histograms of that second.
+func mergeTimeline(res *result.Result, shards []Shard) (*hlogMerge, error) {
+	hm := &hlogMerge{}
+	var rows []result.TimelineRow
+	rowAt := func(k int) *result.TimelineRow {
+		for len(rows) <= k {
+			rows = append(rows, result.TimelineRow{TS: float64(len(rows))})
+		}
+		return &rows[k]
+	}
+	for _, s := range shards {
+		r := s.Result
+		last := 0
+		for _, row := range r.Timeline {
+			k := int(math.Round(row.TS))
+			last = max(last, k)
+			m := rowAt(k)
+			m.Ops += row.Ops
+			m.Errors += row.Errors
+			m.FailedAttempts += row.FailedAttempts
+			m.LagP99Ms = max(m.LagP99Ms, row.LagP99Ms)
+			for op, n := range row.PerOp {
+				if m.PerOp == nil {
+					m.PerOp = map[string]int64{}
+				}
+				m.PerOp[op] += n
+			}
+			for c, n := range row.ErrorsByClass {
+				if m.ErrorsByClass == nil {
+					m.ErrorsByClass = map[string]int64{}
+				}
+				m.ErrorsByClass[c] += n
+			}
+		}
+		startMs := r.StartedAt.UnixMilli()
+		f, err := os.Open(filepath.Join(s.Dir, hlogFile))
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrMismatch, s.Dir, err)
+		}
+		err = result.ReadHlog(f, func(iv result.Interval) error {
+			k := int(math.Round(float64(iv.StartMs-startMs) / 1000))
+			// What finished after the last whole second joins the last row, as
+			// the shard's own timeline has it.
+			k = max(min(k, last), 0)
+			hm.add(k, iv.Tag, iv.Histogram)
+			return nil
+		})
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", filepath.Join(s.Dir, hlogFile), err)
+		}
+	}
+	all := loadgen.NewHistogram()
+	for k := range rows {
+		all.Reset()
+		if k < len(hm.secs) {
+			for _, h := range hm.secs[k] {
+				h.MergeInto(all)
+			}
+		}
+		row := &rows[k]
+		if all.TotalCount() > 0 {
+			row.P50Ms = loadgen.Ms(all.ValueAtQuantile(50))
+			row.P99Ms = loadgen.Ms(all.ValueAtQuantile(99))
+			row.MaxMs = loadgen.Ms(all.Max())
+		}
+	}
+	if rows == nil {
+		rows = []result.TimelineRow{}
+	}
+	res.Timeline = rows
+	return hm, nil
+}
+
+// write writes the summed intervals as a latency.hlog whose clock starts at start.
+func (m *hlogMerge) write(w io.Writer, start time.Time) error {
+	hw, err := result.NewHlogWriter(w, start)
+	if err != nil {
+		return err
+	}
+	startMs := start.UnixMilli()
+	for k, sec := range m.secs {
+		for _, tag := range m.tags {
+			h := sec[tag]
+			if h == nil {
+				continue
+			}
+			from := startMs + int64(k)*1000
+			if err := hw.WritePackedInterval(tag, from, from+1000, h); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
