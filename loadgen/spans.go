@@ -23,7 +23,8 @@ type span struct {
 	start, end  int64 // ns on the run's timeline; end is open while it lasts
 
 	count, errors, failed, attempts int64
-	ops                             []spanOp // per operation (phase windows only)
+	ops                             []spanOp       // per operation (phase windows only)
+	lag                             *hdr.Histogram // schedule lag (phase windows only)
 }
 
 type spanOp struct {
@@ -128,7 +129,7 @@ func (r *Recorder) stable() *span {
 }
 
 func (r *Recorder) newSpan(label, kind string, phase, cycle int, start int64) *span {
-	return &span{label: label, kind: kind, phase: phase, cycle: cycle, start: start, end: open, ops: make([]spanOp, len(r.ops))}
+	return &span{label: label, kind: kind, phase: phase, cycle: cycle, start: start, end: open, ops: make([]spanOp, len(r.ops)), lag: newHist()}
 }
 
 const (
@@ -167,6 +168,7 @@ func (r *Recorder) addToSpans(s *sample, failed, ambiguous bool) {
 		}
 		sp.count++
 		sp.attempts += tries
+		recordClamped(sp.lag, s.start-s.intended)
 		sp.failed += int64(s.failed)
 		o := &sp.ops[s.op]
 		o.count++
@@ -231,6 +233,9 @@ func (r *Recorder) phaseWindowsLocked(end int64) []result.PhaseWindow {
 			w.Operations[r.ops[i].name] = p
 		}
 		w.LatencyMs = latency(all)
+		if s.lag != nil && s.lag.TotalCount() > 0 {
+			w.ScheduleLagP99Ms = ms(s.lag.ValueAtQuantile(99))
+		}
 		w.WriteUnavailableMs, w.ReadUnavailableMs = r.longestWithin(s.start, e, end)
 		out = append(out, w)
 	}

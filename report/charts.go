@@ -308,9 +308,9 @@ func ganttChart(res *result.Result) string {
 		}
 		bx0, bx1 := f.px(s.StartS), f.px(s.EndS)
 		w := math.Max(bx1-bx0, 2)
-		b.f(`<text x="%s" y="%s" text-anchor="end" fill="#333">%s</text>`, num(f.left-8), num(y+rowH/2+4), esc(s.Name))
+		b.f(`<text x="%s" y="%s" text-anchor="end" fill="#333">%s</text>`, num(f.left-8), num(y+rowH/2+4), esc(stepLabel(s)))
 		b.f(`<rect class="step-bar" x="%s" y="%s" width="%s" height="%s" rx="2" fill="%s"><title>%s (%s): %s–%s s</title></rect>`,
-			num(bx0), num(y+4), num(w), num(rowH-8), col, esc(s.Name), esc(s.Status), num(s.StartS), num(s.EndS))
+			num(bx0), num(y+4), num(w), num(rowH-8), col, esc(stepLabel(s)), esc(s.Status), num(s.StartS), num(s.EndS))
 		label := fmtDuration(s.EndS - s.StartS)
 		lx, anchor := bx0+w+4, "start"
 		if lx+float64(len(label))*6 > f.left+f.width {

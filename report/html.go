@@ -41,6 +41,7 @@ func htmlTmpl(text string) (*template.Template, error) {
 		"oflag":       opFlag,
 		"outcomeText": outcomeText,
 		"stepDur":     func(s result.Step) string { return fmtDuration(s.EndS - s.StartS) },
+		"stepLabel":   stepLabel,
 		"css":         func() template.CSS { return template.CSS(styleCSS) }, //nolint:gosec // our own file
 	}).Parse(text)
 }
@@ -73,6 +74,13 @@ type htmlData struct {
 	Users      string
 	Captured   []capturedRow
 	Database   template.HTML
+	Abort      string
+	Guardrails []guardrailRow
+	Cycles     []cycleRow
+	CycleChart template.HTML
+	Spread     []kv
+	Faults     []faultRow
+	Windows    []windowRow
 }
 
 // HTML writes res as one self-contained HTML page: the verdict, inline SVG charts
@@ -102,6 +110,13 @@ func HTML(w io.Writer, res *result.Result) error {
 		Users:      usersSentence(res),
 		Captured:   capturedRows(res),
 		Database:   databaseSection(res),
+		Abort:      abortText(res.Migration),
+		Guardrails: guardrailRows(res),
+		Cycles:     cycleRows(res),
+		CycleChart: template.HTML(cyclesChart(res)), //nolint:gosec // built from escaped parts
+		Spread:     spreadRows(res),
+		Faults:     faultRows(res),
+		Windows:    windowRows(res),
 	}
 	if res.Migration != nil {
 		d.Gantt = template.HTML(ganttChart(res)) //nolint:gosec
@@ -134,8 +149,11 @@ func cards(res *result.Result) []card {
 	if res.Migration != nil {
 		outcome = res.Migration.Outcome
 	}
+	if res.Migration != nil && res.Migration.Abort != nil {
+		outcome = "aborted at " + strconv.FormatFloat(res.Migration.Abort.AtS, 'f', 1, 64) + " s"
+	}
 	return []card{
-		{"Cutover", outcome, outcome == "failed"},
+		{"Cutover", outcome, outcome == "failed" || res.Migration != nil && res.Migration.Outcome == "aborted"},
 		{"Longest write outage", fmtMs(res.Availability.WriteUnavailableMaxMs), false},
 		recoveryCard(res),
 		{"Longest read outage", fmtMs(res.Availability.ReadUnavailableMaxMs), false},
@@ -166,6 +184,10 @@ func outcomeText(outcome string) string {
 // recoveryCard says how long users kept feeling the cutover after its redirect.
 func recoveryCard(res *result.Result) card {
 	m := res.Migration
+	if c := res.Availability.Cycles; c != nil && c.RecoveryS != nil {
+		v := strconv.FormatFloat(c.RecoveryS.P50, 'f', 1, 64) + " s p50 · " + strconv.FormatFloat(c.RecoveryS.Max, 'f', 1, 64) + " s max"
+		return card{"Recovery after the cutover", v, m != nil && m.RecoveryS != nil && !m.Recovered}
+	}
 	if m == nil || m.RecoveryS == nil {
 		return card{"Recovery after the cutover", "—", false}
 	}

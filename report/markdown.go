@@ -19,6 +19,8 @@ func Markdown(w io.Writer, res *result.Result) error {
 	mdVerdict(bw, res)
 	mdSLOChecks(bw, res)
 	mdCutover(bw, res)
+	mdFaults(bw, res)
+	mdWindows(bw, res)
 	mdDatabase(bw, res)
 	mdFailures(bw, res)
 	mdCaptured(bw, res)
@@ -93,11 +95,56 @@ func mdCutover(w io.Writer, res *result.Result) {
 		fmt.Fprintf(w, "No cutover ran.\n")
 		return
 	}
+	if a := abortText(res.Migration); a != "" {
+		fmt.Fprintf(w, "**%s**\n\n", mdText(a))
+	}
 	mdKV(w, migrationRows(res.Migration))
+	if rows := guardrailRows(res); len(rows) > 0 {
+		fmt.Fprintf(w, "\n### Guardrails (cutover.abort_if)\n\n")
+		mdTable(w, []string{"condition", "limit", "worst seen", "outcome"}, "---|--:|--:|---")
+		for _, r := range rows {
+			mdRow(w, r.Condition, r.Limit, r.Worst, r.Outcome)
+		}
+	}
+	if rows := cycleRows(res); len(rows) > 0 {
+		fmt.Fprintf(w, "\n### Cycles\n\n")
+		mdKV(w, spreadRows(res))
+		fmt.Fprintf(w, "\n")
+		mdTable(w, []string{"cycle", "direction", "writer", "outcome", "write unavailable", "read unavailable", "recovery", "transactions", "failed", "failed attempts", "stall breakdown"}, "--:|---|---|---|--:|--:|--:|--:|--:|--:|---")
+		for _, r := range rows {
+			mdRow(w, r.Cycle, r.Direction, r.Move, r.Outcome, r.Write, r.Read, r.Recovery, i64(r.Transactions), i64(r.Failed), i64(r.FailedAttempts), r.Stall)
+		}
+	}
 	fmt.Fprintf(w, "\n")
 	mdTable(w, []string{"step", "status", "start", "end", "duration"}, "---|---|--:|--:|--:")
 	for _, s := range res.Migration.Steps {
-		mdRow(w, s.Name, s.Status, fmtSec(s.StartS), fmtSec(s.EndS), fmtDuration(s.EndS-s.StartS))
+		mdRow(w, stepLabel(s), s.Status, fmtSec(s.StartS), fmtSec(s.EndS), fmtDuration(s.EndS-s.StartS))
+	}
+}
+
+// mdFaults writes the injected faults.
+func mdFaults(w io.Writer, res *result.Result) {
+	rows := faultRows(res)
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n## Faults\n\n")
+	mdTable(w, []string{"fault", "node", "at", "start", "end", "status", "failed operations", "recovery"}, "---|---|---|--:|--:|---|--:|--:")
+	for _, r := range rows {
+		mdRow(w, r.Fault, r.Node, r.At, r.Start, r.End, r.Status, r.Errors, r.Recovery)
+	}
+}
+
+// mdWindows writes the phase windows the run's timeline followed.
+func mdWindows(w io.Writer, res *result.Result) {
+	rows := windowRows(res)
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n## Phase windows\n\nEach switchover, failback and fault is its own \"during\" window; per-phase SLOs apply to each. Recovery: how long after a window's end p99 latency and schedule lag stayed above 2× their values before the first disruption.\n\n")
+	mdTable(w, []string{"phase", "window", "start", "end", "operations", "failed", "p99", "write unavailable", "read unavailable", "recovery"}, "---|---|--:|--:|--:|--:|--:|--:|--:|--:")
+	for _, r := range rows {
+		mdRow(w, r.Phase, r.Label, r.Start, r.End, i64(r.Count), i64(r.Errors), r.P99, r.Write, r.Read, r.Recovery)
 	}
 }
 

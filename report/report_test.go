@@ -23,7 +23,8 @@ func variants(t *testing.T) map[string]*result.Result {
 	noCut := sample(t, "sample-wet.json")
 	noCut.Migration = nil
 	empty := &result.Result{Schema: result.SchemaV1, Mode: "wet", Scenario: result.ScenarioInfo{Name: "empty"}}
-	return map[string]*result.Result{"wet": wet, "dry": sample(t, "sample-dry.json"), "nocutover": noCut, "empty": empty}
+	return map[string]*result.Result{"wet": wet, "dry": sample(t, "sample-dry.json"), "nocutover": noCut, "empty": empty,
+		"cycles": sample(t, "sample-cycles.json")}
 }
 
 func TestMarkdownGolden(t *testing.T) {
@@ -46,6 +47,8 @@ func TestChartsGolden(t *testing.T) {
 		"errors":     errorsChart,
 		"gantt":      ganttChart,
 	}
+	cyc := sample(t, "sample-cycles.json")
+	charts["cycles"] = func(*result.Result) string { return cyclesChart(cyc) }
 	for name, chart := range charts {
 		t.Run(name, func(t *testing.T) {
 			svg := chart(wet)

@@ -27,11 +27,10 @@ func golden(t *testing.T, name string, got []byte) {
 func sample(t testing.TB, name string) *result.Result {
 	t.Helper()
 	path := filepath.Join("testdata", name)
-	if testutil.Updating() {
-		gen := map[string]func() *result.Result{"sample-wet.json": sampleWet, "sample-dry.json": sampleDry}[name]
-		if gen == nil {
-			t.Fatalf("no generator for %s", name)
-		}
+	// A fixture without a generator is a recorded run's result (sample-cycles.json:
+	// scenarios/smoke.yaml, wet, proxy, cutover.cycles 5, with a fault and
+	// guardrails added), kept as it was.
+	if gen := map[string]func() *result.Result{"sample-wet.json": sampleWet, "sample-dry.json": sampleDry}[name]; testutil.Updating() && gen != nil {
 		if err := result.WriteFileAtomic(path, func(w io.Writer) error { return result.Encode(w, gen()) }); err != nil {
 			t.Fatal(err)
 		}

@@ -37,14 +37,18 @@ type PhaseWindow struct {
 	Errors         int64   `json:"errors"`
 	FailedAttempts int64   `json:"failed_attempts"`
 	LatencyMs      Latency `json:"latency_ms"`
+	// ScheduleLagP99Ms is the p99 of how late the window's operations started.
+	ScheduleLagP99Ms float64 `json:"schedule_lag_p99_ms"`
 	// Operations is the same per operation.
 	Operations map[string]Phase `json:"operations,omitempty"`
 	// WriteUnavailableMs and ReadUnavailableMs are the longest unavailability windows
 	// that opened within the window.
 	WriteUnavailableMs float64 `json:"write_unavailable_ms"`
 	ReadUnavailableMs  float64 `json:"read_unavailable_ms"`
-	// RecoveryS is, for a disruption, how long after its end users kept feeling it
-	// (see Migration.RecoveryS); Recovered is false when the run ended first.
+	// RecoveryS is, for a disruption, how long after its end users kept feeling it:
+	// until the per-second p99 latency and schedule lag were back within 2× the
+	// before window's p99 latency and schedule lag p99, for 3 s. Recovered is false
+	// when the run ended first.
 	RecoveryS *float64 `json:"recovery_s,omitempty"`
 	Recovered bool     `json:"recovered,omitempty"`
 }

@@ -135,13 +135,14 @@ func fillDisruptions(res *result.Result, cycles []loadgen.CycleCount) {
 	if len(ws) == 0 {
 		return
 	}
-	beforeEnd := ws[0].EndS
+	// The baseline is the stable stretch before the first disruption.
+	base := ws[0]
 	for i := range ws {
 		w := &ws[i]
-		if w.Phase != result.PhaseDuring {
+		if w.Phase != result.PhaseDuring || base.Phase != result.PhaseBefore || base.Count == 0 {
 			continue
 		}
-		secs, ok := recoveryTime(res.Timeline, 1, beforeEnd, w.EndS)
+		secs, ok := recoveryTime(res.Timeline, base.LatencyMs.P99, base.ScheduleLagP99Ms, w.EndS)
 		if !ok && secs == 0 {
 			continue
 		}

@@ -19,23 +19,16 @@ const (
 
 // recoveryTime is how long after a disruption ended (at end, seconds on the run's
 // timeline) users kept feeling it: until the per-second p99 latency and schedule lag
-// were back within recoveryFactor × their baseline (the medians of the seconds in
-// [from, to), before the disruption) and stayed there for recoveryHold seconds. ok is
-// false when there was no baseline, or the run ended first (then the time is until
-// the run's last second).
-func recoveryTime(rows []result.TimelineRow, from, to, end float64) (secs float64, ok bool) {
-	var p99s, lags []float64
-	for _, r := range rows {
-		if r.TS >= from && r.TS+1 <= to && r.Ops > 0 {
-			p99s = append(p99s, r.P99Ms)
-			lags = append(lags, r.LagP99Ms)
-		}
-	}
-	if len(p99s) == 0 {
+// were back within recoveryFactor × their baseline (the before phase's p99 latency
+// and schedule lag p99, in ms) and stayed there for recoveryHold seconds. ok is false
+// when there is no baseline (p99Base 0), or the run ended first (then the time is
+// until the run's last second).
+func recoveryTime(rows []result.TimelineRow, p99Base, lagBase, end float64) (secs float64, ok bool) {
+	if p99Base <= 0 {
 		return 0, false
 	}
-	p99Max := max(median(p99s), recoveryFloorMs) * recoveryFactor
-	lagMax := max(median(lags), recoveryFloorMs) * recoveryFactor
+	p99Max := max(p99Base, recoveryFloorMs) * recoveryFactor
+	lagMax := max(lagBase, recoveryFloorMs) * recoveryFactor
 	within := func(r result.TimelineRow) bool {
 		return r.Ops > 0 && r.P99Ms <= p99Max && r.LagP99Ms <= lagMax
 	}
@@ -58,16 +51,6 @@ func recoveryTime(rows []result.TimelineRow, from, to, end float64) (secs float6
 	}
 	last := rows[len(rows)-1].TS + 1
 	return max(0, round3(last-end)), false
-}
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
 }
 
 func round3(v float64) float64 { return Round3(v) }

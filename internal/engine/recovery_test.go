@@ -33,13 +33,13 @@ func TestRecoveryTime(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, ok := recoveryTime(tt.tl, 0, 4, tt.end)
+			got, ok := recoveryTime(tt.tl, 4, 1, tt.end)
 			if got != tt.want || ok != tt.ok {
 				t.Errorf("recovery %v (ok %v), want %v (ok %v)", got, ok, tt.want, tt.ok)
 			}
 		})
 	}
-	if _, ok := recoveryTime(rows(hot, hot), 5, 9, 1); ok {
+	if _, ok := recoveryTime(rows(hot, hot), 0, 0, 1); ok {
 		t.Error("a recovery without a baseline")
 	}
 }
