@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/rehearse-dev/rehearse/internal/netconn"
 	"github.com/rehearse-dev/rehearse/scenarios"
 )
 
@@ -157,7 +158,7 @@ func openPool(ctx context.Context, dsn string, size int, tgt Target, sc *scenari
 		cfg.MaxConnLifetime, cfg.MaxConnLifetimeJitter = time.Duration(1<<63-1), 0
 	}
 	cfg.ConnConfig.ConnectTimeout = cl.ConnectTimeout.D()
-	cfg.ConnConfig.DialFunc = dialer(cl).DialContext
+	cfg.ConnConfig.DialFunc = dialFunc(cl, sc.Load.Model == "closed")
 	if lookup != nil {
 		cfg.ConnConfig.LookupFunc = lookup
 	}
@@ -197,6 +198,20 @@ func dialer(cl scenarios.Client) *net.Dialer {
 		d.Control = setUserTimeout(ut)
 	}
 	return d
+}
+
+// dialFunc dials with the client's socket settings. The closed loop's connections
+// come from netconn.Dial, so that the load generator may run them on a few threads
+// as pgbench does (loadgen, internal/netconn); until it does they are ordinary
+// connections.
+func dialFunc(cl scenarios.Client, closed bool) pgconn.DialFunc {
+	d := dialer(cl)
+	if !closed {
+		return d.DialContext
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return netconn.Dial(ctx, d, network, addr)
+	}
 }
 
 // warm opens the pool's connections before the clock starts, so connection set-up is
