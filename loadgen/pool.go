@@ -45,13 +45,23 @@ func (p *PgxPool) Run(ctx context.Context, op workload.OpFunc, s *workload.Sessi
 			return p.run(ctx, c.(*pgxpool.Conn), op, s, r)
 		}
 	}
+	c, err := p.acquire(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return p.run(ctx, c, op, s, r)
+}
+
+// acquire takes a connection from the pool, waiting out the reconnect backoff first
+// and extending it when the endpoint refuses.
+func (p *PgxPool) acquire(ctx context.Context) (*pgxpool.Conn, error) {
 	if fu := p.failUntil.Load(); fu > 0 {
 		if wait := time.Until(time.Unix(0, fu)); wait > 0 {
 			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				return time.Time{}, fmt.Errorf("waiting to reconnect: %w", ctx.Err())
+				return nil, fmt.Errorf("waiting to reconnect: %w", ctx.Err())
 			case <-t.C:
 			}
 		}
@@ -60,20 +70,20 @@ func (p *PgxPool) Run(ctx context.Context, op workload.OpFunc, s *workload.Sessi
 	if err != nil {
 		var ce *pgconn.ConnectError
 		if !errors.As(err, &ce) && errors.Is(err, context.DeadlineExceeded) {
-			return time.Time{}, fmt.Errorf("%w: %w", ErrPoolExhausted, err)
+			return nil, fmt.Errorf("%w: %w", ErrPoolExhausted, err)
 		}
 		if class, _ := Classify(err); class == ConnectionRefused || class == ConnectionReset {
 			b := min(max(2*p.backoff.Load(), int64(minBackoff)), int64(maxBackoff))
 			p.backoff.Store(b)
 			p.failUntil.Store(time.Now().Add(time.Duration(b)).UnixNano())
 		}
-		return time.Time{}, err
+		return nil, err
 	}
 	if p.backoff.Load() != 0 {
 		p.backoff.Store(0)
 		p.failUntil.Store(0)
 	}
-	return p.run(ctx, c, op, s, r)
+	return c, nil
 }
 
 // run runs op on c, then keeps c for the session when it asked to hold it, else

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/rehearse-dev/rehearse/internal/netconn"
 	"github.com/rehearse-dev/rehearse/workload"
 )
 
@@ -15,11 +16,25 @@ const (
 	pinnedReader
 )
 
-// worker holds one goroutine's private state: its RNG and recording handle.
+// worker holds one goroutine's private state: its RNG and recording handle, and
+// in the closed loop the connections it owns.
 type worker struct {
 	r   *runner
 	rnd *rand.Rand
 	h   *Handle
+
+	// own is the worker's own connections (closed loop), nil when every operation
+	// takes one from the instance's pools.
+	own *Instance
+	// bound: the workload is ConnBound and own bounds each operation by its
+	// connection's deadline; operations then get boundCtx, which is never
+	// cancelled, and opCtx is what cancels the run's operations.
+	bound    bool
+	opCtx    context.Context
+	boundCtx context.Context
+	// task is the worker's coroutine when its connections share a thread with
+	// other workers' (netconn.Loop); nil when it is a goroutine of its own.
+	task *netconn.Task
 }
 
 func (r *runner) newWorker(i int) *worker {
@@ -38,6 +53,9 @@ func (w *worker) exec(ctx context.Context, s *workload.Session, inst int, intend
 	opIdx := cfg.Workload.Next(s, w.rnd)
 	op := &w.r.ops[opIdx]
 	in := &cfg.Instances[inst]
+	if w.own != nil {
+		in = w.own
+	}
 	pool := in.Reader
 	var flags uint8
 	switch {
@@ -62,10 +80,19 @@ func (w *worker) exec(ctx context.Context, s *workload.Session, inst int, intend
 	)
 	for {
 		tries++
-		octx, cancel := context.WithTimeout(ctx, cfg.OpTimeout)
 		var s0 time.Time
-		s0, err = pool.Run(octx, op.Run, s, w.rnd)
-		cancel()
+		if w.bound {
+			// The connection's deadline bounds the operation (ownedConn).
+			s0, err = pool.Run(w.boundCtx, op.Run, s, w.rnd)
+			if err != nil && ctx.Err() != nil {
+				// Cut off by the run, as a cancelled ctx would have been.
+				err = ctx.Err()
+			}
+		} else {
+			octx, cancel := context.WithTimeout(ctx, cfg.OpTimeout)
+			s0, err = pool.Run(octx, op.Run, s, w.rnd)
+			cancel()
+		}
 		if sent.IsZero() {
 			sent = s0 // service time spans every retry
 		}
@@ -86,7 +113,7 @@ func (w *worker) exec(ctx context.Context, s *workload.Session, inst int, intend
 			continue
 		case cfg.Retry.again(class, tries-serializing):
 			at := w.r.since()
-			if cfg.Retry.wait(ctx, tries-serializing, w.rnd) {
+			if w.retryWait(ctx, tries-serializing) {
 				w.h.failed(at, uint16(opIdx), class, err)
 				continue
 			}
@@ -112,6 +139,27 @@ func (w *worker) exec(ctx context.Context, s *workload.Session, inst int, intend
 	}
 	w.h.record(sample{intended: intended, start: start, sent: sentNs, end: end, op: uint16(opIdx), class: class, flags: flags,
 		tries: uint8(min(tries, 255)), failed: failedTries}, err)
+}
+
+// block runs f, which may wait on something else than the worker's connections,
+// off its loop's thread when it has one.
+func (w *worker) block(f func()) {
+	if w.task != nil {
+		w.task.Block(f)
+		return
+	}
+	f()
+}
+
+// retryWait waits the retry policy's backoff before attempt tries+1 (see
+// Retry.wait), off the loop's thread in a loop.
+func (w *worker) retryWait(ctx context.Context, tries int) bool {
+	if w.task == nil {
+		return w.r.cfg.Retry.wait(ctx, tries, w.rnd)
+	}
+	var again bool
+	w.task.Block(func() { again = w.r.cfg.Retry.wait(ctx, tries, w.rnd) })
+	return again
 }
 
 // serve is an open-loop worker's goroutine: it runs each job the scheduler hands it
