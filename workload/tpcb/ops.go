@@ -128,11 +128,23 @@ func execPrepared(ctx context.Context, c *pgx.Conn, name, sql string, params [][
 	return c.PgConn().ExecStatement(ctx, sd, params, nil, nil).Close()
 }
 
+// unwatched returns context.Background() for a ctx that can never be cancelled,
+// else ctx. pgx then skips watching it for every statement; a ctx that cannot be
+// cancelled has nothing to watch (the operation's deadline is then on the
+// connection: see ConnBound).
+func unwatched(ctx context.Context) context.Context {
+	if ctx.Done() == nil {
+		return context.Background()
+	}
+	return ctx
+}
+
 // tpcb runs pgbench's built-in "TPC-B (sort of)" transaction the way
 // `pgbench -M prepared` does: seven prepared statements (BEGIN, three updates, a
 // select, an insert, END), each in its own round trip, parameters as text. Only the
 // END can leave the outcome unknown.
 func (w *Workload) tpcb(ctx context.Context, c *pgx.Conn, _ *workload.Session, r *rand.Rand) error {
+	ctx = unwatched(ctx)
 	t := w.draw(r)
 	defer w.txPool.Put(t)
 	t.encode()
@@ -162,6 +174,7 @@ func (w *Workload) tpcb(ctx context.Context, c *pgx.Conn, _ *workload.Session, r
 // one pipelined batch and END on its own: two round trips instead of seven. It is the
 // Pipelined option, not pgbench's wire behaviour.
 func (w *Workload) tpcbPipelined(ctx context.Context, c *pgx.Conn, _ *workload.Session, r *rand.Rand) error {
+	ctx = unwatched(ctx)
 	t := w.draw(r)
 	defer w.txPool.Put(t)
 	if err := c.SendBatch(ctx, t.reset()).Close(); err != nil {
@@ -202,6 +215,7 @@ func (w *Workload) concluded(tag pgconn.CommandTag, err error) error {
 
 // selectOp is pgbench -S: one prepared primary-key read with a text parameter.
 func (w *Workload) selectOp(ctx context.Context, c *pgx.Conn, _ *workload.Session, r *rand.Rand) error {
+	ctx = unwatched(ctx)
 	var num [24]byte
 	params := [1][]byte{strconv.AppendInt(num[:0], r.Int64N(nAccounts*w.scale)+1, 10)}
 	_, err := execPrepared(ctx, c, stmtSelectBalance, sqlSelectBalance, params[:])

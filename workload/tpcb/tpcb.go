@@ -113,5 +113,10 @@ func (w *Workload) NewSession(int, *rand.Rand) workload.Session { return workloa
 // Next always returns the single operation.
 func (w *Workload) Next(*workload.Session, *rand.Rand) int { return 0 }
 
+// ConnBound reports that the operations wait on nothing but their connection, so the
+// load generator may bound them by the connection's deadline and run several
+// connections on one thread (loadgen.ConnBound).
+func (w *Workload) ConnBound() bool { return true }
+
 // Acknowledged is the number of committed TPC-B transactions so far.
 func (w *Workload) Acknowledged() int64 { return w.acked.Load() }
