@@ -23,8 +23,9 @@ type span struct {
 	start, end  int64 // ns on the run's timeline; end is open while it lasts
 
 	count, errors, failed, attempts int64
-	ops                             []spanOp       // per operation (phase windows only)
-	lag                             *hdr.Histogram // schedule lag (phase windows only)
+	ops                             []spanOp          // per operation (phase windows only)
+	lag                             *hdr.Histogram    // schedule lag (phase windows only)
+	classes                         [numClasses]int64 // failed operations by error class
 }
 
 type spanOp struct {
@@ -68,6 +69,26 @@ func (r *Recorder) EndDisruption(d Disruption, at time.Duration) {
 	if r.openDisruptions() == 0 {
 		r.spans = append(r.spans, r.newSpan("after "+s.label, "", phaseAfter, s.cycle, s.end))
 	}
+}
+
+// DisruptionErrors counts the operations intended within disruption d that failed,
+// by error class (nil when none failed).
+func (r *Recorder) DisruptionErrors(d Disruption) map[string]int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if int(d) < 0 || int(d) >= len(r.spans) {
+		return nil
+	}
+	var out map[string]int64
+	for c, n := range r.spans[d].classes {
+		if n > 0 {
+			if out == nil {
+				out = map[string]int64{}
+			}
+			out[Class(c).String()] = n
+		}
+	}
+	return out
 }
 
 // BeginCycle starts cutover cycle n's accounting span at offset at (the previous
@@ -175,6 +196,7 @@ func (r *Recorder) addToSpans(s *sample, failed, ambiguous bool) {
 		o.failed += int64(s.failed)
 		if failed {
 			sp.errors++
+			sp.classes[s.class]++
 			o.errors++
 			continue
 		}
