@@ -29,11 +29,9 @@ func (e *Engine) run(ctx context.Context, name string, st *state, cfg Config) (m
 	case StepSwitchover:
 		return e.switchover(ctx, st, cfg)
 	case StepRedirect:
-		topo, err := p.Describe(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return p.Redirect(ctx, topo.Writer)
+		// The writer the plan made (not asked of the provider again: the endpoints
+		// are still held, and every query here is write stall).
+		return p.Redirect(ctx, st.writer)
 	case StepValidate:
 		d, err := e.validate(ctx, st)
 		if err == nil {

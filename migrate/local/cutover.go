@@ -25,6 +25,12 @@ func (c *Cluster) Switchover(ctx context.Context, target string) (migrate.Promot
 		return migrate.Promotion{}, err
 	}
 	p := migrate.Promotion{From: old.Name(), To: target, Detail: map[string]any{}}
+	// A checkpoint while the old writer still serves leaves its shutdown checkpoint,
+	// inside the stall, little to write.
+	cpStart := time.Now()
+	if err := old.Checkpoint(ctx); err == nil {
+		p.Detail["checkpoint_ms"] = ms(time.Since(cpStart))
+	}
 	if lag, err := c.Lag(ctx, target); err == nil {
 		p.LagBytes, p.LagTime = lag.Bytes, lag.Time
 	}
@@ -36,7 +42,7 @@ func (c *Cluster) Switchover(ctx context.Context, target string) (migrate.Promot
 		p.Detail["hold_ms"] = ms(time.Since(start))
 	}
 	stopStart := time.Now()
-	if err := old.Stop(ctx, Fast); err != nil {
+	if err := old.StopFast(ctx); err != nil {
 		return p, fmt.Errorf("local: stop writer %s: %w", old.Name(), err)
 	}
 	p.Detail["stop_ms"] = ms(time.Since(stopStart))
@@ -50,7 +56,7 @@ func (c *Cluster) Switchover(ctx context.Context, target string) (migrate.Promot
 		return p, err
 	}
 	p.Detail["replay_wait_ms"] = ms(time.Since(waitStart))
-	if p.Promote, err = t.Promote(ctx); err != nil {
+	if p.Promote, err = t.PromoteFast(ctx); err != nil {
 		return p, err
 	}
 	if lsn, err := t.CurrentLSN(ctx); err == nil {
