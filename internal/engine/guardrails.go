@@ -24,7 +24,7 @@ type guardrails struct {
 	conds  []scenarios.Guardrail
 	limits []float64 // in the unit of each condition (a fraction, or seconds)
 	dry    bool
-	rec    *loadgen.Recorder
+	rec    guardSource
 	where  func() (step string, switched bool)
 	log    io.Writer
 
@@ -33,7 +33,14 @@ type guardrails struct {
 	abort   *result.Abort
 }
 
-func newGuardrails(sc *scenarios.Scenario, dry bool, rec *loadgen.Recorder, where func() (string, bool), log io.Writer) *guardrails {
+// guardSource is what the guardrails read: the load's recorder.
+type guardSource interface {
+	StalledFor(writes bool, from, now time.Duration) time.Duration
+	Recent(from, to time.Duration) loadgen.Counts
+	Window(from, to time.Duration) (loadgen.WindowLatency, error)
+}
+
+func newGuardrails(sc *scenarios.Scenario, dry bool, rec guardSource, where func() (string, bool), log io.Writer) *guardrails {
 	g := &guardrails{dry: dry, rec: rec, where: where, log: log}
 	for _, c := range sc.Cutover.AbortIf {
 		lim, err := c.Limit()
