@@ -73,6 +73,9 @@ func (s *Server) answer(m *dns.Msg, q dns.Question) {
 	}
 	switch q.Qtype {
 	case dns.TypeA, dns.TypeANY:
+		if s.answerAddr != nil {
+			ip = s.answerAddr(ip)
+		}
 		m.Answer = append(m.Answer, &dns.A{Hdr: s.header(name, dns.TypeA), A: net.IP(ip.AsSlice())})
 	default:
 		// NODATA: the name exists, without a record of this type (AAAA: the cluster

@@ -92,6 +92,8 @@ type Server struct {
 	aliases map[string]*alias
 	serial  uint32
 	closed  bool
+	// answerAddr, when set, maps the address an A answer carries (MapAnswers).
+	answerAddr func(netip.Addr) netip.Addr
 }
 
 // alias is a CNAME with its targets and the rotation's position.
@@ -281,6 +283,17 @@ func (s *Server) SetAlias(name string, targets ...string) error {
 	}
 	fmt.Fprintf(s.log, "dns: %s CNAME %s\n", strings.TrimSuffix(fq, "."), strings.Join(shown, " | "))
 	return nil
+}
+
+// MapAnswers makes A answers carry f(ip) instead of a host's own address ip, and
+// nil undoes it; the records themselves (Host, HostsAt) keep their addresses. A
+// fault proxy in front of each node uses it: a client that resolves an instance
+// name reaches the node through its proxy. f runs for every A answer, while the
+// records are read-locked: it must be quick and must not call the server.
+func (s *Server) MapAnswers(f func(ip netip.Addr) netip.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.answerAddr = f
 }
 
 // Remove deletes name's record (host or alias); it then answers NXDOMAIN.

@@ -166,6 +166,10 @@ type Config struct {
 	PoolSize int
 	// MaxClientConn is each PgBouncer's max_client_conn; 0 means DefaultMaxClientConn.
 	MaxClientConn int
+	// Via maps a node's host:port to the address the proxy mode's PgBouncers connect
+	// to instead: a fault proxy standing in front of the node (nil: the node itself).
+	// Everything else keeps naming the nodes.
+	Via func(node string) string
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
 }

@@ -274,7 +274,11 @@ func (b *PgBouncer) removeDir() {
 
 // writeIni renders the config for the current backend and port.
 func (b *PgBouncer) writeIni() error {
-	host, port, _ := net.SplitHostPort(b.backend)
+	addr := b.backend
+	if b.cfg.Via != nil {
+		addr = b.cfg.Via(addr)
+	}
+	host, port, _ := net.SplitHostPort(addr)
 	return writeReadable(b.ini, renderIni(b.cfg, host, port, b.port, b.users))
 }
 

@@ -44,6 +44,10 @@ type PgBouncerConfig struct {
 	Name string
 	// Backend is the PostgreSQL node's host:port. Required.
 	Backend string
+	// Via maps a backend node's host:port to the address PgBouncer connects to
+	// instead: a fault proxy standing in front of the node. nil: the node itself.
+	// Backend (and Repoint) keep naming the node.
+	Via func(node string) string
 	// Databases are the database names clients may use; [local.Database, "postgres"]
 	// when empty.
 	Databases []string

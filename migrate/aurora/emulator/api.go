@@ -63,12 +63,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body, err = s.failover(r.Form)
 	case "DeleteDBInstance":
 		body, err = s.deleteInstance(r.Form)
+	case "RebootDBInstance":
+		body, err = s.rebootInstance(r.Form)
 	case "DescribeEvents":
 		body, err = s.describeEvents(r.Form)
 	case "":
 		err = fault(400, "MissingAction", "the request has no Action parameter")
 	default:
-		err = fault(400, "InvalidAction", "the emulator does not implement %s (it serves DescribeDBClusters, DescribeDBInstances, ModifyDBCluster, CreateDBInstance, FailoverDBCluster, DeleteDBInstance, DescribeEvents, and CloudWatch's GetMetricData)", action)
+		err = fault(400, "InvalidAction", "the emulator does not implement %s (it serves DescribeDBClusters, DescribeDBInstances, ModifyDBCluster, CreateDBInstance, FailoverDBCluster, DeleteDBInstance, RebootDBInstance, DescribeEvents, and CloudWatch's GetMetricData)", action)
 	}
 	s.answer(w, action, start, began, body, err)
 }

@@ -3,7 +3,8 @@
 // It serves the subset of the RDS Query API (Action=...&Version=2014-10-31, XML
 // answers) that the aurora provider's cutover uses — DescribeDBClusters,
 // DescribeDBInstances, ModifyDBCluster, CreateDBInstance, FailoverDBCluster and
-// DeleteDBInstance — and that a run's telemetry reads — DescribeEvents, and
+// DeleteDBInstance, and RebootDBInstance, which a crash fault calls — and that a
+// run's telemetry reads — DescribeEvents, and
 // CloudWatch's GetMetricData in the Smithy RPC v2 CBOR protocol the CloudWatch
 // client speaks — so the unmodified aws-sdk-go-v2 clients can drive it through
 // their BaseEndpoint (rehearse's --aws-endpoint-url). It hosts one Aurora
