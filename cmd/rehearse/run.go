@@ -185,9 +185,9 @@ func cutoverLine(res *result.Result) string {
 	}
 	recovery := ""
 	if m.RecoveryS != nil {
-		recovery = fmt.Sprintf(", recovered %.1f s after the redirect", *m.RecoveryS)
+		recovery = fmt.Sprintf(", users recovered %.1f s after it", *m.RecoveryS)
 		if !m.Recovered {
-			recovery = fmt.Sprintf(", not recovered by the run's end (%.1f s after the redirect)", *m.RecoveryS)
+			recovery = fmt.Sprintf(", users not recovered by the run's end (%.1f s after it)", *m.RecoveryS)
 		}
 	}
 	line := fmt.Sprintf("cutover %s (%s): %s, %d failed operations, longest write stall %.0f ms%s, %s",

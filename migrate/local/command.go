@@ -36,9 +36,17 @@ func (n *Node) run(ctx context.Context, timeout time.Duration, program string, a
 	cmd := exec.CommandContext(ctx, n.cfg.Bin.Path(program), args...)
 	cmd.Dir = n.workDir
 	cmd.Env = []string{"PATH=" + n.cfg.Bin.Dir + ":" + serverUserEnvPath, "LC_ALL=C", "LANG=C"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{}
 	if n.id != nil {
 		cmd.Env = append(cmd.Env, "HOME="+n.id.home, "USER="+n.id.name, "LOGNAME="+n.id.name)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: n.id.credential()}
+		cmd.SysProcAttr.Credential = n.id.credential()
+	}
+	if program != "pg_ctl" {
+		// A cancelled command ends with the processes it started (pg_basebackup's WAL
+		// streamer), so a cancelled step returns at once rather than after
+		// WaitDelay. pg_ctl is left alone: the server it starts outlives it.
+		cmd.SysProcAttr.Setpgid = true
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	}
 	// pg_ctl start leaves a daemon behind; it redirects the daemon's output to the
 	// log, but never let an inherited pipe hold Wait forever.
