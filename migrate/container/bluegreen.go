@@ -444,10 +444,12 @@ func (c *Cluster) commitGreen(ctx context.Context, bg *blueGreen) (map[string]st
 	bg.other = blue
 	bg.switched = true
 	c.mu.Unlock()
-	renamed := c.renameForSwitchover(bg)
 	w := c.writerNode()
-	fmt.Fprintf(c.log, "blue/green switchover: %s is the writer; the old blue %s is read-only\n", w.id, blue.writer)
+	// The endpoints first (dns: their records flip after the propagation delay, as
+	// for any writer change), then the instance names.
 	err := c.eps.Release(ctx, w.addr(), c.readers())
+	renamed := c.renameForSwitchover(bg)
+	fmt.Fprintf(c.log, "blue/green switchover: %s is the writer; the old blue %s is read-only\n", w.id, blue.writer)
 	if n, eerr := bg.rep.EndBlueSessions(ctx); eerr == nil && n > 0 {
 		fmt.Fprintf(c.log, "blue/green switchover: ended %d session(s) that reached the old blue while it ran\n", n)
 	}
@@ -489,6 +491,22 @@ func (c *Cluster) renameForSwitchover(bg *blueGreen) map[string]string {
 		if err := d.SetHost(d.Names().Instance(m.to), m.n.hostIP); err != nil {
 			fmt.Fprintf(c.log, "warning: rename %s to %s: %v\n", m.from, m.to, err)
 		}
+	}
+	// The cluster endpoints name green's instances by their new names before the
+	// old ones go, so no answer is ever a dangling alias.
+	c.mu.Lock()
+	gw, grs := c.envLabels(&members{nodes: c.nodes, order: c.order, writer: c.writer})
+	c.mu.Unlock()
+	if inst := d.Names().Instance; len(d.Alias(d.Names().Writer())) > 0 {
+		rs := []string{inst(gw)}
+		if len(grs) > 0 {
+			rs = rs[:0]
+			for _, r := range grs {
+				rs = append(rs, inst(r))
+			}
+		}
+		_ = d.SetAlias(d.Names().Writer(), inst(gw))
+		_ = d.SetAlias(d.Names().Reader(), rs...)
 	}
 	for _, m := range moves {
 		if !targets[m.from] {

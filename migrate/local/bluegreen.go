@@ -54,7 +54,6 @@ func (m *members) list() []*Node {
 // with the cluster's, so other then holds the old blue's.
 type blueGreen struct {
 	id, suffix string
-	spec       migrate.GreenSpec
 	rep        pgsql.Replication
 	other      members
 	switched   bool
@@ -180,7 +179,7 @@ func (c *Cluster) CreateGreen(ctx context.Context, spec migrate.GreenSpec) (migr
 		c.mu.Unlock()
 		return migrate.Deployment{}, fmt.Errorf("local: a blue/green deployment (%s) already exists", id)
 	}
-	bg := &blueGreen{id: "bgd-" + randomID(16), suffix: randomID(6), spec: spec}
+	bg := &blueGreen{id: "bgd-" + randomID(16), suffix: randomID(6)}
 	c.bg = bg
 	c.mu.Unlock()
 	blue := c.Writer()
@@ -425,13 +424,15 @@ func (c *Cluster) commitGreen(ctx context.Context, bg *blueGreen) (map[string]st
 	bg.other = blue
 	bg.switched = true
 	c.mu.Unlock()
-	renamed := c.renameForSwitchover(bg)
 	w := c.Writer()
-	fmt.Fprintf(c.log, "blue/green switchover: %s is the writer; the old blue %s is read-only\n", w.Name(), blue.writer)
+	// The endpoints first (dns: their records flip after the propagation delay, as
+	// for any writer change), then the instance names.
 	var err error
 	if c.eps != nil {
 		err = c.eps.Release(ctx, addr(w), c.readers())
 	}
+	renamed := c.renameForSwitchover(bg)
+	fmt.Fprintf(c.log, "blue/green switchover: %s is the writer; the old blue %s is read-only\n", w.Name(), blue.writer)
 	if n, eerr := bg.rep.EndBlueSessions(ctx); eerr == nil && n > 0 {
 		fmt.Fprintf(c.log, "blue/green switchover: ended %d session(s) that reached the old blue while it ran\n", n)
 	}
@@ -477,6 +478,12 @@ func (c *Cluster) renameForSwitchover(bg *blueGreen) map[string]string {
 			fmt.Fprintf(c.log, "warning: rename %s to %s: %v\n", m.from, m.to, err)
 		}
 	}
+	// The cluster endpoints name green's instances by their new names before the
+	// old ones go, so no answer is ever a dangling alias.
+	c.mu.Lock()
+	gw, grs := c.envLabels(&members{nodes: c.nodes, order: c.order, writer: c.writer})
+	c.mu.Unlock()
+	repoint(d, d.Names(), gw, grs)
 	for _, m := range moves {
 		if !targets[m.from] {
 			d.Remove(d.Names().Instance(m.from))
@@ -699,4 +706,24 @@ func (c *Cluster) DeploymentNodes() []*Node {
 		return nil
 	}
 	return c.bg.other.list()
+}
+
+// repoint points the cluster endpoint names of names that exist (the endpoints put
+// them there) at the instance labelled writer, and the reader endpoint at readers
+// (the writer when there are none), as the endpoints themselves would.
+func repoint(d *dnsserver.Server, names dnsserver.Names, writer string, readers []string) {
+	inst := d.Names().Instance
+	rs := []string{inst(writer)}
+	if len(readers) > 0 {
+		rs = rs[:0]
+		for _, r := range readers {
+			rs = append(rs, inst(r))
+		}
+	}
+	if len(d.Alias(names.Writer())) > 0 {
+		_ = d.SetAlias(names.Writer(), inst(writer))
+	}
+	if len(d.Alias(names.Reader())) > 0 {
+		_ = d.SetAlias(names.Reader(), rs...)
+	}
 }

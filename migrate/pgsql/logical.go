@@ -493,11 +493,12 @@ func (r Replication) Switchover(ctx context.Context, timeout time.Duration, h Sw
 	}
 	if h.Hold != nil {
 		held = true
+		holdStart := time.Now()
 		if err := h.Hold(tctx); err != nil {
 			return rollback(fmt.Errorf("hold the endpoints: %w", err))
 		}
+		sw.Detail["hold_ms"] = ms(time.Since(holdStart))
 	}
-	sw.Detail["hold_ms"] = ms(time.Since(start))
 	blockedAt, blocked = time.Now(), true
 	ended, err := r.BlockWrites(tctx)
 	if err != nil {
@@ -528,7 +529,8 @@ func (r Replication) Switchover(ctx context.Context, timeout time.Duration, h Sw
 	if err := r.SetGreenReadOnly(tctx, false); err != nil {
 		return rollback(err)
 	}
-	// Green takes writes from here on: no rollback.
+	// Green takes writes from here on: no rollback. Promote is how long moving the
+	// names and endpoints to green took.
 	sw.Switched = true
 	promote := time.Now()
 	sw.Renamed, err = h.Commit(ctx)
