@@ -75,7 +75,9 @@ func TestAuroraDryRunOnlyDescribes(t *testing.T) {
 		t.Fatal("no API call was made")
 	}
 	for _, a := range actions {
-		if !strings.HasPrefix(a, "Describe") {
+		// Describe* read the control plane; GetMetricData reads CloudWatch (the run's
+		// database series).
+		if !strings.HasPrefix(a, "Describe") && a != "GetMetricData" {
 			t.Errorf("a dry run called %s", a)
 		}
 	}
