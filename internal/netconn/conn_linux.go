@@ -173,25 +173,24 @@ func (c *Conn) Read(p []byte) (int, error) {
 
 func (c *Conn) ownerRead(t *Task, p []byte) (int, error) {
 	for {
+		// Nothing arrived since the socket was found empty: epoll reports the
+		// next arrival, so no read is tried before it.
+		if c.readable {
+			n, err := recv(c.fd, p)
+			if err != unix.EAGAIN {
+				if err == nil && n > 0 && n < len(p) {
+					// A short read emptied the socket.
+					c.readable = false
+				}
+				return c.readResult(n, err)
+			}
+			c.readable = false
+		}
+		// The deadline bounds the wait: what has arrived is read regardless.
 		if err := c.check(&c.rdeadline); err != nil {
 			return 0, c.opError("read", err)
 		}
-		if !c.readable {
-			// Nothing arrived since the socket was found empty: epoll reports the
-			// next arrival, so no read is tried before it.
-			t.wait(c, waitRead)
-			continue
-		}
-		n, err := recv(c.fd, p)
-		if err == unix.EAGAIN {
-			c.readable = false
-			continue
-		}
-		if err == nil && n > 0 && n < len(p) {
-			// A short read emptied the socket.
-			c.readable = false
-		}
-		return c.readResult(n, err)
+		t.wait(c, waitRead)
 	}
 }
 
@@ -217,31 +216,32 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return 0, c.opError("write", net.ErrClosed)
 	}
 	defer c.release()
-	t := c.owner.Load()
-	owner := c.ownedBy(t)
 	written := 0
 	for written < len(p) {
 		if err := c.check(&c.wdeadline); err != nil {
 			return written, c.opError("write", err)
 		}
-		if owner && !c.writable {
-			t.wait(c, waitWrite)
-			continue
-		}
+		// Sending never waits (the socket is non-blocking), so anyone may try;
+		// who is asking matters only when the buffer is full.
 		n, err := send(c.fd, p[written:])
 		written += n
 		switch {
 		case err == nil:
-		case err == unix.EAGAIN && owner:
-			c.writable = false
-		case err == unix.EAGAIN:
-			if err := c.poll(unix.POLLOUT, &c.wdeadline); err != nil {
-				return written, c.opError("write", err)
-			}
-		case c.closed():
+			continue
+		case err != unix.EAGAIN && c.closed():
 			return written, c.opError("write", net.ErrClosed)
-		default:
+		case err != unix.EAGAIN:
 			return written, c.opError("write", os.NewSyscallError("sendto", err))
+		}
+		if t := c.owner.Load(); c.ownedBy(t) {
+			c.writable = false
+			for !c.writable && c.check(&c.wdeadline) == nil {
+				t.wait(c, waitWrite)
+			}
+			continue
+		}
+		if err := c.poll(unix.POLLOUT, &c.wdeadline); err != nil {
+			return written, c.opError("write", err)
 		}
 	}
 	return written, nil

@@ -9,11 +9,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // echoServer echoes what each connection sends until the test ends. A connection
 // whose first byte is 's' gets nothing back (a server that hangs).
-func echoServer(t *testing.T) string {
+func echoServer(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -48,7 +50,7 @@ func echoServer(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func dial(t *testing.T, addr string) *Conn {
+func dial(t testing.TB, addr string) *Conn {
 	t.Helper()
 	nc, err := Dial(t.Context(), &net.Dialer{}, "tcp", addr)
 	if err != nil {
@@ -292,5 +294,57 @@ func TestAttachOnlyDialedConns(t *testing.T) {
 	}})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A write larger than the socket's buffer waits in the loop for room, while the
+// loop's other tasks go on.
+func TestLoopWriteWaits(t *testing.T) {
+	addr := echoServer(t)
+	big, busy := dial(t, addr), dial(t, addr)
+	raw, err := big.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, 4096) })
+	var (
+		written int
+		werr    error
+		trips   int
+		done    bool
+	)
+	bodies := []func(*Task){
+		func(task *Task) {
+			if werr = task.Attach(big); werr != nil {
+				return
+			}
+			defer task.Detach(big)
+			msg := bytes.Repeat([]byte{'s'}, 8<<20) // 's': the server reads and discards
+			written, werr = big.Write(msg)
+			done = true
+		},
+		func(task *Task) {
+			if err := task.Attach(busy); err != nil {
+				t.Error(err)
+				return
+			}
+			defer task.Detach(busy)
+			for !done {
+				if err := roundTrip(busy, []byte("z")); err != nil {
+					t.Error(err)
+					return
+				}
+				trips++
+			}
+		},
+	}
+	if err := Run(bodies); err != nil {
+		t.Fatal(err)
+	}
+	if werr != nil || written != 8<<20 {
+		t.Errorf("wrote %d bytes: %v", written, werr)
+	}
+	if trips == 0 {
+		t.Error("no round trip while the large write waited")
 	}
 }
