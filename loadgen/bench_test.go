@@ -139,22 +139,36 @@ func BenchmarkIdleHeap(b *testing.B) {
 
 // BenchmarkExec is a worker's whole per-operation path around the database call:
 // choose the operation, pick the endpoint, bound it with the operation timeout, run
-// it (a no-op here), classify the outcome and record it.
+// it (a no-op here), classify the outcome and record it. ctx-timeout bounds it with
+// a context per operation (the open loop, and workloads that are not ConnBound);
+// conn-deadline leaves the bound to the connection's deadline (a ConnBound
+// workload in the closed loop; the no-op pool sets none).
 func BenchmarkExec(b *testing.B) {
-	wl := &fakeWorkload{read: func(context.Context) error { return nil }, write: func(context.Context) error { return nil }}
-	rec := NewRecorder(wl.Ops(), nil)
-	r := &runner{cfg: Config{Workload: wl, Instances: []Instance{{Writer: directPool{}, Reader: directPool{}}}, OpTimeout: 5 * time.Second,
-		MaxRetries: 3, Recorder: rec}, ops: wl.Ops(), t0: time.Now()}
-	w := r.newWorker(0)
-	s := wl.NewSession(0, w.rnd)
-	ctx := context.Background()
-	b.ReportAllocs()
-	n := 0
-	for b.Loop() {
-		w.exec(ctx, &s, 0, r.since())
-		if n++; n%4096 == 0 {
-			rec.Flush(time.Since(r.t0))
+	for _, bound := range []bool{false, true} {
+		name := "ctx-timeout"
+		if bound {
+			name = "conn-deadline"
 		}
+		b.Run(name, func(b *testing.B) {
+			wl := &fakeWorkload{read: func(context.Context) error { return nil }, write: func(context.Context) error { return nil }}
+			rec := NewRecorder(wl.Ops(), nil)
+			r := &runner{cfg: Config{Workload: wl, Instances: []Instance{{Writer: directPool{}, Reader: directPool{}}}, OpTimeout: 5 * time.Second,
+				MaxRetries: 3, Recorder: rec}, ops: wl.Ops(), t0: time.Now()}
+			w := r.newWorker(0)
+			ctx := context.Background()
+			if bound {
+				w.bound, w.opCtx, w.boundCtx = true, ctx, context.WithoutCancel(ctx)
+			}
+			s := wl.NewSession(0, w.rnd)
+			b.ReportAllocs()
+			n := 0
+			for b.Loop() {
+				w.exec(ctx, &s, 0, r.since())
+				if n++; n%4096 == 0 {
+					rec.Flush(time.Since(r.t0))
+				}
+			}
+		})
 	}
 }
 
