@@ -40,8 +40,9 @@ BENCH_REPS             ?= 3
 BENCH_SESSIONS         ?= 10000,100000,1000000
 BENCH_SESSION_RATE     ?= 1000
 BENCH_SESSION_DURATION ?= 20s
+BENCH_BANKING_RATE     ?= 2000
 BENCH_OUT              ?= BENCHMARKS.md
-BENCH_PKGS             ?= ./loadgen/ ./report/ ./workload/tpcb/
+BENCH_PKGS             ?= ./loadgen/ ./report/ ./workload/tpcb/ ./workload/script/ ./internal/netconn/
 
 bench: deps-demo build
 	@micro=$$(mktemp); trap 'rm -f "$$micro"' EXIT; \
@@ -50,7 +51,8 @@ bench: deps-demo build
 	$(GO) run ./bench run --rehearse $(BIN) --out $(BENCH_OUT) --micro "$$micro" \
 		--duration $(BENCH_DURATION) --reps $(BENCH_REPS) --sessions $(BENCH_SESSIONS) \
 		--session-rate $(BENCH_SESSION_RATE) --session-duration $(BENCH_SESSION_DURATION) \
-		--command "make bench BENCH_DURATION=$(BENCH_DURATION) BENCH_REPS=$(BENCH_REPS) BENCH_SESSIONS=$(BENCH_SESSIONS) BENCH_SESSION_RATE=$(BENCH_SESSION_RATE) BENCH_SESSION_DURATION=$(BENCH_SESSION_DURATION)"
+		--banking-rate $(BENCH_BANKING_RATE) \
+		--command "make bench BENCH_DURATION=$(BENCH_DURATION) BENCH_REPS=$(BENCH_REPS) BENCH_SESSIONS=$(BENCH_SESSIONS) BENCH_SESSION_RATE=$(BENCH_SESSION_RATE) BENCH_SESSION_DURATION=$(BENCH_SESSION_DURATION) BENCH_BANKING_RATE=$(BENCH_BANKING_RATE)"
 
 clean:
 	rm -rf bin

@@ -33,6 +33,7 @@ type settings struct {
 	sessions      []int
 	sessionRate   float64
 	sessionDur    time.Duration
+	bankingRate   float64
 	maxConns      int
 	keepServer    bool
 	cutover       bool
@@ -53,6 +54,7 @@ func parseRunFlags(args []string) (settings, error) {
 	sess := fs.String("sessions", "10000,100000,1000000", "simulated session counts for the memory runs")
 	fs.Float64Var(&s.sessionRate, "session-rate", 1000, "target arrival rate (actions/s) of the memory and schedule runs")
 	fs.DurationVar(&s.sessionDur, "session-duration", 20*time.Second, "length of each memory and schedule run")
+	fs.Float64Var(&s.bankingRate, "banking-rate", 2000, "arrival rate (actions/s) of the banking open-loop CPU runs (0: none)")
 	fs.IntVar(&s.maxConns, "max-connections", 200, "the server's max_connections")
 	fs.BoolVar(&s.keepServer, "keep", false, "leave the server and work directory in place")
 	fs.BoolVar(&s.cutover, "cutover", true, "also rehearse wet cutovers of the smoke scenario through both endpoint modes")
@@ -127,6 +129,7 @@ type bench struct {
 	loadEnd  string
 	comps    []*comparison
 	sessions []sessionRun
+	banking  []sessionRun
 	cutovers []cutoverRun
 	notes    []string
 }
@@ -219,11 +222,22 @@ func (b *bench) measureAll(ctx context.Context) error {
 		}
 	}
 	for _, n := range b.s.sessions {
-		r, err := b.sessionRun(ctx, n)
+		r, err := b.sessionRun(ctx, n, b.s.sessionRate, fmt.Sprintf("rehearse-sessions-%d", n))
 		if err != nil {
 			return err
 		}
 		b.sessions = append(b.sessions, r)
+	}
+	if b.s.bankingRate > 0 {
+		// The open loop's CPU per action: repeated, as the comparisons are, to see
+		// its spread on a shared machine.
+		for rep := range b.s.reps {
+			r, err := b.sessionRun(ctx, bankingSessions, b.s.bankingRate, fmt.Sprintf("rehearse-banking-%d", rep+1))
+			if err != nil {
+				return err
+			}
+			b.banking = append(b.banking, r)
+		}
 	}
 	if b.s.cutover {
 		for _, mode := range []string{"proxy", "dns"} {
@@ -420,11 +434,23 @@ type sessionRun struct {
 	p99      float64
 }
 
-func (b *bench) sessionRun(ctx context.Context, n int) (sessionRun, error) {
+// bankingSessions is the simulated sessions of the banking CPU runs.
+const bankingSessions = 10000
+
+// actionsPerCPU is the open loop's succeeded actions per CPU-second of the whole
+// rehearse process.
+func (r sessionRun) actionsPerCPU() float64 {
+	if r.m.CPU() == 0 {
+		return 0
+	}
+	return float64(r.tx) / r.m.CPU()
+}
+
+func (b *bench) sessionRun(ctx context.Context, n int, rate float64, name string) (sessionRun, error) {
 	b.checkpoint(ctx)
-	out := filepath.Join(b.work, fmt.Sprintf("rehearse-sessions-%d", n))
+	out := filepath.Join(b.work, name)
 	m, err := runMeasured(ctx, b.root, b.log, b.s.rehearse, "run", "bench/open.yaml", "--dsn", b.dsn,
-		"--sessions", strconv.Itoa(n), "--rate", strconv.FormatFloat(b.s.sessionRate, 'f', -1, 64),
+		"--sessions", strconv.Itoa(n), "--rate", strconv.FormatFloat(rate, 'f', -1, 64),
 		"--duration", b.s.sessionDur.String(), "--quiet", "--out", out)
 	if err != nil {
 		return sessionRun{}, err
@@ -441,6 +467,6 @@ func (b *bench) sessionRun(ctx context.Context, n int) (sessionRun, error) {
 	for _, op := range res.Operations {
 		r.p99 = max(r.p99, op.LatencyMs.P99)
 	}
-	fmt.Fprintf(b.log, "%d sessions: max RSS %.0f MB, %.1f/%.1f arrivals/s, lag p99 %.3f ms\n", n, float64(m.MaxRSS)/1e6, r.achieved, r.target, r.lagP99)
+	fmt.Fprintf(b.log, "%d sessions: max RSS %.0f MB, %.1f/%.1f arrivals/s, lag p99 %.3f ms, %.0f actions per CPU-second\n", n, float64(m.MaxRSS)/1e6, r.achieved, r.target, r.lagP99, r.actionsPerCPU())
 	return r, nil
 }
