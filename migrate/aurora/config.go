@@ -3,7 +3,10 @@
 // (preflight), ModifyDBCluster + CreateDBInstance db.serverless (create_replica),
 // aurora_replica_status() over SQL (catch_up), ModifyDBCluster
 // EnableLocalWriteForwarding (forward_writes), FailoverDBCluster (switchover and
-// rollback) and DeleteDBInstance (decommission).
+// rollback) and DeleteDBInstance (decommission). The blue/green strategy drives an
+// Aurora Blue/Green Deployment instead (bluegreen.go): CreateBlueGreenDeployment,
+// DescribeBlueGreenDeployments, SwitchoverBlueGreenDeployment and
+// DeleteBlueGreenDeployment.
 //
 // It uses the SDK's standard configuration chain (environment, shared profiles, SSO,
 // IMDS), region and retryer (which retries throttling). Every API call is recorded
