@@ -7,6 +7,7 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/rehearse-dev/rehearse/internal/merge"
 	"github.com/rehearse-dev/rehearse/report"
@@ -24,12 +25,25 @@ import (
 // marked incomplete. The error wraps ErrInvalidInput when the directories are not
 // the shards of one run (another run, scenario or shard count) or out already
 // holds a result, and ErrSLOBreached when the merged result breaches an SLO.
-func Merge(ctx context.Context, dirs []string, out string) (*result.Result, error) {
+func Merge(ctx context.Context, dirs []string, out string, opts ...MergeOption) (*result.Result, error) {
+	var o mergeOptions
+	for _, f := range opts {
+		f(&o)
+	}
 	if out == "" {
 		return nil, fmt.Errorf("%w: the merged result needs an output directory (--out)", ErrInvalidInput)
 	}
-	expanded, err := merge.Expand(dirs, out)
+	var expanded []string
+	var err error
+	if o.wait > 0 {
+		expanded, err = merge.Await(ctx, dirs, out, o.wait, o.log)
+	} else {
+		expanded, err = merge.Expand(dirs, out)
+	}
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInterrupted, err)
+		}
 		return nil, mergeErr(err)
 	}
 	shards, err := merge.Read(expanded)
@@ -58,6 +72,23 @@ func Merge(ctx context.Context, dirs []string, out string) (*result.Result, erro
 	}
 	return res, nil
 }
+
+// MergeOption tunes Merge.
+type MergeOption func(*mergeOptions)
+
+type mergeOptions struct {
+	wait time.Duration
+	log  io.Writer
+}
+
+// MergeWait makes Merge wait up to d for the shards' results to appear (every
+// shard's, or the coordinator's naming the shards it lost), as a merge Job
+// started alongside the shards must; past d it merges those present, marked
+// incomplete.
+func MergeWait(d time.Duration) MergeOption { return func(o *mergeOptions) { o.wait = d } }
+
+// MergeLog sends what the merge waits for to w.
+func MergeLog(w io.Writer) MergeOption { return func(o *mergeOptions) { o.log = w } }
 
 // mergeErr makes the merge's refusals invalid input (exit 2).
 func mergeErr(err error) error {

@@ -82,6 +82,9 @@ func (r *Recorder) Histograms() RunHistograms {
 // hour in nanoseconds, 3 significant digits), for merging the recorder's.
 func NewHistogram() *hdr.Histogram { return newHist() }
 
+// NewPacked is a sparse histogram with the recorder's range and precision.
+func NewPacked() *hdr.PackedHistogram { return hdr.NewPacked(histLowest, histHighest, histSigFigs) }
+
 // LatencyOf summarises a latency histogram (nanoseconds) in milliseconds, as the
 // result records latencies.
 func LatencyOf(h *hdr.Histogram) result.Latency { return latency(h) }

@@ -27,7 +27,9 @@ var ErrHlogTag = errors.New("invalid hlog tag")
 // times in the log are close to the run's timeline seconds.
 type HlogWriter struct {
 	lw     *hdrhistogram.HistogramLogWriter
+	w      io.Writer
 	baseMs int64
+	codec  hlogCodec // for WritePackedInterval
 }
 
 // NewHlogWriter writes the log header — format version, start time, base time and
@@ -50,7 +52,7 @@ func NewHlogWriter(w io.Writer, start time.Time) (*HlogWriter, error) {
 			return nil, fmt.Errorf("write hlog header: %w", err)
 		}
 	}
-	return &HlogWriter{lw: lw, baseMs: baseMs}, nil
+	return &HlogWriter{lw: lw, w: w, baseMs: baseMs}, nil
 }
 
 // WriteInterval writes h as the histogram of operation op for the interval

@@ -15,21 +15,32 @@ import (
 // ErrHlog is wrapped by errors reading an interval log.
 var ErrHlog = errors.New("invalid hlog")
 
-// Interval is one histogram of an interval log: its tag, its start and end in
-// milliseconds since the epoch, and the histogram (sparse).
+// Interval is one histogram of an interval log: its tag and its start and end in
+// milliseconds since the epoch. Into and Histogram decode it; the interval is
+// valid only while the callback that got it runs.
 type Interval struct {
 	Tag            string
 	StartMs, EndMs int64
-	Histogram      *hdrhistogram.PackedHistogram
+	payload        []byte
+	codec          *hlogCodec
+}
+
+// Into adds the interval's counts to h, each at its bucket's lowest value: into
+// a histogram of the same range and precision, the same buckets.
+func (iv Interval) Into(h Recorder) error { return iv.codec.decodeInto(iv.payload, h) }
+
+// Histogram decodes the interval into a new sparse histogram.
+func (iv Interval) Histogram() (*hdrhistogram.PackedHistogram, error) {
+	return hdrhistogram.DecodePacked(iv.payload)
 }
 
 // ReadHlog calls fn with each interval histogram of an HdrHistogram interval log
 // (the latency.hlog format NewHlogWriter writes), in order. Times are absolute: the
-// log's base time plus each interval's offset. Histograms are decoded sparse, so a
-// log of hours of intervals reads in a fraction of its dense size. Each histogram
-// is decoded afresh: fn may keep it.
+// log's base time plus each interval's offset. Decoding is left to fn (Into), with
+// buffers reused across intervals, so a log of hours of intervals reads fast.
 func ReadHlog(r io.Reader, fn func(Interval) error) error {
 	br := bufio.NewReaderSize(r, 1<<20)
+	codec := &hlogCodec{}
 	var baseMs int64
 	lineNo := 0
 	for {
@@ -45,8 +56,9 @@ func ReadHlog(r io.Reader, fn func(Interval) error) error {
 			if iv, ok, perr := parseHlogLine(bytes.TrimRight(line, "\r\n"), &baseMs); perr != nil {
 				return fmt.Errorf("%w: line %d: %v", ErrHlog, lineNo, perr)
 			} else if ok {
+				iv.codec = codec
 				if err := fn(iv); err != nil {
-					return err
+					return fmt.Errorf("line %d: %w", lineNo, err)
 				}
 			}
 		}
@@ -106,28 +118,32 @@ func parseHlogLine(line []byte, baseMs *int64) (Interval, bool, error) {
 	if err1 != nil || err2 != nil {
 		return iv, false, errors.New("malformed interval start or length")
 	}
-	h, err := hdrhistogram.DecodePacked(fields[3])
-	if err != nil {
-		return iv, false, err
+	if len(fields[3]) == 0 {
+		return iv, false, errors.New("an interval without its histogram")
 	}
 	iv.StartMs = *baseMs + int64(math.Round(start*1000))
 	iv.EndMs = *baseMs + int64(math.Round((start+length)*1000))
-	iv.Histogram = h
+	iv.payload = fields[3]
 	return iv, true, nil
 }
 
-// WritePackedInterval writes p as tag's histogram for [from, to), as WriteInterval
-// does for a dense one (the merge writes the histograms it summed sparse).
+// WritePackedInterval writes p as tag's histogram for [fromMs, toMs) (milliseconds
+// since the epoch), as WriteInterval does for a dense one: the merge writes the
+// histograms it summed sparse, with buffers reused across intervals.
 func (hw *HlogWriter) WritePackedInterval(tag string, fromMs, toMs int64, p *hdrhistogram.PackedHistogram) error {
 	for _, r := range tag {
 		if r == ',' || r == ' ' || r == '\n' || r == '\r' {
 			return fmt.Errorf("%w: %q contains a comma, space or line break", ErrHlogTag, tag)
 		}
 	}
-	p.SetTag(tag)
-	p.SetStartTimeMs(fromMs)
-	p.SetEndTimeMs(toMs)
-	if err := hw.lw.OutputIntervalPackedHistogram(p); err != nil {
+	enc, err := hw.codec.encode(p)
+	if err != nil {
+		return fmt.Errorf("write hlog interval %s: %w", tag, err)
+	}
+	start := float64(fromMs-hw.baseMs) / 1000
+	end := float64(toMs-hw.baseMs) / 1000
+	// The library's line format: the interval's max in milliseconds of nanoseconds.
+	if _, err := fmt.Fprintf(hw.w, "Tag=%s,%f,%f,%f,%s\n", tag, start, end-start, float64(p.Max())/hdrhistogram.MsToNsRatio, enc); err != nil {
 		return fmt.Errorf("write hlog interval %s: %w", tag, err)
 	}
 	return nil

@@ -56,8 +56,22 @@ func TestReadHlog(t *testing.T) {
 	if err := hw.WritePackedInterval("lag", start.UnixMilli()+1000, start.UnixMilli()+2000, p); err != nil {
 		t.Fatal(err)
 	}
-	var got []Interval
-	if err := ReadHlog(&buf, func(iv Interval) error { got = append(got, iv); return nil }); err != nil {
+	type read struct {
+		Interval
+		dense  *hdrhistogram.Histogram
+		packed *hdrhistogram.PackedHistogram
+	}
+	var got []read
+	if err := ReadHlog(&buf, func(iv Interval) error {
+		r := read{Interval: iv, dense: hdrhistogram.New(1000, 3_600_000_000_000, 3)}
+		if err := iv.Into(r.dense); err != nil {
+			return err
+		}
+		var err error
+		r.packed, err = iv.Histogram()
+		got = append(got, r)
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 2 {
@@ -71,9 +85,12 @@ func TestReadHlog(t *testing.T) {
 		if iv.Tag != want.tag || iv.StartMs != want.from || iv.EndMs != want.to {
 			t.Errorf("interval %d: %s [%d, %d), want %+v", i, iv.Tag, iv.StartMs, iv.EndMs, want)
 		}
-		if iv.Histogram.TotalCount() != h.TotalCount() || iv.Histogram.ValueAtPercentile(99) != h.ValueAtQuantile(99) || iv.Histogram.Max() != h.Max() {
-			t.Errorf("interval %d: %d values, p99 %d, max %d; want %d, %d, %d", i, iv.Histogram.TotalCount(),
-				iv.Histogram.ValueAtPercentile(99), iv.Histogram.Max(), h.TotalCount(), h.ValueAtQuantile(99), h.Max())
+		if !iv.dense.Equals(h) {
+			t.Errorf("interval %d: decoded into a histogram, it differs from the one written", i)
+		}
+		if p := iv.packed; p.TotalCount() != h.TotalCount() || p.ValueAtPercentile(99) != h.ValueAtQuantile(99) || p.Max() != h.Max() {
+			t.Errorf("interval %d: %d values, p99 %d, max %d; want %d, %d, %d", i, p.TotalCount(),
+				p.ValueAtPercentile(99), p.Max(), h.TotalCount(), h.ValueAtQuantile(99), h.Max())
 		}
 	}
 	if err := ReadHlog(bytes.NewReader([]byte("Tag=x,1.0,1.0\n")), func(Interval) error { return nil }); !errors.Is(err, ErrHlog) {

@@ -9,10 +9,11 @@ import (
 	"github.com/rehearse-dev/rehearse"
 	"github.com/rehearse-dev/rehearse/report"
 	"github.com/rehearse-dev/rehearse/result"
+	"github.com/rehearse-dev/rehearse/scenarios"
 )
 
 func newMergeCmd(s streams) *cobra.Command {
-	var out string
+	var out, wait string
 	cmd := &cobra.Command{
 		Use:   "merge DIR... --out MERGED",
 		Short: "Merge the shards of a sharded run into one exact result",
@@ -29,10 +30,15 @@ database's numbers are the coordinator's (shard 0); the SLOs are evaluated on th
 merged numbers. A shard that is missing (it died, or its directory was not given)
 marks the result "incomplete".
 
+With --wait, the merge first waits until every shard's result is there (or the
+coordinator's, naming the shards it lost), as a merge Job started alongside the
+shards must; when the time runs out it merges those present, marked incomplete.
+
 Results of different runs, scenarios or shard counts are refused (exit 2). Exit 3
 when the merged result breaches an SLO.`,
 		Example: `  rehearse report merge runs/x/shard-0 runs/x/shard-1 runs/x/shard-2 --out runs/x/merged
-  rehearse report merge runs/x --out runs/x/merged     # every shard directory under runs/x`,
+  rehearse report merge runs/x --out runs/x/merged     # every shard directory under runs/x
+  rehearse report merge /results --out /results/merged --wait 6h  # a merge Job beside the shards`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usageError{fmt.Errorf("expected the shards' output directories, got none")}
@@ -40,7 +46,15 @@ when the merged result breaches an SLO.`,
 			if out == "" {
 				return usageError{fmt.Errorf("--out: the merged result needs an output directory")}
 			}
-			res, err := rehearse.Merge(cmd.Context(), args, out)
+			var opts []rehearse.MergeOption
+			if cmd.Flags().Changed("wait") {
+				d, err := scenarios.ParseDuration(wait)
+				if err != nil || d.D() <= 0 {
+					return usageError{fmt.Errorf("--wait %s: must be a positive duration such as 30m or 6h", wait)}
+				}
+				opts = append(opts, rehearse.MergeWait(d.D()), rehearse.MergeLog(s.err))
+			}
+			res, err := rehearse.Merge(cmd.Context(), args, out, opts...)
 			if res != nil {
 				mergeSummary(s, res, out)
 			}
@@ -48,6 +62,7 @@ when the merged result breaches an SLO.`,
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", "", "output directory of the merged result (required)")
+	cmd.Flags().StringVar(&wait, "wait", "", "wait up to this long for the shards' results to appear (a merge Job started with the shards), e.g. 6h")
 	return cmd
 }
 

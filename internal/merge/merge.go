@@ -290,8 +290,7 @@ func readHistograms(shards []Shard) (histSet, error) {
 				h = loadgen.NewHistogram()
 				out[iv.Tag] = h
 			}
-			iv.Histogram.MergeInto(h)
-			return nil
+			return iv.Into(h)
 		})
 		f.Close()
 		if err != nil {

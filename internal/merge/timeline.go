@@ -1,11 +1,14 @@
 package merge
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sync"
 	"time"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
@@ -28,22 +31,23 @@ type hlogMerge struct {
 	secs []map[string]*hdr.PackedHistogram
 }
 
-func (m *hlogMerge) add(sec int, tag string, h *hdr.PackedHistogram) {
+// at is the sum of tag's intervals in second sec.
+func (m *hlogMerge) at(sec int, tag string) *hdr.PackedHistogram {
 	for len(m.secs) <= sec {
 		m.secs = append(m.secs, nil)
 	}
 	if m.secs[sec] == nil {
 		m.secs[sec] = map[string]*hdr.PackedHistogram{}
 	}
-	cur := m.secs[sec][tag]
-	if cur == nil {
+	h := m.secs[sec][tag]
+	if h == nil {
 		if !contains(m.tags, tag) {
 			m.tags = append(m.tags, tag)
 		}
-		m.secs[sec][tag] = h // decoded for this merge alone: it may be kept
-		return
+		h = loadgen.NewPacked()
+		m.secs[sec][tag] = h
 	}
-	cur.Merge(h)
+	return h
 }
 
 func contains(s []string, v string) bool {
@@ -57,9 +61,9 @@ func contains(s []string, v string) bool {
 
 // mergeTimeline sums the shards' timelines per second of the shared clock (every
 // shard's clock started at the barrier's start), and takes each second's
-// latencies from the sum of the shards' interval histograms of that second.
+// latencies from the sum of the shards' interval histograms of that second. The
+// shards' logs are read in parallel, one reader per processor.
 func mergeTimeline(res *result.Result, shards []Shard) (*hlogMerge, error) {
-	hm := &hlogMerge{}
 	var rows []result.TimelineRow
 	rowAt := func(k int) *result.TimelineRow {
 		for len(rows) <= k {
@@ -67,12 +71,11 @@ func mergeTimeline(res *result.Result, shards []Shard) (*hlogMerge, error) {
 		}
 		return &rows[k]
 	}
-	for _, s := range shards {
-		r := s.Result
-		last := 0
-		for _, row := range r.Timeline {
+	lasts := make([]int, len(shards))
+	for i, s := range shards {
+		for _, row := range s.Result.Timeline {
 			k := int(math.Round(row.TS))
-			last = max(last, k)
+			lasts[i] = max(lasts[i], k)
 			m := rowAt(k)
 			m.Ops += row.Ops
 			m.Errors += row.Errors
@@ -91,23 +94,26 @@ func mergeTimeline(res *result.Result, shards []Shard) (*hlogMerge, error) {
 				m.ErrorsByClass[c] += n
 			}
 		}
-		startMs := r.StartedAt.UnixMilli()
-		f, err := os.Open(filepath.Join(s.Dir, hlogFile))
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %w", ErrMismatch, s.Dir, err)
-		}
-		err = result.ReadHlog(f, func(iv result.Interval) error {
-			k := int(math.Round(float64(iv.StartMs-startMs) / 1000))
-			// What finished after the last whole second joins the last row, as
-			// the shard's own timeline has it.
-			k = max(min(k, last), 0)
-			hm.add(k, iv.Tag, iv.Histogram)
-			return nil
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(shards))
+	parts := make([]*hlogMerge, workers)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		parts[w] = &hlogMerge{}
+		wg.Go(func() {
+			for i := w; i < len(shards) && errs[w] == nil; i += workers {
+				errs[w] = readLatencyLog(parts[w], shards[i], lasts[i])
+			}
 		})
-		f.Close()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", filepath.Join(s.Dir, hlogFile), err)
-		}
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	hm := parts[0]
+	for _, p := range parts[1:] {
+		hm.merge(p)
 	}
 	all := loadgen.NewHistogram()
 	for k := range rows {
@@ -129,6 +135,42 @@ func mergeTimeline(res *result.Result, shards []Shard) (*hlogMerge, error) {
 	}
 	res.Timeline = rows
 	return hm, nil
+}
+
+// readLatencyLog adds one shard's latency.hlog to hm, each interval at its second
+// of the run's timeline; last is the shard's last timeline row.
+func readLatencyLog(hm *hlogMerge, s Shard, last int) error {
+	startMs := s.Result.StartedAt.UnixMilli()
+	f, err := os.Open(filepath.Join(s.Dir, hlogFile))
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrMismatch, s.Dir, err)
+	}
+	defer f.Close()
+	err = result.ReadHlog(f, func(iv result.Interval) error {
+		k := int(math.Round(float64(iv.StartMs-startMs) / 1000))
+		// What finished after the last whole second joins the last row, as the
+		// shard's own timeline has it.
+		k = max(min(k, last), 0)
+		return iv.Into(hm.at(k, iv.Tag))
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", filepath.Join(s.Dir, hlogFile), err)
+	}
+	return nil
+}
+
+// merge adds o's sums to m's.
+func (m *hlogMerge) merge(o *hlogMerge) {
+	for _, tag := range o.tags {
+		if !contains(m.tags, tag) {
+			m.tags = append(m.tags, tag)
+		}
+	}
+	for k, sec := range o.secs {
+		for tag, h := range sec {
+			m.at(k, tag).Merge(h)
+		}
+	}
 }
 
 // write writes the summed intervals as a latency.hlog whose clock starts at start.
