@@ -196,6 +196,9 @@ func (s *Scenario) validateFaults(c *checker) {
 	if s.Cutover.Cycles > 1 {
 		steps = append(slices.Clone(steps), "settle")
 	}
+	if len(s.Faults) > 0 && s.Target.DSN != "" && s.Target.Kind != TargetAurora {
+		c.add("faults", "target.dsn points at a database rehearse does not run: it cannot freeze, cut, reset or crash it; drop target.dsn (target.kind local or container), or the faults")
+	}
 	for i := range s.Faults {
 		f := &s.Faults[i]
 		p := fmt.Sprintf("faults[%d]", i)

@@ -1,8 +1,10 @@
 package scenarios_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rehearse-dev/rehearse/scenarios"
 )
@@ -66,6 +68,7 @@ func TestFaultsCyclesGuardrailsInvalid(t *testing.T) {
 		{"overlap", cut + "faults:\n  - {at: 10s, kind: freeze, for: 5s}\n  - {at: 12s, kind: blackhole, for: 5s}\n", "faults[1]: blackhole writer for 5s overlaps faults[0] (freeze writer for 5s at 10s)"},
 		{"every_cycle without cycles", cut + "faults:\n  - {at: switchover, kind: reset, every_cycle: true}\n", "faults[0].every_cycle: repeats the fault in every cutover cycle, but cutover.cycles is 1"},
 		{"aurora freeze", "target:\n  kind: aurora\n" + cut + "faults:\n  - {at: 10s, kind: freeze, for: 1s}\n", "faults[0].kind: the aurora target can inject only a crash"},
+		{"faults on a dsn", "target:\n  dsn: postgres://app@127.0.0.1:5432/bank\nfaults:\n  - {at: 1s, kind: reset}\n", "faults: target.dsn points at a database rehearse does not run"},
 		{"cycles 0", cut + "  cycles: 0\n", "cutover.cycles: must be at least 1 (got 0)"},
 		{"cycles that do not fit", "load:\n  duration: 30s\ncutover:\n  enabled: true\n  cycles: 8\n", "cutover.cycles: 8 cycles with a 5s settle after each and a 5s warmup need load.duration of at least 45s (it is 30s)"},
 		{"cycles with rollback", cut + "  cycles: 2\n  rollback: true\n", "cutover.rollback: cycles already alternate direction"},
@@ -87,5 +90,28 @@ func TestFaultsCyclesGuardrailsInvalid(t *testing.T) {
 				t.Errorf("errors:\n%v\nwant one containing %q", errs, tc.want)
 			}
 		})
+	}
+}
+
+// The shipped faults.yaml strikes every kind once on the writer of one local node,
+// without a cutover, and runs in under a minute.
+func TestShippedFaultsScenario(t *testing.T) {
+	s, err := scenarios.LoadFile("faults.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, f := range s.Faults {
+		kinds = append(kinds, f.Kind)
+		if f.Node != scenarios.NodeWriter {
+			t.Errorf("%s strikes %s, want the writer", f.Describe(), f.Node)
+		}
+	}
+	slices.Sort(kinds)
+	if want := slices.Sorted(slices.Values(scenarios.FaultKinds)); !slices.Equal(kinds, want) {
+		t.Errorf("fault kinds %v, want each of %v once", kinds, want)
+	}
+	if s.Cutover.Enabled || s.Target.Kind != scenarios.TargetLocal || s.Load.Duration.D() > 45*time.Second {
+		t.Errorf("cutover %v, target %s, duration %v: want a local run of at most 45s without cutover", s.Cutover.Enabled, s.Target.Kind, s.Load.Duration)
 	}
 }

@@ -162,6 +162,8 @@ func (r *Rehearsal) Step(ctx context.Context, spec StepSpec) (*StepOutcome, erro
 		c.StartClock(since)
 	}
 	loadDone := make(chan struct{})
+	fx := r.startFaults(ctx, sc, spec.Dry, out.rec, cut, since, tel)
+	defer fx.stop()
 	if cut != nil {
 		cut.start(ctx, since)
 		go settle(sc.Load.Duration.D(), start, cut, prepared, loadDone)
@@ -169,6 +171,7 @@ func (r *Rehearsal) Step(ctx context.Context, spec StepSpec) (*StepOutcome, erro
 	shardDone := r.shard.during(ctx, out.rec, prepared, cut, sc.Load.Duration.D(), start, loadDone)
 	r.logStart(sc, cfg, target)
 	stats, err := prepared.Run(ctx, start)
+	fx.stop() // nothing frozen or held past the load: the cutover's end and the integrity check need the nodes
 	close(loadDone)
 	<-shardDone
 	if cut != nil {
@@ -204,6 +207,7 @@ func (r *Rehearsal) Step(ctx context.Context, spec StepSpec) (*StepOutcome, erro
 		out.Result.Notes = append(out.Result.Notes, "The scenario has a cutover section, but target.dsn points at a database rehearse does not manage, so the plan was not run; the load ran against that database alone.")
 	}
 	fillDisruptions(out.Result, out.rec.Cycles(stats.Elapsed))
+	fx.fill(out.Result)
 	tel.finish(ctx, out.Result)
 	if err := r.shard.finishResult(out.Result, out.rec, spec.Dir); err != nil {
 		return nil, err

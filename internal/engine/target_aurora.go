@@ -24,6 +24,7 @@ type auroraTarget struct {
 	p              *aurora.Provider
 	writer, reader string
 	calls          *callLog
+	faults         *auroraHost
 }
 
 func openAurora(ctx context.Context, sc *scenarios.Scenario, cfg TargetConfig) (*auroraTarget, error) {
@@ -45,7 +46,10 @@ func openAurora(ctx context.Context, sc *scenarios.Scenario, cfg TargetConfig) (
 	if err := checkAuroraBlueGreen(ctx, sc, p); err != nil {
 		return nil, err
 	}
-	return &auroraTarget{p: p, writer: p.DSN(w), reader: p.DSN(r), calls: calls}, nil
+	if err := checkAuroraFaults(ctx, sc, p); err != nil {
+		return nil, err
+	}
+	return &auroraTarget{p: p, writer: p.DSN(w), reader: p.DSN(r), calls: calls, faults: newAuroraHost(p)}, nil
 }
 
 // Aurora's bounds of a blue/green switchover's timeout (SwitchoverTimeout).

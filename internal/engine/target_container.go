@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/rehearse-dev/rehearse/internal/faults"
 	"github.com/rehearse-dev/rehearse/migrate"
 	"github.com/rehearse-dev/rehearse/migrate/container"
 	"github.com/rehearse-dev/rehearse/migrate/dnsserver"
@@ -23,6 +24,7 @@ type containerTarget struct {
 	dns       *dnsserver.Server
 	mode      scenarios.EndpointMode
 	blueGreen bool
+	px        *faults.Proxies // fault proxies in front of the published nodes (nil: none)
 }
 
 func openContainers(ctx context.Context, sc *scenarios.Scenario, cfg TargetConfig) (*containerTarget, error) {
@@ -39,6 +41,7 @@ func openContainers(ctx context.Context, sc *scenarios.Scenario, cfg TargetConfi
 		return nil, err
 	}
 	mode := sc.Target.Endpoint
+	px := newProxies(sc, cfg.Log)
 	fmt.Fprintf(cfg.Log, "starting PostgreSQL containers from %s\n", img)
 	cl, err := container.Start(ctx, container.Config{
 		Image: img, Fsync: fsync(sc),
@@ -46,7 +49,7 @@ func openContainers(ctx context.Context, sc *scenarios.Scenario, cfg TargetConfi
 		ExtraConf: logicalConf(sc, nil),
 		DNS:       srv,
 		Endpoint: endpoint.Config{Mode: string(mode), Dir: abs, Propagation: staleWindow(sc),
-			PoolSize: sc.Load.PoolSize, MaxClientConn: 2*sc.Load.Workers + 20},
+			PoolSize: sc.Load.PoolSize, MaxClientConn: 2*sc.Load.Workers + 20, Via: via(px)},
 		Log: cfg.Log,
 	})
 	if err != nil {
@@ -60,8 +63,19 @@ func openContainers(ctx context.Context, sc *scenarios.Scenario, cfg TargetConfi
 			return nil, err
 		}
 	}
+	t := &containerTarget{cl: cl, dns: srv, mode: mode, blueGreen: blueGreen(sc), px: px}
+	if px != nil {
+		w, err := cl.NodeAddr(cl.NodeIDs()[0])
+		if err == nil {
+			err = frontDNS(srv, px, w)
+		}
+		if err != nil {
+			t.Close(ctx, false, cfg.Log)
+			return nil, err
+		}
+	}
 	logNames(cfg.Log, srv, cl.WriterEndpoint(), cl.ReaderEndpoint())
-	return &containerTarget{cl: cl, dns: srv, mode: mode, blueGreen: blueGreen(sc)}, nil
+	return t, nil
 }
 
 func (t *containerTarget) Kind() scenarios.TargetKind           { return scenarios.TargetContainer }
@@ -94,6 +108,7 @@ func (t *containerTarget) DirectWriterDSN(ctx context.Context) string {
 }
 
 func (t *containerTarget) Close(ctx context.Context, keep bool, log io.Writer) {
+	defer t.px.Close()
 	if keep {
 		// The endpoints and the DNS server end with this process: name the writer
 		// container's own address.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/rehearse-dev/rehearse/internal/faults"
 	"github.com/rehearse-dev/rehearse/migrate"
 	"github.com/rehearse-dev/rehearse/migrate/dnsserver"
 	"github.com/rehearse-dev/rehearse/migrate/endpoint"
@@ -37,8 +38,13 @@ func localConfig(ctx context.Context, sc *scenarios.Scenario, cfg TargetConfig) 
 	}, nil
 }
 
-// localNode is one embedded PostgreSQL, for runs without a cutover.
-type localNode struct{ node *local.Node }
+// localNode is one embedded PostgreSQL, for runs without a cutover; with network
+// faults the load reaches it through its fault proxy at front.
+type localNode struct {
+	node  *local.Node
+	px    *faults.Proxies
+	front string
+}
 
 func openLocalNode(ctx context.Context, sc *scenarios.Scenario, cfg TargetConfig) (*localNode, error) {
 	ncfg, err := localConfig(ctx, sc, cfg)
@@ -50,13 +56,23 @@ func openLocalNode(ctx context.Context, sc *scenarios.Scenario, cfg TargetConfig
 	if err != nil {
 		return nil, interrupted(ctx, "while starting PostgreSQL", err)
 	}
-	return &localNode{node: node}, nil
+	t := &localNode{node: node, px: newProxies(sc, cfg.Log)}
+	if t.px != nil {
+		if t.front, err = t.px.Front(node.Addr()); err != nil {
+			t.Close(ctx, false, cfg.Log)
+			return nil, err
+		}
+	}
+	return t, nil
 }
 
 func (t *localNode) Kind() scenarios.TargetKind           { return scenarios.TargetLocal }
 func (t *localNode) EndpointMode() scenarios.EndpointMode { return scenarios.EndpointDirect }
 func (t *localNode) Endpoints() (string, string) {
 	dsn := t.node.DSN(local.Database)
+	if t.front != "" {
+		dsn = endpointDSN(t.front)
+	}
 	return dsn, dsn
 }
 func (t *localNode) ExecMode() pgx.QueryExecMode            { return pgx.QueryExecModeCacheStatement }
@@ -66,6 +82,7 @@ func (t *localNode) DirectWriterDSN(context.Context) string { return t.node.DSN(
 func (t *localNode) Notes() []string                        { return nil }
 
 func (t *localNode) Close(ctx context.Context, keep bool, log io.Writer) {
+	defer t.px.Close()
 	if keep {
 		fmt.Fprintf(log, "kept PostgreSQL running (pid %d, data %s): %s\n", t.node.PID(), t.node.DataDir(), t.node.DSN(local.Database))
 		return
@@ -83,6 +100,7 @@ type localCluster struct {
 	dns       *dnsserver.Server
 	mode      scenarios.EndpointMode
 	blueGreen bool
+	px        *faults.Proxies // fault proxies in front of the nodes (nil: none)
 }
 
 func openLocalCluster(ctx context.Context, sc *scenarios.Scenario, cfg TargetConfig) (*localCluster, error) {
@@ -95,6 +113,7 @@ func openLocalCluster(ctx context.Context, sc *scenarios.Scenario, cfg TargetCon
 		return nil, err
 	}
 	mode := sc.Target.Endpoint
+	px := newProxies(sc, cfg.Log)
 	cluster, err := local.StartCluster(ctx, local.ClusterConfig{
 		Node:        ncfg,
 		Synchronous: synchronous(sc),
@@ -104,7 +123,7 @@ func openLocalCluster(ctx context.Context, sc *scenarios.Scenario, cfg TargetCon
 				Mode: string(mode), Writer: writer, DNS: srv, Propagation: staleWindow(sc),
 				Dir:      filepath.Join(ncfg.Dir, "pgbouncer"),
 				PoolSize: sc.Load.PoolSize, MaxClientConn: 2*sc.Load.Workers + 20,
-				Log: cfg.Log,
+				Log: cfg.Log, Via: via(px),
 			})
 		},
 	})
@@ -112,8 +131,13 @@ func openLocalCluster(ctx context.Context, sc *scenarios.Scenario, cfg TargetCon
 		_ = srv.Close()
 		return nil, interrupted(ctx, "while starting PostgreSQL", err)
 	}
+	t := &localCluster{cluster: cluster, dns: srv, mode: mode, blueGreen: blueGreen(sc), px: px}
+	if err := frontDNS(srv, px, cluster.Writer().Addr()); err != nil {
+		t.Close(ctx, false, cfg.Log)
+		return nil, err
+	}
 	logNames(cfg.Log, srv, cluster.WriterEndpoint(), cluster.ReaderEndpoint())
-	return &localCluster{cluster: cluster, dns: srv, mode: mode, blueGreen: blueGreen(sc)}, nil
+	return t, nil
 }
 
 func (t *localCluster) Kind() scenarios.TargetKind           { return scenarios.TargetLocal }
@@ -140,6 +164,7 @@ func (t *localCluster) Notes() []string {
 }
 
 func (t *localCluster) Close(ctx context.Context, keep bool, log io.Writer) {
+	defer t.px.Close()
 	if keep {
 		// The DNS server and the endpoints live in this process (or die with it, as
 		// PgBouncer does), so only the nodes outlast the run: name them directly.
