@@ -64,3 +64,12 @@ POSTGRES_IMAGE ?= rehearse/postgres:15
 .PHONY: image
 image:
 	@images/postgres/build.sh $(POSTGRES_IMAGE)
+
+# The rehearse/rehearse image for sharded runs on Kubernetes (deploy/kubernetes):
+# the static binary FROM scratch, built offline. Push it where the cluster pulls
+# from (docker tag + docker push, or kind load docker-image) and set the image in
+# deploy/kubernetes/kustomization.yaml.
+REHEARSE_IMAGE ?= rehearse/rehearse:dev
+.PHONY: image-rehearse
+image-rehearse:
+	@images/rehearse/build.sh $(REHEARSE_IMAGE) $(VERSION)
