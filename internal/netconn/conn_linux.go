@@ -135,10 +135,9 @@ func (c *Conn) closeFD() {
 
 func (c *Conn) closed() bool { return c.state.Load()&stateClosed != 0 }
 
-// ownedBy reports whether the calling goroutine is t, the running task of the loop
-// c is attached to: only t runs on the loop's thread while it is current.
+// ownedBy reports whether the calling goroutine is t, the owner of c, running now.
 func (c *Conn) ownedBy(t *Task) bool {
-	return t != nil && t.loop.cur.Load() == t && gettid() == t.loop.tid
+	return t != nil && t.loop.cur.Load() == t && goroutineKey() == t.key
 }
 
 // Read reads into p. The owning task waits in its loop; other callers wait on their
@@ -187,7 +186,7 @@ func (c *Conn) ownerRead(t *Task, p []byte) (int, error) {
 			c.readable = false
 		}
 		// The deadline bounds the wait: what has arrived is read regardless.
-		if err := c.check(&c.rdeadline); err != nil {
+		if err := c.checkAt(&c.rdeadline, t.loop.now); err != nil {
 			return 0, c.opError("read", err)
 		}
 		t.wait(c, waitRead)
@@ -216,13 +215,15 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return 0, c.opError("write", net.ErrClosed)
 	}
 	defer c.release()
+	t := c.owner.Load()
+	if !c.ownedBy(t) {
+		t = nil
+	}
 	written := 0
 	for written < len(p) {
-		if err := c.check(&c.wdeadline); err != nil {
+		if err := c.checkWrite(t); err != nil {
 			return written, c.opError("write", err)
 		}
-		// Sending never waits (the socket is non-blocking), so anyone may try;
-		// who is asking matters only when the buffer is full.
 		n, err := send(c.fd, p[written:])
 		written += n
 		switch {
@@ -232,10 +233,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 			return written, c.opError("write", net.ErrClosed)
 		case err != unix.EAGAIN:
 			return written, c.opError("write", os.NewSyscallError("sendto", err))
-		}
-		if t := c.owner.Load(); c.ownedBy(t) {
+		case t != nil:
 			c.writable = false
-			for !c.writable && c.check(&c.wdeadline) == nil {
+			for !c.writable && c.checkWrite(t) == nil {
 				t.wait(c, waitWrite)
 			}
 			continue
@@ -247,12 +247,34 @@ func (c *Conn) Write(p []byte) (int, error) {
 	return written, nil
 }
 
+// checkWrite checks the write deadline, against the loop's clock for the owning
+// task t (nil: anyone else).
+func (c *Conn) checkWrite(t *Task) error {
+	if t != nil {
+		return c.checkAt(&c.wdeadline, t.loop.now)
+	}
+	return c.check(&c.wdeadline)
+}
+
 // check fails a call on a closed connection or past its deadline.
 func (c *Conn) check(deadline *atomic.Int64) error {
 	if c.closed() {
 		return net.ErrClosed
 	}
 	if dl := deadline.Load(); dl != 0 && time.Now().UnixNano() >= dl {
+		return os.ErrDeadlineExceeded
+	}
+	return nil
+}
+
+// checkAt is check at time now (Unix nanoseconds): the owning task goes by the
+// time its loop last woke up, which spares it a clock read per call; a deadline is
+// then noticed at most one run of the loop's ready tasks late.
+func (c *Conn) checkAt(deadline *atomic.Int64, now int64) error {
+	if c.closed() {
+		return net.ErrClosed
+	}
+	if dl := deadline.Load(); dl != 0 && now >= dl {
 		return os.ErrDeadlineExceeded
 	}
 	return nil
@@ -303,11 +325,6 @@ func send(fd int, p []byte) (int, error) {
 		return 0, errno
 	}
 	return int(n), nil
-}
-
-func gettid() int {
-	tid, _, _ := unix.RawSyscall(unix.SYS_GETTID, 0, 0, 0)
-	return int(tid)
 }
 
 // SetDeadline sets the read and write deadlines.

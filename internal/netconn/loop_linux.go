@@ -46,12 +46,13 @@ const (
 type Loop struct {
 	epfd   int
 	wakefd int
-	tid    int
 
 	// cur is the task running now, nil while the loop itself runs.
 	cur atomic.Pointer[Task]
 
 	// Used on the loop's thread only.
+	// now is when the loop last woke up (Unix nanoseconds): its tasks' clock.
+	now   int64
 	tasks []*Task
 	ready []*Task
 	conns []*Conn // attached connections by slot
@@ -67,7 +68,9 @@ type Loop struct {
 // Task is one coroutine of a Loop: it runs its body, attaches the connections it
 // uses and hands the thread over whenever it would wait for one.
 type Task struct {
-	loop  *Loop
+	loop *Loop
+	// key is goroutineKey of the task's coroutine.
+	key   uintptr
 	next  func() (struct{}, bool)
 	yield func(struct{}) bool
 	state int8
@@ -89,13 +92,14 @@ func Run(bodies []func(*Task)) error {
 		t := &Task{loop: l}
 		// Created on the locked thread, the coroutines run only on it.
 		t.next, _ = iter.Pull(func(yield func(struct{}) bool) {
-			t.yield = yield
+			t.yield, t.key = yield, goroutineKey()
 			body(t)
 		})
 		l.tasks = append(l.tasks, t)
 		l.ready = append(l.ready, t)
 	}
 	l.live = len(l.tasks)
+	l.now = time.Now().UnixNano()
 	events := make([]unix.EpollEvent, 64)
 	for l.live > 0 {
 		l.runReady()
@@ -122,7 +126,7 @@ func newLoop() (*Loop, error) {
 		unix.Close(wakefd)
 		return nil, fmt.Errorf("netconn: epoll_ctl: %w", err)
 	}
-	return &Loop{epfd: epfd, wakefd: wakefd, tid: gettid()}, nil
+	return &Loop{epfd: epfd, wakefd: wakefd}, nil
 }
 
 func (l *Loop) close() {
@@ -157,22 +161,25 @@ func (l *Loop) runReady() {
 // poll waits for a connection a task waits on, a wake-up, or the earliest deadline
 // of a waiting task, and makes ready every task that can go on.
 func (l *Loop) poll(events []unix.EpollEvent) {
-	now := time.Now().UnixNano()
-	wait := int64(maxWait)
+	// The clock read when the loop last woke up is recent enough to time the
+	// wait: the tasks ran since, for a while at most as long as a wait.
+	next := l.now + int64(maxWait)
 	for _, t := range l.tasks {
 		if t.state == taskWaiting {
 			if dl := t.deadline(); dl != 0 {
-				wait = min(wait, max(dl-now, 0))
+				next = min(next, dl)
 			}
 		}
 	}
+	wait := max(next-l.now, 0)
 	ms := (wait + int64(time.Millisecond) - 1) / int64(time.Millisecond)
 	r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), uintptr(ms), 0, 0)
+	l.now = time.Now().UnixNano()
 	n := int(r)
 	if errno != 0 {
 		n = 0 // EINTR: a signal; look at the deadlines and go on
 	}
-	check := n == 0
+	check := n == 0 || l.now >= next
 	for i := range n {
 		ev := &events[i]
 		if ev.Fd == wakeSlot {
@@ -195,16 +202,15 @@ func (l *Loop) poll(events []unix.EpollEvent) {
 			l.makeReady(t)
 		}
 	}
-	if !check && wait > 0 && time.Now().UnixNano()-now < wait {
+	if !check {
 		return
 	}
 	// A deadline may have passed, or been moved, or a connection closed.
-	now = time.Now().UnixNano()
 	for _, t := range l.tasks {
 		if t.state != taskWaiting {
 			continue
 		}
-		if dl := t.deadline(); dl != 0 && dl <= now || t.wconn.closed() {
+		if dl := t.deadline(); dl != 0 && dl <= l.now || t.wconn.closed() {
 			l.makeReady(t)
 		}
 	}
@@ -291,7 +297,7 @@ func (t *Task) Detach(nc net.Conn) {
 // it wait (connecting, a backoff, a lock held elsewhere) belongs in f.
 func (t *Task) Block(f func()) {
 	l := t.loop
-	if l.cur.Load() != t || gettid() != l.tid {
+	if l.cur.Load() != t || goroutineKey() != t.key {
 		f() // not called from the task: nothing to hand over
 		return
 	}
@@ -315,7 +321,7 @@ func (c *Conn) attach(t *Task) error {
 		return errors.New("netconn: connection already attached")
 	}
 	l := t.loop
-	if l.cur.Load() != t || gettid() != l.tid {
+	if l.cur.Load() != t || goroutineKey() != t.key {
 		return errors.New("netconn: Attach called outside the task")
 	}
 	if pc := c.nc.Load(); pc != nil {
