@@ -30,10 +30,11 @@ func newAuroraEmulatorCmd(s streams) *cobra.Command {
 starts a local PostgreSQL cluster (one writer) behind Aurora-like cluster endpoints and
 serves the part of the RDS Query API that the aurora cutover uses — DescribeDBClusters,
 DescribeDBInstances, ModifyDBCluster, CreateDBInstance, FailoverDBCluster and
-DeleteDBInstance — on --addr, so the unmodified AWS SDK reaches it through
---aws-endpoint-url. Every call is carried out for real: CreateDBInstance runs
-pg_basebackup for a new replica (creating, then backing-up, then available),
-FailoverDBCluster promotes it and flips the endpoints, and the Describe calls report
+DeleteDBInstance, and RebootDBInstance for crash faults — on --addr, so the
+unmodified AWS SDK reaches it through --aws-endpoint-url. Every call is carried out
+for real: CreateDBInstance runs pg_basebackup for a new replica (creating, then
+backing-up, then available), FailoverDBCluster promotes it and flips the endpoints,
+RebootDBInstance restarts an instance's server, and the Describe calls report
 the real state.
 
 It is not AWS: it accepts any credentials and checks no signature or IAM policy, the
