@@ -257,15 +257,17 @@ func stopped(pids []int) []int {
 
 // With a cutover through the proxy endpoints, faults strike on the path PgBouncer
 // uses, at a time and at a step, on the node they name as it is then: a blackhole
-// on the writer before the plan, a reset of the replica (then the writer) as
-// validate starts. The cutover completes and loses nothing.
+// on the writer before the plan, a reset of the replica (the writer by then) as
+// keep_rollback_target starts. The cutover completes and loses nothing. (A reset
+// as validate starts can break validate's health query, which then undoes the
+// plan: what such a fault does.)
 func TestFaultsWithCutover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL and PgBouncer")
 	}
 	testutil.RequireTool(t, "initdb", "postgresql")
 	testutil.RequireTool(t, "pgbouncer", "pgbouncer")
-	sc := cutoverScenario(t, "faults:\n  - {at: 1s, kind: blackhole, node: writer, for: 1s}\n  - {at: validate, kind: reset, node: replica}\n")
+	sc := cutoverScenario(t, "faults:\n  - {at: 1s, kind: blackhole, node: writer, for: 1s}\n  - {at: keep_rollback_target, kind: reset, node: replica}\n")
 	sc.Cutover.Warmup = scenarios.Duration(3 * time.Second)
 	out := wetStep(t, sc)
 	if out.CutoverErr != nil {
@@ -274,7 +276,7 @@ func TestFaultsWithCutover(t *testing.T) {
 	res := out.Result
 	want := []struct{ kind, node, id, at string }{
 		{"blackhole", "writer", "node1", "1s"},
-		{"reset", "replica", "node2", "validate"},
+		{"reset", "replica", "node2", "keep_rollback_target"},
 	}
 	if len(res.Faults) != len(want) {
 		t.Fatalf("faults %+v", res.Faults)
@@ -285,14 +287,14 @@ func TestFaultsWithCutover(t *testing.T) {
 			t.Errorf("fault %d = %+v, want %+v, struck, with its recovery", i, f, w)
 		}
 	}
-	var validate result.Step
+	var step result.Step
 	for _, s := range res.Migration.Steps {
-		if s.Name == "validate" {
-			validate = s
+		if s.Name == "keep_rollback_target" {
+			step = s
 		}
 	}
-	if d := res.Faults[1].StartS - validate.StartS; d < 0 || d > 1 {
-		t.Errorf("the reset struck at %v, validate started at %v", res.Faults[1].StartS, validate.StartS)
+	if d := res.Faults[1].StartS - step.StartS; d < 0 || d > 1 {
+		t.Errorf("the reset struck at %v, keep_rollback_target started at %v", res.Faults[1].StartS, step.StartS)
 	}
 	if !slices.ContainsFunc(res.Notes, func(n string) bool { return strings.HasPrefix(n, "Faults: a fault proxy") }) {
 		t.Errorf("notes %q: want the fault proxies explained", res.Notes)
