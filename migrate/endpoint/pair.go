@@ -233,6 +233,28 @@ func (p *PgBouncerPair) ReleaseTimes() (repoint, resume time.Duration) {
 	return p.lastRelease.Repoint, p.lastRelease.Resume
 }
 
+// moveReader repoints the reader PgBouncer at backend between transactions: paused
+// (unless a hold already paused it), repointed, resumed. Repointed while serving,
+// PgBouncer can drop a server connection still logging in to the old backend,
+// count that as a failed login and, for server_login_retry, fail clients that
+// arrive to an empty pool ("server login has been failing"); paused, nothing is
+// logging in. The pause lasts the in-flight transactions and a RELOAD.
+func (p *PgBouncerPair) moveReader(ctx context.Context, backend string) error {
+	if p.reader.Backend() == backend {
+		return nil
+	}
+	if p.reader.Paused() {
+		return p.reader.Repoint(ctx, backend)
+	}
+	if err := p.reader.Pause(ctx); err != nil {
+		return err
+	}
+	err := p.reader.Repoint(ctx, backend)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resumeTimeout)
+	defer cancel()
+	return errors.Join(err, p.reader.Resume(rctx))
+}
+
 // SetReaders repoints the reader PgBouncer at the first of readers (the writer when
 // there are none). Its server connections move after their current transaction.
 func (p *PgBouncerPair) SetReaders(ctx context.Context, readers []string) error {
@@ -248,7 +270,7 @@ func (p *PgBouncerPair) SetReaders(ctx context.Context, readers []string) error 
 	}
 	p.readers = slices.Clone(readers)
 	p.updateRecords()
-	return p.reader.Repoint(ctx, readerTargets(p.current, p.readers, p.forwarding)[0])
+	return p.moveReader(ctx, readerTargets(p.current, p.readers, p.forwarding)[0])
 }
 
 // SetForwarding turns write-forwarding emulation on or off: while on, the reader
@@ -261,7 +283,7 @@ func (p *PgBouncerPair) SetForwarding(ctx context.Context, on bool) error {
 	if p.closed.Load() {
 		return fmt.Errorf("endpoint: proxy forwarding: %w", ErrClosed)
 	}
-	if err := p.reader.Repoint(ctx, readerTargets(p.current, p.readers, on)[0]); err != nil {
+	if err := p.moveReader(ctx, readerTargets(p.current, p.readers, on)[0]); err != nil {
 		return fmt.Errorf("endpoint: proxy forwarding %v: %w", on, err)
 	}
 	p.forwarding = on
