@@ -28,7 +28,7 @@ var built struct {
 	err  error
 }
 
-func buildRehearse(t *testing.T) string {
+func buildRehearse(t testing.TB) string {
 	t.Helper()
 	goTool := testutil.RequireTool(t, "go", "the Go toolchain")
 	built.once.Do(func() {
@@ -410,5 +410,76 @@ func TestMergeRefuses(t *testing.T) {
 	}
 	if r := cli(t, t.Context(), "report", "merge", a0, a1); r.code != exitInput || !strings.Contains(r.err, "--out") {
 		t.Errorf("without --out: exit %d, %q", r.code, r.err)
+	}
+}
+
+// A shard that dies mid-run: the coordinator names it (exit 1) and the merge of
+// the others is marked incomplete.
+func TestShardDiesMidRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL and waits for a dead shard's heartbeat to go stale")
+	}
+	testutil.RequireTool(t, "initdb", "the PostgreSQL server, Debian package postgresql")
+	bin := buildRehearse(t)
+	dsn := shardDB(t)
+	sc := writeFile(t, "dies.yaml", fmt.Sprintf(`name: dies
+workload:
+  customers: 500
+target:
+  dsn: %s
+load:
+  sessions: 60
+  rate: 30
+  duration: 8s
+  pool_size: 2
+`, dsn))
+	dir := t.TempDir()
+	out := func(i int) string { return filepath.Join(dir, fmt.Sprintf("shard-%d", i)) }
+	var coord, other run
+	var wg sync.WaitGroup
+	wg.Go(func() { coord = cli(t, t.Context(), "run", sc, "--shard", "0/3", "--quiet", "--out", out(0)) })
+	wg.Go(func() { other = cli(t, t.Context(), "run", sc, "--shard", "1/3", "--quiet", "--out", out(1)) })
+	victim := exec.CommandContext(t.Context(), bin, "run", sc, "--quiet", "--out", out(2))
+	victim.Env = shardEnv("JOB_COMPLETION_INDEX=2", "REHEARSE_SHARDS=3")
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	running := func() bool {
+		conn, err := pgx.Connect(t.Context(), dsn)
+		if err != nil {
+			return false
+		}
+		defer conn.Close(context.Background())
+		var n int
+		err = conn.QueryRow(t.Context(), `SELECT count(*) FROM rehearse_run.shards WHERE idx = 2 AND state = 'running'`).Scan(&n)
+		return err == nil && n == 1
+	}
+	testutil.Eventually(t, 2*time.Minute, "shard 2 to start its load", running)
+	if err := victim.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = victim.Wait()
+	wg.Wait()
+	if other.code != 0 {
+		t.Errorf("shard 1: exit %d\n%s", other.code, other.err)
+	}
+	if coord.code != exitRuntime || !strings.Contains(coord.err, "1 of 3 shards did not finish: shard 2 (it stopped heartbeating") {
+		t.Fatalf("coordinator: exit %d, %q", coord.code, coord.err)
+	}
+	c := readResult(t, out(0))
+	if len(c.Shard.Lost) != 1 || c.Shard.Lost[0].Index != 2 {
+		t.Errorf("the coordinator's result names lost %+v", c.Shard.Lost)
+	}
+	m := cli(t, t.Context(), "report", "merge", out(0), out(1), "--out", filepath.Join(dir, "merged"))
+	if m.code != 0 && m.code != exitSLO {
+		t.Fatalf("merge: exit %d, %s", m.code, m.err)
+	}
+	res := readResult(t, filepath.Join(dir, "merged"))
+	if !res.Incomplete || res.Shards != 2 || len(res.Sharding.Missing) != 1 || res.Sharding.Missing[0].Index != 2 ||
+		!strings.Contains(res.Sharding.Missing[0].Reason, "stopped heartbeating") {
+		t.Errorf("merged: incomplete %v, shards %d, missing %+v", res.Incomplete, res.Shards, res.Sharding.Missing)
+	}
+	if !strings.Contains(m.out, "(incomplete)") {
+		t.Errorf("the merge's summary does not say incomplete:\n%s", m.out)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -293,6 +294,9 @@ func (sh *sharding) during(ctx context.Context, rec *loadgen.Recorder, p *loadge
 			cancel()
 		}()
 		mf := loadgen.NewMarkFollower(rec)
+		// The coordinator's own bound, should its stop never come (its target gone).
+		bound := time.AfterFunc(time.Until(start.Add(duration+maxExtension)), p.Stop)
+		defer bound.Stop()
 		var stopTimer *time.Timer
 		sh.member.Follow(fctx, shard.Follower{
 			Since: since,
@@ -481,6 +485,19 @@ func (sh *sharding) finishResult(res *result.Result, rec *loadgen.Recorder, dir 
 	info.AcknowledgedWrites = sh.acked
 	sh.mu.Unlock()
 	res.Shard = info
+	if !spec.Coordinator() {
+		// The coordinator ran the cutover and sampled the database; this shard
+		// applied its marks. Its own samples (or its sampler's failures, through a
+		// joined target) are no part of the run's record.
+		res.Database = nil
+		notes := res.Notes[:0]
+		for _, n := range res.Notes {
+			if !strings.HasPrefix(n, "The scenario has a cutover section, but target.dsn points at a database rehearse does not manage") {
+				notes = append(notes, n)
+			}
+		}
+		res.Notes = append(notes, fmt.Sprintf("Shard %d of %d: the coordinator (shard 0) ran the cutover, checked integrity and sampled the database; this shard ran load only, its phases marked as the coordinator marked them.", spec.Index, spec.Count))
+	}
 	if info.Stopped != "" {
 		res.Notes = append(res.Notes, "This shard's load stopped before the coordinator said so: "+info.Stopped+".")
 	}

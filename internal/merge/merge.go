@@ -16,8 +16,10 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
@@ -93,19 +95,24 @@ func Read(dirs []string) ([]Shard, error) {
 	if len(dirs) == 0 {
 		return nil, fmt.Errorf("%w: no shard directories given", ErrMismatch)
 	}
-	var shards []Shard
-	for _, d := range dirs {
+	shards := make([]Shard, len(dirs))
+	err := parallel(len(dirs), func(i int) error {
+		d := dirs[i]
 		res, err := result.ReadFile(filepath.Join(d, resultFile))
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrMismatch, err)
+			return fmt.Errorf("%w: %w", ErrMismatch, err)
 		}
 		if res.Shard == nil {
 			if res.Shards > 0 {
-				return nil, fmt.Errorf("%w: %s is already a merged result (%d shards): merge the shards' own directories", ErrMismatch, d, res.Shards)
+				return fmt.Errorf("%w: %s is already a merged result (%d shards): merge the shards' own directories", ErrMismatch, d, res.Shards)
 			}
-			return nil, fmt.Errorf("%w: %s is not a shard's result: it was not run with --shard", ErrMismatch, d)
+			return fmt.Errorf("%w: %s is not a shard's result: it was not run with --shard", ErrMismatch, d)
 		}
-		shards = append(shards, Shard{Dir: d, Result: res})
+		shards[i] = Shard{Dir: d, Result: res}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	first := shards[0].Result
 	seen := map[int]string{}
@@ -171,22 +178,29 @@ func Merge(shards []Shard) (*Merged, error) {
 		res.Integrity = result.Integrity{Checked: false, Details: []string{"The coordinator's (shard 0) result is missing from the merge: it holds the integrity check and the cutover."}}
 	}
 
-	hists, err := readHistograms(shards)
+	// The three reads are independent: run them at once.
+	var hists histSet
+	var series *result.AvailabilitySeries
+	var hm *hlogMerge
+	err := parallel(3, func(i int) error {
+		var err error
+		switch i {
+		case 0:
+			hm, err = mergeTimeline(res, shards)
+		case 1:
+			series, err = readSeries(shards)
+		case 2:
+			hists, err = readHistograms(shards)
+		}
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
 	mergeLoad(res, shards, hists)
 	res.Operations = mergeOperations(shards, hists)
 	res.Errors = mergeErrors(shards)
-	hm, err := mergeTimeline(res, shards)
-	if err != nil {
-		return nil, err
-	}
 	marks := disruptionMarks(coord)
-	series, err := readSeries(shards)
-	if err != nil {
-		return nil, err
-	}
 	end := time.Duration(res.DurationS * float64(time.Second))
 	var windowUnavail [][2]float64
 	res.Availability, windowUnavail = loadgen.AvailabilityOf(series, end, marks)
@@ -525,3 +539,20 @@ func mergeWindows(coord []result.PhaseWindow, shards []Shard, h histSet, unavail
 
 // Write writes the merged latency.hlog to w.
 func (m *Merged) Write(w io.Writer) error { return m.hlog.write(w, m.Result.StartedAt) }
+
+// parallel runs fn(0) … fn(n-1) on up to GOMAXPROCS goroutines and returns their
+// errors joined.
+func parallel(n int, fn func(i int) error) error {
+	errs := make([]error, n)
+	sem := make(chan struct{}, max(runtime.GOMAXPROCS(0), 1))
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = fn(i)
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}

@@ -1,6 +1,7 @@
 package merge
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -174,22 +175,41 @@ func (m *hlogMerge) merge(o *hlogMerge) {
 }
 
 // write writes the summed intervals as a latency.hlog whose clock starts at start.
+// Stretches of seconds are encoded in parallel, then written in order.
 func (m *hlogMerge) write(w io.Writer, start time.Time) error {
-	hw, err := result.NewHlogWriter(w, start)
+	if _, err := result.NewHlogWriter(w, start); err != nil { // the header
+		return err
+	}
+	const stretch = 256 // seconds per piece of work
+	parts := make([]bytes.Buffer, (len(m.secs)+stretch-1)/stretch)
+	err := parallel(len(parts), func(p int) error {
+		buf := &parts[p]
+		hw, err := result.NewHlogWriter(buf, start)
+		if err != nil {
+			return err
+		}
+		buf.Reset() // the header is written once, above; the base time is the same
+		startMs := start.UnixMilli()
+		for k := p * stretch; k < min((p+1)*stretch, len(m.secs)); k++ {
+			for _, tag := range m.tags {
+				h := m.secs[k][tag]
+				if h == nil {
+					continue
+				}
+				from := startMs + int64(k)*1000
+				if err := hw.WritePackedInterval(tag, from, from+1000, h); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	startMs := start.UnixMilli()
-	for k, sec := range m.secs {
-		for _, tag := range m.tags {
-			h := sec[tag]
-			if h == nil {
-				continue
-			}
-			from := startMs + int64(k)*1000
-			if err := hw.WritePackedInterval(tag, from, from+1000, h); err != nil {
-				return err
-			}
+	for i := range parts {
+		if _, err := parts[i].WriteTo(w); err != nil {
+			return err
 		}
 	}
 	return nil

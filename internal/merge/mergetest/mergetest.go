@@ -5,6 +5,7 @@
 package mergetest
 
 import (
+	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -107,11 +108,13 @@ func writeShard(dir string, idx int, cfg Config, start time.Time, sha string, tr
 		return err
 	}
 	defer hf.Close()
-	hw, err := result.NewHlogWriter(hf, start)
+	bw := bufio.NewWriterSize(hf, 1<<16)
+	hw, err := result.NewHlogWriter(bw, start)
 	if err != nil {
 		return err
 	}
 	iv := loadgen.NewHistogram()
+	packed := loadgen.NewPacked()
 	var total int64
 	counts := map[string]int64{}
 	for sec := range cfg.Seconds {
@@ -133,8 +136,10 @@ func writeShard(dir string, idx int, cfg Config, start time.Time, sha string, tr
 				series.Read.Successes[ms] = min(series.Read.Successes[ms]+1, 255)
 			}
 			if n > 0 {
-				from := start.Add(time.Duration(sec) * time.Second)
-				if err := hw.WriteInterval(op, from, from.Add(time.Second), iv); err != nil {
+				from := start.UnixMilli() + int64(sec)*1000
+				packed.Reset()
+				packed.MergeFrom(iv)
+				if err := hw.WritePackedInterval(op, from, from+1000, packed); err != nil {
 					return err
 				}
 			}
@@ -152,6 +157,9 @@ func writeShard(dir string, idx int, cfg Config, start time.Time, sha string, tr
 	for _, op := range cfg.Ops {
 		res.Operations = append(res.Operations, result.Operation{Name: op, Kind: "read", Count: counts[op],
 			LatencyMs: loadgen.LatencyOf(whole[op]), Phases: map[string]result.Phase{result.PhaseBefore: {Count: counts[op], LatencyMs: loadgen.LatencyOf(whole[op])}}})
+	}
+	if err := bw.Flush(); err != nil {
+		return err
 	}
 	if err := hf.Close(); err != nil {
 		return err
