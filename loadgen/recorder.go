@@ -142,7 +142,9 @@ type Recorder struct {
 	cycles    []*span
 	disrupted bool
 	// marked is the disruption MarkPhase opened (-1: none).
-	marked    Disruption
+	marked Disruption
+	// onPhase is told of phase changes (see SetOnPhase).
+	onPhase   func(string)
 	timeline  []result.TimelineRow
 	avail     [2]availability // indexed by workload.Kind
 	lastFlush int64

@@ -38,36 +38,63 @@ func (s *span) contains(t int64) bool { return t >= s.start && t < s.end }
 // Disruption identifies a disruption window opened with BeginDisruption.
 type Disruption int
 
+// SetOnPhase has f told of every change of the run's phase ("during" when a first
+// disruption opens, "after" when the last one open closes); nil: nobody. f runs
+// outside the recorder's lock.
+func (r *Recorder) SetOnPhase(f func(phase string)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.onPhase = f
+}
+
+// phaseChanged tells the phase listener, if any, of phase (called without r.mu).
+func (r *Recorder) phaseChanged(phase string, f func(string)) {
+	if f != nil {
+		f(phase)
+	}
+}
+
 // BeginDisruption opens a disruption window at offset at of the run's timeline:
 // operations intended from then until EndDisruption are in phase "during" and in
 // this window, labelled label (kind is a result.Disruption* kind, cycle the cutover
 // cycle or 0). The stable stretch before it ends there. Disruptions may overlap.
 func (r *Recorder) BeginDisruption(label, kind string, cycle int, at time.Duration) Disruption {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	t := int64(at)
-	if r.openDisruptions() == 0 {
+	first := r.openDisruptions() == 0
+	if first {
 		if st := r.stable(); st != nil {
 			st.end = max(st.start, t)
 		}
 	}
 	r.spans = append(r.spans, r.newSpan(label, kind, phaseDuring, cycle, t))
 	r.disrupted = true
-	return Disruption(len(r.spans) - 1)
+	d, f := Disruption(len(r.spans)-1), r.onPhase
+	r.mu.Unlock()
+	if first {
+		r.phaseChanged(result.PhaseDuring, f)
+	}
+	return d
 }
 
 // EndDisruption closes disruption d at offset at. When no other disruption is still
 // open, a stable "after" window begins there.
 func (r *Recorder) EndDisruption(d Disruption, at time.Duration) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if int(d) < 0 || int(d) >= len(r.spans) || r.spans[d].end != open {
+		r.mu.Unlock()
 		return
 	}
 	s := r.spans[d]
 	s.end = max(s.start, int64(at))
-	if r.openDisruptions() == 0 {
+	last := r.openDisruptions() == 0
+	if last {
 		r.spans = append(r.spans, r.newSpan("after "+s.label, "", phaseAfter, s.cycle, s.end))
+	}
+	f := r.onPhase
+	r.mu.Unlock()
+	if last {
+		r.phaseChanged(result.PhaseAfter, f)
 	}
 }
 

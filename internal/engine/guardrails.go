@@ -27,6 +27,9 @@ type guardrails struct {
 	rec    guardSource
 	where  func() (step string, switched bool)
 	log    io.Writer
+	// onFire is told of a breach: the condition and "abort" or "would_abort" (a dry
+	// run); nil: nobody.
+	onFire func(condition, action string)
 
 	mu      sync.Mutex
 	records []result.Guardrail
@@ -121,6 +124,13 @@ func (g *guardrails) evaluate(from, now time.Duration) bool {
 		}
 		at := Round3(now.Seconds())
 		r.AtS, r.Value = &at, v
+		if g.onFire != nil {
+			action := "abort"
+			if g.dry {
+				action = "would_abort"
+			}
+			g.onFire(r.Condition, action)
+		}
 		if g.dry {
 			r.WouldFire = true
 			fmt.Fprintf(g.log, "guardrail would have fired (dry run): %s: %s at %.1f s\n", r.Condition, fmtGuard(v, r.Unit), at)

@@ -125,8 +125,11 @@ func (r *Rehearsal) Step(ctx context.Context, spec StepSpec) (*StepOutcome, erro
 	}), loadgen.Retain(max(spec.Retain, guardRetain(sc))))
 	var cut *cutover
 	if spec.Cutover && r.tgt.Provider() != nil {
-		cut = newCutover(sc, spec.Dry, r.tgt, r.wl, r.pools, out.rec, tel.cutoverLog(r.log))
+		cut = newCutover(sc, spec.Dry, r.tgt, r.wl, r.pools, out.rec, r.log)
+		cut.listeners = append(cut.listeners, tel.onEvent)
+		cut.guard.onFire = tel.guardrail
 	}
+	out.rec.SetOnPhase(tel.phase)
 	cfg, target := r.loadConfig(sc, out.rec, spec.Progress)
 	if rp, ok := r.wl.(*replay.Workload); ok {
 		sched, err := rp.Arrivals(ctx)

@@ -88,19 +88,19 @@ func (t *stepTelemetry) attach(cfg *loadgen.Config, rec *loadgen.Recorder, since
 	}
 }
 
-// cutoverLog is the cutover engine's log, also read for the step metrics.
-func (t *stepTelemetry) cutoverLog(log io.Writer) io.Writer {
-	if t.metrics == nil {
-		return log
-	}
-	return t.metrics.CutoverLog(log)
-}
-
-// onEvent records a cutover step's event (a cutover listener): the current step,
-// its status and the phase. It does what cutoverLog does from the log's lines.
+// onEvent records a cutover step's event (a cutover listener): the current step
+// and its status.
 func (t *stepTelemetry) onEvent(ev migrate.Event) {
 	if t.metrics != nil {
-		t.metrics.CutoverEvent(ev.Step, ev.Status, ev.Mutating)
+		t.metrics.CutoverEvent(ev.Step, ev.Status)
+	}
+}
+
+// phase records the run's phase as it follows the disruptions (a recorder's
+// phase listener).
+func (t *stepTelemetry) phase(p string) {
+	if t.metrics != nil {
+		t.metrics.Phase(p)
 	}
 }
 

@@ -45,7 +45,6 @@ type Metrics struct {
 
 	mu            sync.Mutex
 	lastStep      [2]string
-	during, after bool                 // the phases the cutover has entered
 	dbLabels      map[[2]string]string // (metric, node) -> role set last
 }
 

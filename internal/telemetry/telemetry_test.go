@@ -176,61 +176,30 @@ func TestProgressWriterReadsBusySessions(t *testing.T) {
 	}
 }
 
-func TestCutoverLogSetsStepAndPhase(t *testing.T) {
-	tests := []struct {
-		name   string
-		lines  []string
-		step   [2]string
-		phase  string
-		counts map[[2]string]float64
-	}{
-		{"preflight keeps the phase", []string{"cutover: step preflight ...", "cutover: step preflight ok (0.0 s)"},
-			[2]string{"preflight", "ok"}, "before", map[[2]string]float64{{"preflight", "ok"}: 1}},
-		{"a mutating step starts the during phase", []string{"cutover: step preflight ok (0.0 s)", "cutover: step create_replica ..."},
-			[2]string{"create_replica", "started"}, "during", nil},
-		{"the redirect ends it", []string{"cutover: step create_replica ...", "cutover: step redirect ...", "cutover: step redirect ok (2.0 s)", "cutover: step validate ..."},
-			[2]string{"validate", "started"}, "after", map[[2]string]float64{{"redirect", "ok"}: 1}},
-		{"a failed step ends it", []string{"cutover: step create_replica ...", "cutover: step catch_up failed (60.0 s)", "cutover: undo create_replica: ok"},
-			[2]string{"catch_up", "failed"}, "after", map[[2]string]float64{{"catch_up", "failed"}: 1}},
-		{"other lines are passed on only", []string{"aurora: CreateDBInstance ok (10ms)"}, [2]string{}, "before", nil},
+func TestCutoverEventsAndPhase(t *testing.T) {
+	m := NewMetrics(RunInfo{})
+	m.CutoverEvent("switchover", "started")
+	m.CutoverEvent("switchover", "ok")
+	m.CutoverEvent("redirect", "started")
+	m.Phase("during")
+	// Labels sort by name: status, then step.
+	if v, ok := gaugeValue(t, m.step, "started", "redirect"); !ok || v != 1 {
+		t.Errorf("step gauge %v (%v), want 1 for the redirect started", v, ok)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			m := NewMetrics(RunInfo{})
-			var out strings.Builder
-			w := m.CutoverLog(&out)
-			for _, l := range tt.lines {
-				if _, err := w.Write([]byte(l + "\n")); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if out.String() != strings.Join(tt.lines, "\n")+"\n" {
-				t.Errorf("passed on %q", out.String())
-			}
-			if tt.step[0] != "" {
-				// Labels sort by name: status, then step.
-				if v, ok := gaugeValue(t, m.step, tt.step[1], tt.step[0]); !ok || v != 1 {
-					t.Errorf("step %v gauge %v (%v), want 1", tt.step, v, ok)
-				}
-				if n := len(collect(t, m.step)); n != 1 {
-					t.Errorf("%d step series, want only the current one", n)
-				}
-			}
-			for _, p := range []string{"before", "during", "after"} {
-				want := 0.0
-				if p == tt.phase {
-					want = 1
-				}
-				if v, _ := gaugeValue(t, m.phase, p); v != want {
-					t.Errorf("phase %s = %v, want %v", p, v, want)
-				}
-			}
-			for k, want := range tt.counts {
-				if v, _ := gaugeValue(t, m.steps, k[1], k[0]); v != want {
-					t.Errorf("steps_total%v = %v, want %v", k, v, want)
-				}
-			}
-		})
+	if n := len(collect(t, m.step)); n != 1 {
+		t.Errorf("%d step series, want only the current one", n)
+	}
+	if v, _ := gaugeValue(t, m.steps, "ok", "switchover"); v != 1 {
+		t.Errorf("steps_total{switchover,ok} = %v, want 1", v)
+	}
+	for _, p := range []string{"before", "during", "after"} {
+		want := 0.0
+		if p == "during" {
+			want = 1
+		}
+		if v, _ := gaugeValue(t, m.phase, p); v != want {
+			t.Errorf("phase %s = %v, want %v", p, v, want)
+		}
 	}
 }
 
