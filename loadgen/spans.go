@@ -285,10 +285,44 @@ func (r *Recorder) phaseWindowsLocked(end int64) []result.PhaseWindow {
 		if s.lag != nil && s.lag.TotalCount() > 0 {
 			w.ScheduleLagP99Ms = ms(s.lag.ValueAtQuantile(99))
 		}
-		w.WriteUnavailableMs, w.ReadUnavailableMs = r.longestWithin(s.start, e, end)
 		out = append(out, w)
 	}
+	r.attributeUnavailability(out, end)
 	return out
+}
+
+// attributeUnavailability gives each unavailability window to the phase window it
+// overlaps most (the one it started in, for an instant): a stall that opened a
+// moment before a fault struck (the operations sent just before it hung) is the
+// fault's, not the stable stretch's before it.
+func (r *Recorder) attributeUnavailability(ws []result.PhaseWindow, end int64) {
+	endMs := int(end / 1e6)
+	for kind, a := range r.avail {
+		a.windows(endMs, func(u window) {
+			best, most := -1, -1.0
+			for i, w := range ws {
+				lo, hi := max(float64(u.start), w.StartS*1e3), min(float64(u.end), w.EndS*1e3)
+				ov := hi - lo
+				if u.end == u.start && float64(u.start) >= w.StartS*1e3 && float64(u.start) < w.EndS*1e3 {
+					ov = 0
+				} else if ov <= 0 {
+					continue
+				}
+				if ov >= most {
+					best, most = i, ov
+				}
+			}
+			if best < 0 {
+				return
+			}
+			d := float64(u.end - u.start)
+			if kind == 1 {
+				ws[best].WriteUnavailableMs = max(ws[best].WriteUnavailableMs, d)
+			} else {
+				ws[best].ReadUnavailableMs = max(ws[best].ReadUnavailableMs, d)
+			}
+		})
+	}
 }
 
 // cyclesLocked is the cycles' accounting; end is the run's length.

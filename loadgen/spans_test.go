@@ -145,3 +145,28 @@ func TestRecent(t *testing.T) {
 		t.Errorf("Recent(2s, 4s) = %+v, want %+v", got, want)
 	}
 }
+
+// A stall that opened a moment before a fault struck belongs to the fault's window.
+func TestUnavailabilityFollowsOverlap(t *testing.T) {
+	r := NewRecorder([]workload.Op{{Name: "write", Kind: workload.Write}}, nil)
+	h := r.NewHandle()
+	ms := int64(time.Millisecond)
+	d := r.BeginDisruption("fault: blackhole writer", result.DisruptionFault, 0, 10*time.Second)
+	r.EndDisruption(d, 15*time.Second)
+	for at := int64(0); at < 9995*ms; at += 10 * ms {
+		h.record(sample{intended: at, end: at + ms, tries: 1}, nil)
+	}
+	// Sent 5 ms before the blackhole, answered when it lifts.
+	h.record(sample{intended: 9995 * ms, end: 15000 * ms, tries: 1}, nil)
+	for at := int64(15000) * ms; at < 20000*ms; at += 10 * ms {
+		h.record(sample{intended: at, end: at + ms, tries: 1}, nil)
+	}
+	r.FlushFinal(20 * time.Second)
+	ws := r.Summary(20 * time.Second).PhaseWindows
+	if len(ws) != 3 {
+		t.Fatalf("windows %+v", ws)
+	}
+	if ws[0].WriteUnavailableMs > 10 || ws[1].WriteUnavailableMs < 4990 {
+		t.Errorf("write unavailability before %v ms, during the fault %v ms; want a few ms and about 5000", ws[0].WriteUnavailableMs, ws[1].WriteUnavailableMs)
+	}
+}
