@@ -41,6 +41,13 @@ var examples = map[string]string{
 	"slo.max_lost_writes":               "0",
 	"slo.min_achieved_rate":             "0.95",
 	"slo.peak_rate":                     "4000",
+	"slo.max_recovery":                  "10s",
+	"telemetry.metrics_addr":            "127.0.0.1:9464",
+	"telemetry.metrics_linger":          "30s",
+	"cutover.settle":                    "5s",
+	"cutover.abort_if":                  "[{metric: p99, window: 5s, max: 2s}]",
+	"faults[].for":                      "5s",
+	"faults[].jitter":                   "10ms",
 }
 
 var indexRE = regexp.MustCompile(`\[\d+\]`)

@@ -360,6 +360,9 @@ func (s *Scenario) validateCutover(c *checker) {
 	if slices.Contains(steps, "delete_deployment") && !slices.Contains(steps, "validate") {
 		c.add("cutover.steps", "delete_deployment is gated on validate (and soak); add validate before it or drop delete_deployment")
 	}
+	if cu.Rollback && cu.Strategy == StrategyBlueGreen {
+		c.add("cutover.rollback", "a blue/green switchover has no failback to rehearse (the old blue is read-only and lacks green's writes); set rollback: false")
+	}
 	if cu.Rollback && cu.Strategy != StrategyBlueGreen && !slices.Contains(steps, "keep_rollback_target") {
 		c.add("cutover.rollback", "failing back needs the old writer kept as a standby; add keep_rollback_target to cutover.steps or set rollback: false")
 	}

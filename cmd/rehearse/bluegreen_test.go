@@ -61,7 +61,7 @@ func TestBlueGreenBadInput(t *testing.T) {
 		{"a DSN target, wet", []string{"run", dsnScenario, "--mode", "wet"}, []string{"target.dsn", "a wet run needs a cluster rehearse manages"}},
 		{"a DSN target's plan", []string{"plan", dsnScenario}, []string{"blue_green", "target.dsn"}},
 		{"a green engine version older than blue's", []string{"run", oldGreen, "--mode", "wet"}, []string{"cutover.green.engine_version 9.6 is older than blue's"}},
-		{"rollback", []string{"run", cutoverScenario(t, "  strategy: blue_green\n"), "--mode", "wet", "--rollback"}, []string{"cutover.rollback", "no failback"}},
+		{"rollback", []string{"run", cutoverScenario(t, "  strategy: blue_green\n"), "--mode", "wet", "--rollback"}, []string{"--rollback", "no failback"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
