@@ -176,7 +176,11 @@ func cutoverLine(res *result.Result) string {
 		return ""
 	}
 	writer := fmt.Sprintf("writer %s → %s", orDash(m.WriterBefore), orDash(m.WriterAfter))
-	if m.WriterAfter == "" || m.WriterAfter == m.WriterBefore {
+	switch {
+	case m.Strategy == "blue_green" && m.Outcome == "completed" && m.WriterAfter == m.WriterBefore:
+		// Aurora moves the names: green's writer took blue's.
+		writer = fmt.Sprintf("writer moved to green (now named %s; blue's is -old1)", orDash(m.WriterAfter))
+	case m.WriterAfter == "" || m.WriterAfter == m.WriterBefore:
 		writer = fmt.Sprintf("writer %s (unchanged)", orDash(m.WriterBefore))
 	}
 	lost := "lost acknowledged writes not checked"
