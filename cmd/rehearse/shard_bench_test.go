@@ -19,15 +19,16 @@ import (
 	"github.com/rehearse-dev/rehearse/result"
 )
 
-// benchDuration is the load's length in BenchmarkFourShards (-args -shard-duration
-// is not worth a flag: edit it for a longer measurement).
+// benchDuration is the load's length in BenchmarkFourShards.
 const benchDuration = "20s"
 
 // BenchmarkFourShards is four local shard processes of 250,000 sessions each at
 // 2,000 actions/s in all (constant arrivals), against one PostgreSQL the
-// benchmark starts, merged. Targets: the merged achieved rate within 1 % of 2,000/s
-// and the merged schedule lag p99 under 5 ms. It reports both, the shards' peak
-// resident memory, and the merge's wall time.
+// benchmark starts, merged (4x250k); and first the same load from one process
+// (1x1000k), the baseline the machine allows at the time. Targets for 4x250k: the
+// merged achieved rate within 1 % of 2,000/s and the merged schedule lag p99
+// under 5 ms. It reports both, the shards' peak resident memory, the merge's wall
+// time, and logs each shard's lag and the seconds whose lag p99 passed 5 ms.
 //
 //	go test -run '^$' -bench FourShards -benchtime 1x ./cmd/rehearse
 func BenchmarkFourShards(b *testing.B) {
@@ -50,8 +51,12 @@ func BenchmarkFourShards(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = node.Close(context.Background()) })
-	sc := filepath.Join(dir, "four.yaml")
-	if err := os.WriteFile(sc, []byte(fmt.Sprintf(`name: four-shards
+	// Every shard is an application instance with pools of its own: the shards'
+	// pools together are the one process's, so the database serves as many
+	// connections either way.
+	scenario := func(shards int) string {
+		sc := filepath.Join(dir, fmt.Sprintf("four-%d.yaml", shards))
+		if err := os.WriteFile(sc, []byte(fmt.Sprintf(`name: four-shards
 workload:
   name: banking
   customers: 10000
@@ -61,23 +66,37 @@ load:
   sessions: 1000000
   rate: 2000
   duration: %s
-  pool_size: 16
+  pool_size: %d
 target:
   dsn: %s
 slo:
   max_lost_writes: 0
-`, benchDuration, node.DSN(local.Database))), 0o644); err != nil {
-		b.Fatal(err)
+`, benchDuration, 16/shards, node.DSN(local.Database))), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		return sc
 	}
+	// The same load from one process first, as the baseline the machine allows.
+	for _, shards := range []int{1, 4} {
+		b.Run(fmt.Sprintf("%dx%dk", shards, 1000/shards), func(b *testing.B) { fourShards(b, bin, scenario(shards), dir, shards) })
+	}
+}
+
+func fourShards(b *testing.B, bin, sc, dir string, shards int) {
+	ctx := context.Background()
 	for i := 0; b.Loop(); i++ {
-		run := filepath.Join(dir, fmt.Sprintf("run%d", i))
-		outs := make([]string, 4)
-		rss := make([]int64, 4)
+		run := filepath.Join(dir, fmt.Sprintf("run-%d-%d", shards, i))
+		outs := make([]string, shards)
+		rss := make([]int64, shards)
 		var wg sync.WaitGroup
-		for s := range 4 {
+		for s := range shards {
 			outs[s] = filepath.Join(run, fmt.Sprintf("shard-%d", s))
 			wg.Go(func() {
-				cmd := exec.CommandContext(ctx, bin, "run", sc, "--shard", fmt.Sprintf("%d/4", s), "--out", outs[s], "--quiet")
+				args := []string{"run", sc, "--out", outs[s], "--quiet"}
+				if shards > 1 {
+					args = append(args, "--shard", fmt.Sprintf("%d/%d", s, shards))
+				}
+				cmd := exec.CommandContext(ctx, bin, args...)
 				cmd.Env = shardEnv()
 				out, err := cmd.CombinedOutput()
 				if err != nil {
@@ -93,12 +112,15 @@ slo:
 			b.FailNow()
 		}
 		mstart := time.Now()
-		merged := filepath.Join(run, "merged")
-		cmd := exec.CommandContext(ctx, bin, "report", "merge", run, "--out", merged)
-		cmd.Env = shardEnv()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitSLO {
-				b.Fatalf("merge: %v\n%s", err, out)
+		merged := outs[0]
+		if shards > 1 {
+			merged = filepath.Join(run, "merged")
+			cmd := exec.CommandContext(ctx, bin, "report", "merge", run, "--out", merged)
+			cmd.Env = shardEnv()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitSLO {
+					b.Fatalf("merge: %v\n%s", err, out)
+				}
 			}
 		}
 		mergeWall := time.Since(mstart)
@@ -115,6 +137,17 @@ slo:
 		}
 		b.ReportMetric(float64(maxRSS)/(1<<20), "shard-max-RSS-MiB")
 		b.ReportMetric(mergeWall.Seconds(), "merge-s")
+		for s := range shards {
+			if r, err := result.ReadFile(filepath.Join(outs[s], "result.json")); err == nil {
+				var worst []string
+				for _, row := range r.Timeline {
+					if row.LagP99Ms > 5 {
+						worst = append(worst, fmt.Sprintf("%.0fs:%.0fms", row.TS, row.LagP99Ms))
+					}
+				}
+				b.Logf("shard %d: lag p99 %.3f ms, max %.3f ms, %.1f/s; seconds over 5 ms: %v", s, r.Load.ScheduleLagP99Ms, r.Load.ScheduleLagMaxMs, r.Load.AchievedRate, worst)
+			}
+		}
 		b.Logf("run %d: %d sessions, %.1f/s of %.1f/s, lag p99 %.3f ms (max %.3f), shards' RSS %s MiB, merge %v",
 			i, res.Load.Sessions, res.Load.AchievedRate, res.Load.TargetRate, res.Load.ScheduleLagP99Ms, res.Load.ScheduleLagMaxMs,
 			mib(rss), mergeWall.Round(time.Millisecond))
