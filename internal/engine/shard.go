@@ -99,6 +99,7 @@ type sharding struct {
 	stopped string
 	lost    []result.LostShard
 	acked   int64 // the shard's own acknowledged writes
+	done    bool  // a non-coordinator published its writes
 }
 
 // embedded reports whether sc's target is one the coordinator starts on its own
@@ -221,10 +222,18 @@ func (sh *sharding) close(ctx context.Context, failed string) {
 	if sh == nil {
 		return
 	}
-	if sh.cfg.Spec.Coordinator() {
+	sh.mu.Lock()
+	done := sh.done
+	sh.mu.Unlock()
+	switch {
+	case sh.cfg.Spec.Coordinator():
 		sh.member.Finish(ctx, failed)
-	} else if failed != "" {
+	case failed != "":
 		sh.member.Fail(ctx, failed)
+	case !done:
+		// The step failed or never ran: say so, rather than let the coordinator
+		// wait for a heartbeat to go stale.
+		sh.member.Fail(ctx, "it ended before its load finished")
 	}
 	if sh.unpublish != nil {
 		sh.unpublish()
@@ -437,6 +446,10 @@ func (r *Rehearsal) verifyStep(ctx context.Context) (result.Integrity, error) {
 		}
 		if err := sh.member.Done(ctx, data, ""); err != nil {
 			fmt.Fprintf(r.log, "warning: %v\n", err)
+		} else {
+			sh.mu.Lock()
+			sh.done = true
+			sh.mu.Unlock()
 		}
 		return result.Integrity{Checked: false, Details: []string{
 			fmt.Sprintf("Checked by the coordinator (shard 0/%d), whose integrity check covers this shard's acknowledged writes.", sh.cfg.Spec.Count)}}, nil

@@ -454,6 +454,11 @@ func (m *Member) gather(ctx context.Context) (time.Time, error) {
 				if r.state == shardReady {
 					ready++
 				}
+				if r.state == shardFailed {
+					why := fmt.Sprintf("shard %d (host %s, pid %d) failed before the start: %s", r.idx, r.host, r.pid, r.detail)
+					m.finish(ctx, runFailed, why)
+					return time.Time{}, fmt.Errorf("%w: %s", ErrBarrier, why)
+				}
 			}
 			if ready == n {
 				break
@@ -539,7 +544,7 @@ func (m *Member) await(ctx context.Context) (time.Time, error) {
 			switch state {
 			case runStarted:
 				return *start, nil
-			case runFailed, runAbandoned:
+			case runFailed, runAbandoned, runFinished:
 				return time.Time{}, fmt.Errorf("%w: the coordinator gave the run up: %s", ErrBarrier, detail)
 			case runOpen:
 				if openedAt.IsZero() {
@@ -695,7 +700,7 @@ func (m *Member) followOnce(ctx context.Context, f Follower, seen map[Mark]bool,
 	switch {
 	case stop != nil:
 		return time.Duration(*stop), "", true
-	case state == runFailed || state == runAbandoned:
+	case state == runFailed || state == runAbandoned || state == runFinished:
 		return f.Since(), "the coordinator gave the run up: " + detail, true
 	case live.dead(0, now):
 		return f.Since(), fmt.Sprintf("the coordinator (shard 0) stopped heartbeating %v before", live.stale(0, now).Round(time.Second)), true
@@ -847,8 +852,10 @@ func (m *Member) fail(ctx context.Context, detail string) {
 // for it. Best effort.
 func (m *Member) Fail(ctx context.Context, why string) { m.fail(ctx, why) }
 
+// finish records the run's end; a run that failed stays failed.
 func (m *Member) finish(ctx context.Context, state, detail string) {
-	_, _ = m.exec(context.WithoutCancel(ctx), `UPDATE rehearse_run.runs SET state = $2, detail = $3 WHERE id = $1`, m.run, state, detail)
+	_, _ = m.exec(context.WithoutCancel(ctx), `UPDATE rehearse_run.runs SET state = $2, detail = $3 WHERE id = $1 AND state <> $4`,
+		m.run, state, detail, runFailed)
 }
 
 // Finish (the coordinator) records that the run ended: finished, or failed with

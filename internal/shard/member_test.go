@@ -313,3 +313,26 @@ func TestRendezvous(t *testing.T) {
 		t.Errorf("replacing a stale file: %v", err)
 	}
 }
+
+// A shard that fails before the start fails the barrier at once, named, rather
+// than after the barrier timeout.
+func TestBarrierFailsWithAFailedShard(t *testing.T) {
+	conn := database(t)
+	cc := config(conn, 0, 2)
+	cc.BarrierTimeout = time.Minute
+	coord := join(t, cc)
+	f := join(t, config(conn, 1, 2))
+	f.Fail(t.Context(), "interrupted at the barrier")
+	// Were the coordinator to wait the barrier out, it would say the shard did
+	// not get ready.
+	_, err := coord.Ready(t.Context())
+	if !errors.Is(err, ErrBarrier) || !strings.Contains(err.Error(), "shard 1 (host test, pid 101) failed before the start: interrupted at the barrier") {
+		t.Fatalf("got %v", err)
+	}
+	// The run stays failed when the coordinator then ends.
+	coord.Finish(t.Context(), "")
+	var state string
+	if err := coord.pool.QueryRow(t.Context(), `SELECT state FROM rehearse_run.runs WHERE id = $1`, coord.RunID()).Scan(&state); err != nil || state != runFailed {
+		t.Errorf("run state %q, %v", state, err)
+	}
+}
