@@ -43,9 +43,9 @@ type Metrics struct {
 	guardrails *prometheus.CounterVec
 	db         map[string]*prometheus.GaugeVec
 
-	mu            sync.Mutex
-	lastStep      [2]string
-	dbLabels      map[[2]string]string // (metric, node) -> role set last
+	mu       sync.Mutex
+	lastStep [2]string
+	dbLabels map[[2]string]string // (metric, node) -> role set last
 }
 
 // dbGauge is how a database metric is exported: its Prometheus name in base units
