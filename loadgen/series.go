@@ -34,8 +34,9 @@ type RunHistograms struct {
 	Ops []OpHistograms
 	Lag *hdr.Histogram
 	// Windows[i][op] is operation op's latency in phase window i (nil: none
-	// succeeded there).
-	Windows [][]*hdr.Histogram
+	// succeeded there); WindowLag[i] the schedule lag of window i's operations.
+	Windows   [][]*hdr.Histogram
+	WindowLag []*hdr.Histogram
 }
 
 // OpHistograms are one operation's histograms.
@@ -73,6 +74,11 @@ func (r *Recorder) Histograms() RunHistograms {
 				}
 			}
 			out.Windows = append(out.Windows, w)
+			var lag *hdr.Histogram
+			if sp.lag != nil {
+				lag = sp.lag.Clone()
+			}
+			out.WindowLag = append(out.WindowLag, lag)
 		}
 	}
 	return out

@@ -37,12 +37,24 @@ type ShardInfo struct {
 	// Phases are when the cutover's phases began on the run's timeline (seconds),
 	// as the coordinator marked them and every shard applied them.
 	Phases map[string]float64 `json:"phases,omitempty"`
+	// Cycles counts this shard's operations in each cutover cycle's accounting
+	// span, which the merge sums into the migration's cycles.
+	Cycles []ShardCycle `json:"cycles,omitempty"`
 	// Lost (the coordinator's) lists the shards whose acknowledged writes it did
 	// not get, so its integrity check does not cover them.
 	Lost []LostShard `json:"lost,omitempty"`
 	// Stopped says why a shard's load stopped before the coordinator said so (the
 	// coordinator gave up or died); empty when it did not.
 	Stopped string `json:"stopped,omitempty"`
+}
+
+// ShardCycle is what one shard's operations did in one cutover cycle.
+type ShardCycle struct {
+	Cycle          int   `json:"cycle"`
+	Transactions   int64 `json:"transactions"`
+	Failed         int64 `json:"failed"`
+	Attempts       int64 `json:"attempts"`
+	FailedAttempts int64 `json:"failed_attempts"`
 }
 
 // LostShard is a shard missing from a sharded run's results, and why.

@@ -518,6 +518,10 @@ func (sh *sharding) finishResult(res *result.Result, rec *loadgen.Recorder, dir 
 		res.Notes = append(res.Notes, fmt.Sprintf("%d shard(s) of %d did not finish; a merge of this run is incomplete.", len(info.Lost), spec.Count))
 	}
 	end := time.Duration(res.DurationS * float64(time.Second))
+	for _, c := range rec.Cycles(end) {
+		info.Cycles = append(info.Cycles, result.ShardCycle{Cycle: c.Cycle, Transactions: c.Transactions, Failed: c.Failed,
+			Attempts: c.Attempts, FailedAttempts: c.FailedAttempts})
+	}
 	if err := writeHistograms(filepath.Join(dir, result.HistogramsFile), rec.Histograms(), res.StartedAt, res.StartedAt.Add(end)); err != nil {
 		return err
 	}
@@ -568,6 +572,11 @@ func writeHistograms(path string, hs loadgen.RunHistograms, from, to time.Time) 
 				}
 			}
 		}
+		for i, h := range hs.WindowLag {
+			if err := put(fmt.Sprintf("window%d:%s", i, result.TagLag), h); err != nil {
+				return err
+			}
+		}
 		for i, w := range hs.Windows {
 			for j, h := range w {
 				if h != nil && j < len(hs.Ops) {
@@ -605,3 +614,10 @@ func (t *joinedTarget) Close(context.Context, bool, io.Writer) {}
 func (t *joinedTarget) Notes() []string {
 	return []string{fmt.Sprintf("This shard reached the coordinator's %s target through its endpoints (%s mode); the coordinator started it, ran the cutover and checked integrity.", t.e.Kind, t.e.EndpointMode)}
 }
+
+// FillDisruptions completes a result from its phase windows and timeline as a
+// step does: each disruption's recovery, the cutover's, and its cycles'
+// unavailability, counts (cycles: every cycle's operations) and spread. The merge
+// of a sharded run calls it on the merged result, so recovery comes from the
+// merged timeline.
+func FillDisruptions(res *result.Result, cycles []loadgen.CycleCount) { fillDisruptions(res, cycles) }

@@ -24,6 +24,7 @@ import (
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 
+	"github.com/rehearse-dev/rehearse/internal/engine"
 	"github.com/rehearse-dev/rehearse/internal/slo"
 	"github.com/rehearse-dev/rehearse/loadgen"
 	"github.com/rehearse-dev/rehearse/result"
@@ -208,6 +209,9 @@ func Merge(shards []Shard) (*Merged, error) {
 		res.Availability.Cycles = coord.Availability.Cycles
 	}
 	res.PhaseWindows = mergeWindows(coord.PhaseWindows, shards, hists, windowUnavail)
+	// Recovery, the cycles' counts and unavailability, and their spread, again on
+	// the merged numbers.
+	engine.FillDisruptions(res, mergeCycles(shards))
 	if res.Client != nil {
 		c := *res.Client
 		c.AppInstances = 0
@@ -521,6 +525,9 @@ func mergeWindows(coord []result.PhaseWindow, shards []Shard, h histSet, unavail
 				m.Operations[op] = q
 			}
 		}
+		if lag := h[fmt.Sprintf("window%d:%s", i, result.TagLag)]; lag != nil && lag.TotalCount() > 0 {
+			m.ScheduleLagP99Ms = loadgen.Ms(lag.ValueAtQuantile(99))
+		}
 		all := loadgen.NewHistogram()
 		for op, p := range m.Operations {
 			oh := h.get(tag(fmt.Sprintf("window%d", i), op))
@@ -555,4 +562,26 @@ func parallel(n int, fn func(i int) error) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// mergeCycles sums the shards' operations per cutover cycle.
+func mergeCycles(shards []Shard) []loadgen.CycleCount {
+	var out []loadgen.CycleCount
+	at := map[int]int{}
+	for _, s := range shards {
+		for _, c := range s.Result.Shard.Cycles {
+			i, ok := at[c.Cycle]
+			if !ok {
+				i = len(out)
+				at[c.Cycle] = i
+				out = append(out, loadgen.CycleCount{Cycle: c.Cycle})
+			}
+			o := &out[i]
+			o.Transactions += c.Transactions
+			o.Failed += c.Failed
+			o.Attempts += c.Attempts
+			o.FailedAttempts += c.FailedAttempts
+		}
+	}
+	return out
 }
