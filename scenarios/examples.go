@@ -44,6 +44,7 @@ var examples = map[string]string{
 	"slo.max_recovery":                  "10s",
 	"telemetry.metrics_addr":            "127.0.0.1:9464",
 	"telemetry.metrics_linger":          "30s",
+	"telemetry.metrics_allow_remote":    "true",
 	"cutover.settle":                    "5s",
 	"cutover.abort_if":                  "[{metric: p99, window: 5s, max: 2s}]",
 	"faults[].for":                      "5s",

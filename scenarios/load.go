@@ -33,13 +33,28 @@ func LoadFile(path string) (*Scenario, error) {
 	return Parse(path, data)
 }
 
+// LoadFileWith is LoadFile with edit applied to the decoded scenario before it is
+// validated: for a command-line setting that permits what the file asks for, such
+// as --metrics-allow-remote for the file's telemetry.metrics_addr. Problems are
+// reported against the file, so edit should only lift a restriction; a flag that
+// sets a value is applied to the loaded scenario, and checked as the flag's.
+func LoadFileWith(path string, edit func(*Scenario)) (*Scenario, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return LoadFile(path)
+	}
+	return parse(path, data, edit)
+}
+
 // Parse decodes a scenario from data over Defaults(), then validates it. file names
 // the source in error messages and is stored in Scenario.File, with the hex SHA-256 of
 // data in Scenario.SHA256. Fields absent from data keep their defaults; a mix or list
 // given in data replaces the default wholly; an empty name becomes the file's base
 // name without its extension. On invalid input the error is an *Errors listing every
 // problem with its file:line:col, and the scenario is nil.
-func Parse(file string, data []byte) (*Scenario, error) {
+func Parse(file string, data []byte) (*Scenario, error) { return parse(file, data, nil) }
+
+func parse(file string, data []byte, edit func(*Scenario)) (*Scenario, error) {
 	d := newDecoder(file)
 	s := defaults()
 	root, ok := d.document(data)
@@ -80,6 +95,9 @@ func Parse(file string, data []byte) (*Scenario, error) {
 			}
 		}
 		s.File = file
+		if edit != nil {
+			edit(&s)
+		}
 		for _, err := range s.Validate() {
 			var fe FieldError
 			if !errors.As(err, &fe) || d.badWithin(fe.Field) || slices.ContainsFunc(dependsOn(fe.Field), d.badWithin) {
@@ -200,6 +218,8 @@ func dependsOn(field string) []string {
 		return []string{"cutover.steps"}
 	case "slo.latency[].op":
 		return []string{"workload.name"}
+	case "telemetry.metrics_addr":
+		return []string{"telemetry.metrics_allow_remote"}
 	}
 	return nil
 }

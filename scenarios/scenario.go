@@ -329,8 +329,13 @@ type DatabaseSLO struct {
 // Telemetry configures live metrics and database sampling.
 type Telemetry struct {
 	// MetricsAddr serves Prometheus metrics while the run lasts (host:port on
-	// loopback; "" = off). The CLI's --metrics-addr sets it.
+	// loopback unless MetricsAllowRemote; "" = off). The CLI's --metrics-addr sets
+	// it.
 	MetricsAddr string `yaml:"metrics_addr"`
+	// MetricsAllowRemote permits a MetricsAddr off loopback (0.0.0.0:9464, a
+	// host's address), reachable from other machines: the run says so in its log.
+	// The CLI's --metrics-allow-remote sets it.
+	MetricsAllowRemote bool `yaml:"metrics_allow_remote"`
 	// MetricsLinger keeps serving metrics this long after the run, so a final
 	// scrape lands (default 0s).
 	MetricsLinger Duration `yaml:"metrics_linger"`

@@ -111,6 +111,35 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// isLoopbackIP reports whether host is a loopback IP address.
+func isLoopbackIP(host string) bool {
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// splitListenAddr splits a listen address, host:port with a port number from 0
+// (any free port) to 65535; ok is false when it is not one.
+func splitListenAddr(addr string) (host string, ok bool) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", false
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return "", false
+	}
+	return host, true
+}
+
+// MetricsRemote reports whether the metrics are served beyond this machine: a
+// metrics address whose host is not loopback (an empty host is every address).
+func (t Telemetry) MetricsRemote() bool {
+	if t.MetricsAddr == "" {
+		return false
+	}
+	host, _, err := net.SplitHostPort(t.MetricsAddr)
+	return err != nil || !isLoopback(host)
+}
+
 // validateRun checks how the mode and the target fit the rest of the scenario.
 func (s *Scenario) validateRun(c *checker) {
 	c.oneOf("mode", string(s.Mode), modes)
@@ -286,8 +315,8 @@ func (s *Scenario) validateTarget(c *checker) {
 	c.oneOf("target.endpoint", string(t.Endpoint), endpointModes)
 	c.positiveInt("target.max_connections", int64(t.MaxConnections))
 	c.positiveDuration("target.dns_ttl", t.DNSTTL)
-	if host, _, err := net.SplitHostPort(t.DNSAddr); err != nil || !isLoopback(host) {
-		c.add("target.dns_addr", "must be a loopback host:port, e.g. 127.0.0.1:5353 or 127.0.0.1:0 for any free port (got %q): the DNS server serves this run only", t.DNSAddr)
+	if host, ok := splitListenAddr(t.DNSAddr); !ok || !isLoopbackIP(host) {
+		c.add("target.dns_addr", "must be a loopback host:port with an IP address and a port of 0-65535, e.g. 127.0.0.1:5353 or 127.0.0.1:0 for any free port (got %q): the DNS server serves this run only", t.DNSAddr)
 	}
 	if !sharedBuffersRE.MatchString(t.SharedBuffers) {
 		c.add("target.shared_buffers", "must be a PostgreSQL memory size such as 256MB or 1GB (units kB, MB, GB, TB); got %q", t.SharedBuffers)
@@ -415,8 +444,12 @@ func (s *Scenario) validateSLO(c *checker) {
 func (s *Scenario) validateTelemetry(c *checker) {
 	t := &s.Telemetry
 	if t.MetricsAddr != "" {
-		if host, _, err := net.SplitHostPort(t.MetricsAddr); err != nil || !isLoopback(host) {
-			c.add("telemetry.metrics_addr", "must be a loopback host:port such as 127.0.0.1:9464 (got %q): metrics are served to this machine only", t.MetricsAddr)
+		host, ok := splitListenAddr(t.MetricsAddr)
+		switch {
+		case !ok:
+			c.add("telemetry.metrics_addr", "must be a loopback host:port such as 127.0.0.1:9464, a port of 0-65535 (got %q)", t.MetricsAddr)
+		case !isLoopback(host) && !t.MetricsAllowRemote:
+			c.add("telemetry.metrics_addr", "must be a loopback host:port such as 127.0.0.1:9464 (got %q): metrics are served to this machine only; to serve them beyond it, set telemetry.metrics_allow_remote: true (--metrics-allow-remote)", t.MetricsAddr)
 		}
 	}
 	c.nonNegativeDuration("telemetry.metrics_linger", t.MetricsLinger)
