@@ -65,6 +65,7 @@ failure; 130 interrupted (the steps so far are written).`,
 			if err != nil {
 				return err
 			}
+			warnRemoteMetrics(s.err, cmd, sc)
 			cfg := rehearse.CapacityConfig{From: f.from, To: f.to, Peak: f.peak, Refine: f.refine, WithCutover: f.withCutover}
 			fl := cmd.Flags()
 			for _, v := range []struct {

@@ -164,6 +164,13 @@ func TestBadInput(t *testing.T) {
 		{"unreachable dsn", []string{"run", smoke, "--dsn", "postgres://postgres@" + closedPort(t) + "/rehearse", "--out", t.TempDir()}, 1, "connection refused"},
 		{"out holds a result", []string{"run", smoke, "--out", occupied}, 2, "already holds"},
 		{"unknown flag", []string{"run", smoke, "--bogus"}, 2, "unknown flag"},
+		{"metrics off loopback", []string{"run", smoke, "--metrics-addr", "0.0.0.0:9464"}, 2,
+			`--metrics-addr 0.0.0.0:9464: must be a loopback host:port such as 127.0.0.1:9464 (got "0.0.0.0:9464"): metrics are served to this machine only; to serve them beyond it, add --metrics-allow-remote`},
+		{"metrics on a port past 65535", []string{"run", smoke, "--metrics-addr", "127.0.0.1:70000"}, 2, "--metrics-addr 127.0.0.1:70000: must be a loopback host:port"},
+		{"metrics off loopback in file", []string{"run", writeFile(t, "metrics.yaml", "telemetry:\n  metrics_addr: 0.0.0.0:9464\n")}, 2,
+			"metrics.yaml:2:17: telemetry.metrics_addr: must be a loopback host:port such as 127.0.0.1:9464 (got \"0.0.0.0:9464\"): metrics are served to this machine only; to serve them beyond it, set telemetry.metrics_allow_remote: true (--metrics-allow-remote)"},
+		{"dns off loopback in file", []string{"run", writeFile(t, "dns.yaml", "target:\n  dns_addr: 0.0.0.0:53\n")}, 2, "dns.yaml:2:13: target.dns_addr: must be a loopback host:port"},
+		{"dns on a host name in file", []string{"run", writeFile(t, "dnsname.yaml", "target:\n  dns_addr: localhost:5353\n")}, 2, "target.dns_addr: must be a loopback host:port with an IP address"},
 		{"report of a non-result", []string{"report", "render", writeFile(t, "x.json", `{"a":1}`)}, 2, "not a rehearse result"},
 		{"report of another schema", []string{"report", "render", writeFile(t, "y.json", `{"schema":"rehearse/result/v9"}`)}, 2, "schema"},
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,6 +29,7 @@ func newRunCmd(s streams) *cobra.Command {
 		sessions                         int
 		rate                             float64
 		quiet, keep, rollback            bool
+		metricsAllowRemote               bool
 	}
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO.yaml",
@@ -49,16 +51,18 @@ interrupted (exit 130).`,
   rehearse run scenarios/aurora.yaml --target aurora --mode wet --confirm rehearse-demo --aws-endpoint-url http://127.0.0.1:4566
   rehearse run scenarios/smoke.yaml --keep      # leave the embedded server running
   rehearse run scenarios/smoke.yaml --metrics-addr 127.0.0.1:9464 --metrics-linger 30s  # live Prometheus metrics
+  rehearse run scenarios/smoke.yaml --metrics-addr 0.0.0.0:9464 --metrics-allow-remote    # ... that other machines can scrape
   rehearse run scenarios/smoke.yaml --mode wet --shard 0/3 --out runs/x/shard-0   # one of three shards (also 1/3, 2/3)`,
 		Args: exactArgs(1, "one scenario file"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sc, err := scenarios.LoadFile(args[0])
+			sc, err := loadWithMetricsFlags(args[0], f.metricsAllowRemote)
 			if err != nil {
 				return err
 			}
-			if err := telemetryFlags(cmd, sc, f.metricsAddr, f.metricsLinger); err != nil {
+			if err := telemetryFlags(cmd, sc, f.metricsAddr, f.metricsLinger, f.metricsAllowRemote); err != nil {
 				return err
 			}
+			warnRemoteMetrics(s.err, cmd, sc)
 			if f.out == "" {
 				f.out = rehearse.DefaultOutDir(sc, time.Now())
 			}
@@ -112,16 +116,30 @@ interrupted (exit 130).`,
 	fl.StringVar(&f.awsURL, "aws-endpoint-url", "", "aurora: RDS API endpoint, e.g. the emulator's http://127.0.0.1:4566")
 	fl.BoolVar(&f.rollback, "rollback", false, "after validation, rehearse the failback to the old writer")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this loopback host:port while the run lasts, e.g. 127.0.0.1:9464 (default: the scenario's telemetry.metrics_addr, else off)")
+	fl.BoolVar(&f.metricsAllowRemote, "metrics-allow-remote", false, "permit a --metrics-addr (or telemetry.metrics_addr) off loopback, e.g. 0.0.0.0:9464, that other machines can reach; the run says so on stderr (default: the scenario's telemetry.metrics_allow_remote)")
 	fl.StringVar(&f.metricsLinger, "metrics-linger", "", "keep serving the final metrics this long after the run, e.g. 30s (default: the scenario's telemetry.metrics_linger)")
 	fl.StringVar(&f.shard, "shard", "", "run shard INDEX/COUNT of a run spread over COUNT processes or pods against one target, e.g. 0/3 (shard 0 coordinates; default: from "+shard.EnvIndex+" and "+shard.EnvShards+" when set)")
 	fl.StringVar(&f.barrierTimeout, "barrier-timeout", "", "with --shard: how long the shards wait for each other at the start (default "+shard.DefaultBarrierTimeout.String()+")")
 	return cmd
 }
 
-// telemetryFlags sets the scenario's telemetry from --metrics-addr and
-// --metrics-linger, and names the flag in a problem with its value.
-func telemetryFlags(cmd *cobra.Command, sc *scenarios.Scenario, addr, linger string) error {
+// loadWithMetricsFlags loads the scenario file; --metrics-allow-remote permits the
+// file's own telemetry.metrics_addr off loopback.
+func loadWithMetricsFlags(path string, allowRemote bool) (*scenarios.Scenario, error) {
+	if !allowRemote {
+		return scenarios.LoadFile(path)
+	}
+	return scenarios.LoadFileWith(path, func(sc *scenarios.Scenario) { sc.Telemetry.MetricsAllowRemote = true })
+}
+
+// telemetryFlags sets the scenario's telemetry from --metrics-addr,
+// --metrics-allow-remote and --metrics-linger, and names the flag in a problem
+// with its value.
+func telemetryFlags(cmd *cobra.Command, sc *scenarios.Scenario, addr, linger string, allowRemote bool) error {
 	fl := cmd.Flags()
+	if fl.Changed("metrics-allow-remote") {
+		sc.Telemetry.MetricsAllowRemote = allowRemote
+	}
 	if fl.Changed("metrics-linger") {
 		d, err := scenarios.ParseDuration(linger)
 		if err != nil {
@@ -139,12 +157,30 @@ func telemetryFlags(cmd *cobra.Command, sc *scenarios.Scenario, addr, linger str
 		}
 		switch {
 		case fe.Field == "telemetry.metrics_addr" && fl.Changed("metrics-addr"):
-			return usageError{fmt.Errorf("--metrics-addr %s: %s", addr, fe.Msg)}
+			msg := strings.Replace(fe.Msg, "set telemetry.metrics_allow_remote: true (--metrics-allow-remote)", "add --metrics-allow-remote", 1)
+			return usageError{fmt.Errorf("--metrics-addr %s: %s", addr, msg)}
+		case fe.Field == "telemetry.metrics_addr" && fl.Changed("metrics-allow-remote"):
+			// --metrics-allow-remote=false against the file's remote address.
+			return usageError{fmt.Errorf("--metrics-allow-remote=false: %s: %s", fe.Field, fe.Msg)}
 		case fe.Field == "telemetry.metrics_linger" && fl.Changed("metrics-linger"):
 			return usageError{fmt.Errorf("--metrics-linger %s: %s", linger, fe.Msg)}
 		}
 	}
 	return nil
+}
+
+// warnRemoteMetrics says on w (stderr, even with --quiet) that the run's metrics
+// are served beyond this machine, when they are.
+func warnRemoteMetrics(w io.Writer, cmd *cobra.Command, sc *scenarios.Scenario) {
+	t := sc.Telemetry
+	if !t.MetricsRemote() {
+		return
+	}
+	why := "telemetry.metrics_allow_remote"
+	if cmd.Flags().Changed("metrics-allow-remote") {
+		why = "--metrics-allow-remote"
+	}
+	fmt.Fprintf(w, "warning: metrics are exposed beyond this machine at http://%s/metrics (%s): anyone who can reach that address can read this run's metrics\n", t.MetricsAddr, why)
 }
 
 // summarize prints the verdict and where the report is.
