@@ -47,6 +47,13 @@ func startEmulator(t *testing.T) (*emulator.Server, string) {
 	}
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
+	// As the aurora-emulator command does: a run pointed at the URL finds the
+	// databases' password file.
+	unpublish, err := emulator.PublishCredentials(hs.URL, b.Credentials().File())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(unpublish)
 	return srv, hs.URL
 }
 

@@ -37,6 +37,10 @@ backing-up, then available), FailoverDBCluster promotes it and flips the endpoin
 RebootDBInstance restarts an instance's server, and the Describe calls report
 the real state.
 
+Its databases admit only a password generated when it starts, kept in a 0600 file
+in its work directory, which it prints the path of; a run as the same OS user
+pointed at --addr finds that file by itself.
+
 It is not AWS: it accepts any credentials and checks no signature or IAM policy, the
 instances do not share storage (replicas stream WAL), Serverless v2 capacity is
 recorded but not scaled, and write forwarding is emulated at the endpoints. It hosts
@@ -101,13 +105,22 @@ and stops (removing the cluster) on Ctrl-C.`,
 				return err
 			}
 			url := "http://" + ln.Addr().String()
+			// A run pointed at this URL (as this OS user) finds the databases'
+			// password file there; the password itself is never printed.
+			unpublish, err := emulator.PublishCredentials(url, b.Credentials().File())
+			if err != nil {
+				return err
+			}
+			defer unpublish()
 			fmt.Fprintf(s.out, `aurora-emulator: a stand-in for AWS's RDS control plane, over real local PostgreSQL (not AWS)
 cluster:         %s (%s %s, writer %s)
 writer endpoint: %s
 reader endpoint: %s
+credentials:     %s (user %s; psql reads it with PGPASSFILE=%s; a run with --aws-endpoint-url %s finds it)
 RDS API:         %s
 run:             rehearse run scenarios/aurora.yaml --target aurora --mode wet --confirm %s --aws-endpoint-url %s
-`, f.clusterID, emulator.Engine, f.version, srv.WriterInstance(), b.WriterEndpoint(), b.ReaderEndpoint(), url, f.clusterID, url)
+`, f.clusterID, emulator.Engine, f.version, srv.WriterInstance(), b.WriterEndpoint(), b.ReaderEndpoint(),
+				b.Credentials().File(), b.Credentials().User(), b.Credentials().File(), url, url, f.clusterID, url)
 			err = srv.Serve(ctx, ln)
 			if errors.Is(ctx.Err(), context.Canceled) {
 				fmt.Fprintln(s.err, "aurora-emulator: stopping")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rehearse-dev/rehearse/migrate"
 	"github.com/rehearse-dev/rehearse/migrate/aurora"
+	"github.com/rehearse-dev/rehearse/migrate/aurora/emulator"
 	"github.com/rehearse-dev/rehearse/scenarios"
 )
 
@@ -29,8 +30,11 @@ type auroraTarget struct {
 
 func openAurora(ctx context.Context, sc *scenarios.Scenario, cfg TargetConfig) (*auroraTarget, error) {
 	calls := &callLog{}
+	// The emulator's databases admit their own password only: a run as the same
+	// OS user finds its file from the RDS API's address.
+	passfile, _ := emulator.FindCredentials(cfg.AWSEndpointURL)
 	p, err := aurora.New(ctx, aurora.Config{
-		ClusterID: cfg.AuroraCluster, EndpointURL: cfg.AWSEndpointURL, DSN: sc.Target.DSN,
+		ClusterID: cfg.AuroraCluster, EndpointURL: cfg.AWSEndpointURL, DSN: sc.Target.DSN, PassFile: passfile,
 		OnCall: calls.add, Log: cfg.Log,
 	})
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/rehearse-dev/rehearse/migrate/container"
 	"github.com/rehearse-dev/rehearse/migrate/dnsserver"
 	"github.com/rehearse-dev/rehearse/migrate/endpoint"
+	"github.com/rehearse-dev/rehearse/migrate/local"
 	"github.com/rehearse-dev/rehearse/scenarios"
 )
 
@@ -36,8 +37,15 @@ func openContainers(ctx context.Context, sc *scenarios.Scenario, cfg TargetConfi
 	if err != nil {
 		return nil, err
 	}
+	// The containers and the PgBouncers admit this run's password only, kept in a
+	// 0600 file in the run's work directory (see localConfig).
+	creds, err := local.NewCredentials(filepath.Dir(abs), cfg.Log)
+	if err != nil {
+		return nil, err
+	}
 	srv, err := startDNS(ctx, sc, cfg.Log)
 	if err != nil {
+		_ = creds.Remove()
 		return nil, err
 	}
 	mode := sc.Target.Endpoint
@@ -47,19 +55,21 @@ func openContainers(ctx context.Context, sc *scenarios.Scenario, cfg TargetConfi
 		Image: img, Fsync: fsync(sc),
 		MaxConnections: sc.Target.MaxConnections, SharedBuffers: sc.Target.SharedBuffers,
 		ExtraConf: logicalConf(sc, nil),
-		DNS:       srv,
+		DNS:       srv, Credentials: creds,
 		Endpoint: endpoint.Config{Mode: string(mode), Dir: abs, Propagation: staleWindow(sc),
 			PoolSize: sc.Load.PoolSize, MaxClientConn: 2*sc.Load.Workers + 20, Via: via(px)},
 		Log: cfg.Log,
 	})
 	if err != nil {
 		_ = srv.Close()
+		_ = creds.Remove()
 		return nil, interrupted(ctx, "while starting PostgreSQL", err)
 	}
 	if topo, err := cl.Describe(ctx); err == nil && len(topo.Nodes) > 0 {
 		if err := checkGreenVersion(sc, topo.Nodes[0].Version); err != nil {
 			_ = cl.Close(ctx)
 			_ = srv.Close()
+			_ = creds.Remove()
 			return nil, err
 		}
 	}
@@ -109,6 +119,7 @@ func (t *containerTarget) DirectWriterDSN(ctx context.Context) string {
 
 func (t *containerTarget) Close(ctx context.Context, keep bool, log io.Writer) {
 	defer t.px.Close()
+	defer closeCreds(t.cl.Credentials(), keep, log)
 	if keep {
 		// The endpoints and the DNS server end with this process: name the writer
 		// container's own address.

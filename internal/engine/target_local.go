@@ -31,11 +31,30 @@ func localConfig(ctx context.Context, sc *scenarios.Scenario, cfg TargetConfig) 
 		return local.Config{}, err
 	}
 	fmt.Fprintf(cfg.Log, "starting PostgreSQL %s (embedded, fsync=%v)\n", bin.Version, fsync(sc))
+	// The nodes, their replication and the PgBouncers admit this run's password
+	// only; it lives in a 0600 file in the run's work directory, which a kept run
+	// names (the DSNs carry the file's path, never the password).
+	creds, err := local.NewCredentials(abs, cfg.Log)
+	if err != nil {
+		return local.Config{}, err
+	}
 	return local.Config{
 		Dir: abs, Fsync: fsync(sc),
 		MaxConnections: sc.Target.MaxConnections, SharedBuffers: sc.Target.SharedBuffers,
-		Log: cfg.Log, Bin: bin, ExtraConf: logicalConf(sc, nil),
+		Log: cfg.Log, Bin: bin, ExtraConf: logicalConf(sc, nil), Credentials: creds,
 	}, nil
+}
+
+// closeCreds removes a run's password file once its servers are gone; a kept
+// run's servers still admit it, so it stays and is named.
+func closeCreds(c *local.Credentials, keep bool, log io.Writer) {
+	if keep {
+		fmt.Fprintf(log, "the kept servers' password is in %s (PGPASSFILE=%s psql ...)\n", c.File(), c.File())
+		return
+	}
+	if err := c.Remove(); err != nil {
+		fmt.Fprintf(log, "warning: %v\n", err)
+	}
 }
 
 // localNode is one embedded PostgreSQL, for runs without a cutover; with network
@@ -54,6 +73,7 @@ func openLocalNode(ctx context.Context, sc *scenarios.Scenario, cfg TargetConfig
 	ncfg.Name = "node1"
 	node, err := local.InitPrimary(ctx, ncfg)
 	if err != nil {
+		_ = ncfg.Credentials.Remove()
 		return nil, interrupted(ctx, "while starting PostgreSQL", err)
 	}
 	t := &localNode{node: node, px: newProxies(sc, cfg.Log)}
@@ -71,7 +91,7 @@ func (t *localNode) EndpointMode() scenarios.EndpointMode { return scenarios.End
 func (t *localNode) Endpoints() (string, string) {
 	dsn := t.node.DSN(local.Database)
 	if t.front != "" {
-		dsn = endpointDSN(t.front)
+		dsn = endpointDSN(t.node.Credentials(), t.front)
 	}
 	return dsn, dsn
 }
@@ -83,6 +103,7 @@ func (t *localNode) Notes() []string                        { return nil }
 
 func (t *localNode) Close(ctx context.Context, keep bool, log io.Writer) {
 	defer t.px.Close()
+	defer closeCreds(t.node.Credentials(), keep, log)
 	if keep {
 		fmt.Fprintf(log, "kept PostgreSQL running (pid %d, data %s): %s\n", t.node.PID(), t.node.DataDir(), t.node.DSN(local.Database))
 		return
@@ -121,7 +142,7 @@ func openLocalCluster(ctx context.Context, sc *scenarios.Scenario, cfg TargetCon
 		Endpoints: func(ctx context.Context, writer string) (local.Endpoints, error) {
 			return endpoint.New(ctx, endpoint.Config{
 				Mode: string(mode), Writer: writer, DNS: srv, Propagation: staleWindow(sc),
-				Dir:      filepath.Join(ncfg.Dir, "pgbouncer"),
+				Dir: filepath.Join(ncfg.Dir, "pgbouncer"), Credentials: ncfg.Credentials,
 				PoolSize: sc.Load.PoolSize, MaxClientConn: 2*sc.Load.Workers + 20,
 				Log: cfg.Log, Via: via(px),
 			})
@@ -129,6 +150,7 @@ func openLocalCluster(ctx context.Context, sc *scenarios.Scenario, cfg TargetCon
 	})
 	if err != nil {
 		_ = srv.Close()
+		_ = ncfg.Credentials.Remove()
 		return nil, interrupted(ctx, "while starting PostgreSQL", err)
 	}
 	t := &localCluster{cluster: cluster, dns: srv, mode: mode, blueGreen: blueGreen(sc), px: px}
@@ -147,7 +169,8 @@ func (t *localCluster) EndpointMode() scenarios.EndpointMode { return t.mode }
 // or the PgBouncers'), which the load resolves through DNSServer as its client's
 // DNS cache says.
 func (t *localCluster) Endpoints() (string, string) {
-	return endpointDSN(t.cluster.WriterEndpoint()), endpointDSN(t.cluster.ReaderEndpoint())
+	c := t.cluster.Credentials()
+	return endpointDSN(c, t.cluster.WriterEndpoint()), endpointDSN(c, t.cluster.ReaderEndpoint())
 }
 func (t *localCluster) ExecMode() pgx.QueryExecMode { return endpoint.ExecMode(string(t.mode)) }
 func (t *localCluster) DNSServer() string           { return t.dns.Addr() }
@@ -165,6 +188,7 @@ func (t *localCluster) Notes() []string {
 
 func (t *localCluster) Close(ctx context.Context, keep bool, log io.Writer) {
 	defer t.px.Close()
+	defer closeCreds(t.cluster.Credentials(), keep, log)
 	if keep {
 		// The DNS server and the endpoints live in this process (or die with it, as
 		// PgBouncer does), so only the nodes outlast the run: name them directly.
@@ -183,10 +207,9 @@ func (t *localCluster) Close(ctx context.Context, keep bool, log io.Writer) {
 	}
 }
 
-// endpointDSN is the DSN of an endpoint of an embedded cluster.
-func endpointDSN(addr string) string {
-	return "postgres://" + local.Superuser + "@" + addr + "/" + local.Database + "?sslmode=disable"
-}
+// endpointDSN is the DSN of an endpoint of an embedded cluster: the password comes
+// from the credentials' file.
+func endpointDSN(c *local.Credentials, addr string) string { return c.DSN(addr, local.Database) }
 
 // startDNS starts the DNS server of a cluster target: on target.dns_addr, with
 // target.dns_ttl, its names labelled after the scenario. A taken address is an error

@@ -87,6 +87,10 @@ type Config struct {
 	// by the cluster endpoints DescribeDBClusters reports; its host may name the
 	// cluster endpoint (see ClusterIDFromDSN). Empty: postgres@.../postgres without TLS.
 	DSN string
+	// PassFile is a password file (libpq's .pgpass format) the SQL connections read
+	// the password from when the DSN carries none, e.g. the emulator's; "": the
+	// DSN's own, or PGPASSFILE's.
+	PassFile string
 	// InstanceID is the identifier of the instance CreateReplica creates (default
 	// ClusterID + "-serverless").
 	InstanceID string

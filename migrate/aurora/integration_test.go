@@ -54,6 +54,7 @@ func realEmulator(t *testing.T) (*Provider, *emulator.Server, *emulator.LocalBac
 	t.Cleanup(func() { hs.Close(); s.Close() })
 	cfg := fastConfig(hs.URL)
 	cfg.DSN = "postgres://postgres@placeholder/rehearse?sslmode=disable"
+	cfg.PassFile = b.Credentials().File()
 	cfg.CreateTimeout = 90 * time.Second
 	cfg.Log = log
 	p, err := New(t.Context(), cfg)

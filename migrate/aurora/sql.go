@@ -27,15 +27,25 @@ FROM s r WHERE r.server_id = $1 AND r.session_id <> 'MASTER_SESSION_ID'`
 
 // DSN returns the provider's DSN pointed at addr (host:port): its user, password,
 // database and parameters, or postgres@addr/postgres without TLS when it has none.
+// With Config.PassFile it names that file (passfile=), which pgx reads when the
+// DSN has no password.
 func (p *Provider) DSN(addr string) string {
-	if p.cfg.DSN == "" {
-		return "postgres://postgres@" + addr + "/postgres?sslmode=disable"
+	dsn := p.cfg.DSN
+	if dsn == "" {
+		dsn = "postgres://postgres@" + addr + "/postgres?sslmode=disable"
 	}
-	u, err := url.Parse(p.cfg.DSN)
+	u, err := url.Parse(dsn)
 	if err != nil {
-		return p.cfg.DSN
+		return dsn
 	}
 	u.Host = addr
+	if p.cfg.PassFile != "" {
+		q := u.Query()
+		if q.Get("passfile") == "" {
+			q.Set("passfile", p.cfg.PassFile)
+			u.RawQuery = q.Encode()
+		}
+	}
 	return u.String()
 }
 

@@ -227,10 +227,9 @@ func (c *Cluster) CreateGreen(ctx context.Context, spec migrate.GreenSpec) (migr
 		return dep, err
 	}
 	dep.Detail["schema_copy_ms"] = ms(time.Since(copyStart))
-	conninfo := fmt.Sprintf("host=%s port=%d user=%s dbname=%s application_name=%s", blue.id, pgPort, Superuser, Database, bg.rep.Name)
-	if c.cfg.Password != "" {
-		conninfo += " password=" + quoteConninfo(c.cfg.Password)
-	}
+	// The green server reads the password from the postgres user's password file
+	// in its container (written by the entrypoint), never from this string.
+	conninfo := fmt.Sprintf("host=%s port=%d user=%s dbname=%s application_name=%s passfile=%s", blue.id, pgPort, Superuser, Database, bg.rep.Name, containerPassFile)
 	if err := bg.rep.Subscribe(ctx, conninfo); err != nil {
 		return dep, fmt.Errorf("container: %w", err)
 	}
@@ -257,11 +256,6 @@ func (c *Cluster) CreateGreen(ctx context.Context, spec migrate.GreenSpec) (migr
 	dep.Detail["publication"], dep.Detail["subscription"] = bg.rep.Name, bg.rep.Name
 	fmt.Fprintf(c.log, "blue/green deployment %s: green %v replicates %s from %s\n", bg.id, names, Database, blue.id)
 	return dep, nil
-}
-
-// quoteConninfo quotes a conninfo value.
-func quoteConninfo(s string) string {
-	return "'" + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), "'", `\'`) + "'"
 }
 
 // readerNodes are the cluster's serving readers.
@@ -303,9 +297,7 @@ func (c *Cluster) copySchema(ctx context.Context, tools string, blue, green *nod
 		defer cancel()
 		cmd := exec.CommandContext(ctx, filepath.Join(tools, program), args...)
 		cmd.Env = []string{"PATH=" + tools + ":/usr/bin:/bin", "LC_ALL=C"}
-		if c.cfg.Password != "" {
-			cmd.Env = append(cmd.Env, "PGPASSWORD="+c.cfg.Password)
-		}
+		cmd.Env = append(cmd.Env, c.cfg.Credentials.Env())
 		var out, errb bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errb
 		if err := cmd.Run(); err != nil {

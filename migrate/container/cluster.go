@@ -33,8 +33,8 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -73,7 +73,8 @@ type Cluster struct {
 	rehearsePG bool // the image has the rehearse-pg entrypoint
 	cli        *testcontainers.DockerClient
 	lb         *local.Loopback
-	ownDNS     bool // Start started cfg.DNS: Close closes it
+	ownDNS     bool   // Start started cfg.DNS: Close closes it
+	credsDir   string // Start generated the credentials here: Close removes it
 	netID      string
 	netName    string
 
@@ -127,6 +128,14 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	}()
 	if err := c.checkImage(ctx); err != nil {
 		return nil, err
+	}
+	if c.cfg.Credentials == nil {
+		if c.credsDir, err = os.MkdirTemp("", "rehearse-containers-"); err != nil {
+			return nil, fmt.Errorf("container: %w", err)
+		}
+		if c.cfg.Credentials, err = local.NewCredentials(c.credsDir, c.log); err != nil {
+			return nil, fmt.Errorf("container: %w", err)
+		}
 	}
 	if c.lb, err = local.NewLoopback(cfg.Port); err != nil {
 		return nil, fmt.Errorf("container: addresses to publish the nodes on: %w", err)
@@ -212,6 +221,9 @@ func (c *Cluster) startEndpoints(ctx context.Context, writer string) (Endpoints,
 		newEps = func(ctx context.Context, writer string) (Endpoints, error) {
 			ec := c.cfg.Endpoint
 			ec.Writer, ec.Readers, ec.Log = writer, nil, c.log
+			if ec.Credentials == nil {
+				ec.Credentials = c.cfg.Credentials
+			}
 			if ec.DNS == nil {
 				ec.DNS = c.cfg.DNS
 			}
@@ -339,26 +351,11 @@ func (c *Cluster) ReaderEndpoint() string {
 }
 
 // DSN returns a connection URL to database db through addr (an endpoint or a node's
-// published address).
-func (c *Cluster) DSN(addr, db string) string {
-	auth := Superuser
-	if c.cfg.Password != "" {
-		auth += ":" + urlEscape(c.cfg.Password)
-	}
-	return "postgres://" + auth + "@" + addr + "/" + db + "?sslmode=disable"
-}
+// published address), whose password is read from the credentials' file.
+func (c *Cluster) DSN(addr, db string) string { return c.cfg.Credentials.DSN(addr, db) }
 
-func urlEscape(s string) string {
-	var b strings.Builder
-	for _, r := range []byte(s) {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.IndexByte("-._~", r) >= 0 {
-			b.WriteByte(r)
-		} else {
-			fmt.Fprintf(&b, "%%%02X", r)
-		}
-	}
-	return b.String()
-}
+// Credentials are the credentials every node admits.
+func (c *Cluster) Credentials() *local.Credentials { return c.cfg.Credentials }
 
 // NodeAddr returns a node's published address: its own loopback address and the
 // port every node shares.
@@ -416,6 +413,9 @@ func (c *Cluster) Close(ctx context.Context) error {
 	errs = append(errs, c.cli.Close())
 	if c.ownDNS {
 		errs = append(errs, c.cfg.DNS.Close())
+	}
+	if c.credsDir != "" {
+		errs = append(errs, c.cfg.Credentials.Remove(), os.RemoveAll(c.credsDir))
 	}
 	return errors.Join(errs...)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/rehearse-dev/rehearse/migrate/container"
 	"github.com/rehearse-dev/rehearse/migrate/dnsserver"
 	"github.com/rehearse-dev/rehearse/migrate/endpoint"
+	"github.com/rehearse-dev/rehearse/migrate/local"
 )
 
 // startCluster starts a one-writer cluster and registers its removal and the check
@@ -252,6 +253,19 @@ func TestClusterLifecycle(t *testing.T) {
 		t.Fatalf("CreateReplica = %+v", rep)
 	}
 	waitCaughtUp(t, ctx, c, "node2")
+	// The replica cloned and streams with the password file the entrypoint wrote;
+	// without the password every node refuses the superuser.
+	bin, err := local.FindBinaries(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range c.NodeIDs() {
+		addr, err := c.NodeAddr(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		testutil.RequireRefused(t, addr, bin.Path("psql"))
+	}
 	topo, err := c.Describe(ctx)
 	if err != nil || topo.Writer != "node1" || len(topo.Nodes) != 2 || topo.Nodes[0].Version == "" {
 		t.Fatalf("Describe = %+v, %v", topo, err)

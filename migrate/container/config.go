@@ -12,9 +12,14 @@ import (
 
 	"github.com/rehearse-dev/rehearse/migrate/dnsserver"
 	"github.com/rehearse-dev/rehearse/migrate/endpoint"
+	"github.com/rehearse-dev/rehearse/migrate/local"
 )
 
 // Defaults and names.
+// containerPassFile is the postgres user's password file inside every node's
+// container (mode 0600), which the entrypoint writes from REHEARSE_PASSWORD.
+const containerPassFile = "/var/lib/postgresql/.pgpass"
+
 const (
 	// DefaultImage is the image used when Config.Image is empty: the official
 	// PostgreSQL image, pinned to the major version rehearse targets.
@@ -104,10 +109,13 @@ type Config struct {
 	// RunID labels every container and network of the run (LabelRun) and names
 	// them; empty means a random one. Letters, digits, '_' and '-'.
 	RunID string
-	// Password is the superuser's password; empty means trust authentication
-	// (POSTGRES_HOST_AUTH_METHOD=trust), which is safe because ports are only
-	// published on loopback addresses and the network is private to the run.
-	Password string
+	// Credentials are the run's (local.Credentials): every node admits the
+	// superuser with their password only (scram-sha-256, also for replication and
+	// pg_rewind inside the containers), and the proxy mode's PgBouncers too. The
+	// published ports are on loopback addresses, which every user of the machine
+	// reaches, so nothing is trusted. nil makes Start generate them (in a private
+	// temp directory) and Close remove them.
+	Credentials *local.Credentials
 	// Fsync turns on fsync; off (the zero value) is faster and only loses data on a
 	// host crash, which a rehearsal does not simulate.
 	Fsync bool
@@ -247,13 +255,17 @@ func (c Config) serverArgs(id string) []string {
 	return args
 }
 
-// env is the container environment shared by every node.
+// env is the container environment shared by every node: initdb stores the
+// password's SCRAM verifier (POSTGRES_PASSWORD takes it as it is), which the proxy
+// mode's PgBouncers hold too; REHEARSE_PASSWORD is what the entrypoint writes
+// into the postgres user's 0600 password file for pg_basebackup, pg_rewind and
+// the WAL receiver, and keeps out of its children's environment. Neither is on a
+// command line.
 func (c Config) env() map[string]string {
 	e := map[string]string{"POSTGRES_INITDB_ARGS": "--data-checksums"}
-	if c.Password == "" {
-		e["POSTGRES_HOST_AUTH_METHOD"] = "trust"
-	} else {
-		e["POSTGRES_PASSWORD"] = c.Password
+	if c.Credentials != nil {
+		e["POSTGRES_PASSWORD"] = c.Credentials.Verifier()
+		e["REHEARSE_PASSWORD"] = c.Credentials.Password()
 	}
 	return e
 }

@@ -3,11 +3,14 @@ package container
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/rehearse-dev/rehearse/migrate/endpoint"
+	"github.com/rehearse-dev/rehearse/migrate/local"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -59,14 +62,24 @@ func TestServerArgs(t *testing.T) {
 }
 
 func TestEnvAuth(t *testing.T) {
-	if e := (Config{}).env(); e["POSTGRES_HOST_AUTH_METHOD"] != "trust" || e["POSTGRES_PASSWORD"] != "" {
-		t.Errorf("no password: env %v, want trust", e)
+	if e := (Config{}).env(); e["POSTGRES_HOST_AUTH_METHOD"] != "" || e["POSTGRES_PASSWORD"] != "" {
+		t.Errorf("no credentials: env %v, want no password and nothing trusted", e)
 	}
-	if e := (Config{Password: "pw"}).env(); e["POSTGRES_PASSWORD"] != "pw" || e["POSTGRES_HOST_AUTH_METHOD"] != "" {
-		t.Errorf("password: env %v", e)
+	dir := t.TempDir()
+	if err := os.Chmod(filepath.Dir(dir), 0o711); err != nil {
+		t.Fatal(err)
 	}
-	c := &Cluster{cfg: Config{Password: "p@ss word"}}
-	if got, want := c.DSN("127.0.0.1:5", "db"), "postgres://postgres:p%40ss%20word@127.0.0.1:5/db?sslmode=disable"; got != want {
-		t.Errorf("DSN = %q, want %q", got, want)
+	creds, err := local.NewCredentials(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer creds.Remove()
+	e := (Config{Credentials: creds}).env()
+	if e["POSTGRES_PASSWORD"] != creds.Verifier() || e["REHEARSE_PASSWORD"] != creds.Password() || e["POSTGRES_HOST_AUTH_METHOD"] != "" {
+		t.Errorf("credentials: env %v; want the verifier for initdb and the password for the entrypoint's file", e)
+	}
+	c := &Cluster{cfg: Config{Credentials: creds}}
+	if got, want := c.DSN("127.0.0.1:5", "db"), creds.DSN("127.0.0.1:5", "db"); got != want || strings.Contains(got, creds.Password()) {
+		t.Errorf("DSN = %q, want %q (the file, not the password)", got, want)
 	}
 }

@@ -177,10 +177,10 @@ func dnsCluster(t *testing.T, mode string, propagation time.Duration) (*local.Cl
 	srv := startDNSServer(t, 5*time.Second, log)
 	dir := workDir(t)
 	c, err := local.StartCluster(t.Context(), local.ClusterConfig{
-		Node: local.Config{Dir: dir, Bin: bin, MaxConnections: 30, SharedBuffers: "16MB", Log: log},
+		Node: local.Config{Dir: dir, Bin: bin, MaxConnections: 30, SharedBuffers: "16MB", Log: log, Credentials: testCreds},
 		DNS:  srv,
 		Endpoints: func(ctx context.Context, writer string) (local.Endpoints, error) {
-			return New(ctx, Config{Mode: mode, Writer: writer, DNS: srv, Propagation: propagation, Dir: filepath.Join(dir, "pgbouncer"), Log: log})
+			return New(ctx, Config{Mode: mode, Writer: writer, DNS: srv, Propagation: propagation, Dir: filepath.Join(dir, "pgbouncer"), Log: log, Credentials: testCreds})
 		},
 	})
 	if err != nil {

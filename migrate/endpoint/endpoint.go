@@ -35,6 +35,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/rehearse-dev/rehearse/migrate/dnsserver"
+	"github.com/rehearse-dev/rehearse/migrate/local"
 )
 
 // Endpoint modes, as spelled in scenarios and on the command line (--endpoint).
@@ -161,6 +162,9 @@ type Config struct {
 	// Dir is the proxy mode's work directory (PgBouncer configs and logs). Required
 	// for ModeProxy.
 	Dir string
+	// Credentials are the nodes' (local.Cluster.Credentials), which the proxy mode's
+	// PgBouncers admit. Required for ModeProxy.
+	Credentials *local.Credentials
 	// PoolSize is each PgBouncer's default_pool_size: server connections per
 	// database and user; 0 means DefaultPoolSize.
 	PoolSize int
@@ -218,6 +222,9 @@ func (c Config) Validate() []error {
 	}
 	if c.Mode == ModeProxy && c.Dir == "" {
 		bad("Dir is empty; the proxy mode needs a work directory for PgBouncer")
+	}
+	if c.Mode == ModeProxy && c.Credentials == nil {
+		bad("Credentials is nil; the proxy mode's PgBouncers admit the nodes' password only")
 	}
 	if c.PoolSize < 0 {
 		bad("PoolSize %d: want 0 (default) or more", c.PoolSize)

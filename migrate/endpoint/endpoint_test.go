@@ -40,9 +40,10 @@ func TestConfigValidate(t *testing.T) {
 		{"dns ok", Config{Writer: "127.0.0.1:5432", DNS: &dnsserver.Server{}}, 0},
 		{"dns without a server", Config{Writer: "127.0.0.1:5432"}, 1},
 		{"forward ok", Config{Mode: ModeForward, Writer: "127.0.0.1:5432"}, 0},
-		{"proxy ok", Config{Mode: ModeProxy, Writer: "127.0.0.1:5432", Readers: []string{"127.0.0.1:5433"}, Dir: "/tmp/x"}, 0},
+		{"proxy ok", Config{Mode: ModeProxy, Writer: "127.0.0.1:5432", Readers: []string{"127.0.0.1:5433"}, Dir: "/tmp/x", Credentials: testCreds}, 0},
 		{"everything wrong", Config{Mode: "carrier-pigeon", Readers: []string{"nope"}, PoolSize: -1, MaxClientConn: -1}, 5},
-		{"proxy without dir", Config{Mode: ModeProxy, Writer: "127.0.0.1:5432"}, 1},
+		{"proxy without dir", Config{Mode: ModeProxy, Writer: "127.0.0.1:5432", Credentials: testCreds}, 1},
+		{"proxy without credentials", Config{Mode: ModeProxy, Writer: "127.0.0.1:5432", Dir: "/tmp/x"}, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -26,6 +26,28 @@ func workDir(t *testing.T) string {
 	return dir
 }
 
+// testCreds are the credentials every node, PgBouncer and client of the package's
+// tests use (a cluster's nodes share one set; PgBouncer admits their password).
+var testCreds *local.Credentials
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "rehearse-endpoint-test-")
+	if err == nil {
+		err = os.Chmod(dir, 0o711)
+	}
+	if err == nil {
+		testCreds, err = local.NewCredentials(dir, nil)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "test credentials:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = testCreds.Remove()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
 // startNode starts a real PostgreSQL primary (fsync off) and registers its cleanup,
 // which runs even when the test fails.
 func startNode(t *testing.T, name string) *local.Node {
@@ -41,6 +63,7 @@ func startNode(t *testing.T, name string) *local.Node {
 	log := &testutil.SyncBuffer{}
 	n, err := local.InitPrimary(t.Context(), local.Config{
 		Dir: workDir(t), Name: name, Bin: bin, MaxConnections: 30, SharedBuffers: "16MB", Log: log,
+		Credentials: testCreds,
 	})
 	if err != nil {
 		t.Fatalf("InitPrimary %s: %v\nlog:\n%s", name, err, log)
@@ -59,7 +82,7 @@ func nodeAddr(n *local.Node) string {
 
 // dsn is a connection URL for the rehearse database at addr.
 func dsn(addr string) string {
-	return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable&connect_timeout=5", local.Superuser, addr, local.Database)
+	return testCreds.DSN(addr, local.Database) + "&connect_timeout=5"
 }
 
 // connect opens a pgx connection to addr with the given exec mode and closes it at

@@ -51,7 +51,7 @@ func StartPgBouncerPair(ctx context.Context, cfg Config) (*PgBouncerPair, error)
 	if errs := cfg.Validate(); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	base := PgBouncerConfig{Dir: cfg.Dir, PoolSize: cfg.PoolSize, MaxClientConn: cfg.MaxClientConn, Log: cfg.Log, Via: cfg.Via}
+	base := PgBouncerConfig{Dir: cfg.Dir, Credentials: cfg.Credentials, PoolSize: cfg.PoolSize, MaxClientConn: cfg.MaxClientConn, Log: cfg.Log, Via: cfg.Via}
 	wc := base
 	wc.Name, wc.Backend = "writer", cfg.Writer
 	w, err := StartPgBouncer(ctx, wc)

@@ -30,7 +30,8 @@ const (
 )
 
 // PgBouncer is one PgBouncer process in transaction pooling mode, listening on a
-// free 127.0.0.1 port, trusting loopback clients, in front of one PostgreSQL node.
+// free 127.0.0.1 port, admitting clients with the run's password (scram-sha-256),
+// in front of one PostgreSQL node.
 // It runs as the server OS user (postgres when this process is root) and is
 // controlled through its admin console (PAUSE, RESUME, RELOAD).
 type PgBouncer struct {
@@ -82,10 +83,10 @@ func StartPgBouncer(ctx context.Context, cfg PgBouncerConfig) (*PgBouncer, error
 			b.removeDir()
 		}
 	}()
-	// The auth file only names the user: auth_type=trust does not check passwords
-	// but still requires the user to be listed.
-	if err := writeReadable(b.users, fmt.Sprintf("%q \"\"\n", adminUser)); err != nil {
-		return nil, err
+	// The auth file holds the password's SCRAM verifier, not the password: what
+	// the server stores too, so PgBouncer can pass the client's proof on.
+	if err := local.WritePrivateFile(b.users, fmt.Sprintf("%q %q\n", adminUser, cfg.Credentials.Verifier())); err != nil {
+		return nil, fmt.Errorf("endpoint: pgbouncer %s auth file: %w", cfg.Name, err)
 	}
 	var last error
 	for range portAttempts {
@@ -176,10 +177,8 @@ func (b *PgBouncer) Addr() string {
 }
 
 // DSN returns a connection URL for database db through PgBouncer, as the postgres
-// user.
-func (b *PgBouncer) DSN(db string) string {
-	return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", adminUser, b.Addr(), db)
-}
+// user, with the credentials' password file (see local.Credentials.DSN).
+func (b *PgBouncer) DSN(db string) string { return b.cfg.Credentials.DSN(b.Addr(), db) }
 
 // PID returns the PgBouncer process id (it may have exited; see Running).
 func (b *PgBouncer) PID() int { return b.cmd.Process.Pid }

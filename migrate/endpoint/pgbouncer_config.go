@@ -44,6 +44,11 @@ type PgBouncerConfig struct {
 	Name string
 	// Backend is the PostgreSQL node's host:port. Required.
 	Backend string
+	// Credentials are the backend's (local.Node.Credentials): PgBouncer admits
+	// clients with their password (scram-sha-256, its auth file holding their
+	// verifier) and logs into the backend with the client's own SCRAM exchange,
+	// which needs the backend to store the same verifier. Required.
+	Credentials *local.Credentials
 	// Via maps a backend node's host:port to the address PgBouncer connects to
 	// instead: a fault proxy standing in front of the node. nil: the node itself.
 	// Backend (and Repoint) keep naming the node.
@@ -102,6 +107,9 @@ func (c PgBouncerConfig) Validate() []error {
 	if !nameRE.MatchString(c.Name) {
 		bad("pgbouncer Name %q: use letters, digits, '_', '-' and '.' only", c.Name)
 	}
+	if c.Credentials == nil {
+		bad("pgbouncer Credentials is nil; pass the backend's (local.Node.Credentials): PgBouncer admits no one without a password")
+	}
 	if c.Backend == "" {
 		bad("pgbouncer Backend is empty; set the node's host:port")
 	} else if err := checkBackend(c.Backend); err != nil {
@@ -159,7 +167,9 @@ func FindPgBouncer(program string) (string, error) {
 }
 
 // renderIni renders pgbouncer.ini. Server connections are made as the client's user
-// (postgres), to the same database name.
+// (postgres), to the same database name; no user (or password) is named in
+// [databases], so PgBouncer logs in with the client's SCRAM exchange against the
+// verifier both it and the server store.
 func renderIni(c PgBouncerConfig, host, port string, listenPort int, authFile string) string {
 	var s strings.Builder
 	s.WriteString(";; Written by rehearse (migrate/endpoint); rewritten on every repoint, edits are lost.\n")
@@ -173,7 +183,9 @@ func renderIni(c PgBouncerConfig, host, port string, listenPort int, authFile st
 		{"listen_addr", "127.0.0.1"},
 		{"listen_port", strconv.Itoa(listenPort)},
 		{"unix_socket_dir", ""}, // no Unix socket: loopback TCP only
-		{"auth_type", "trust"},  // loopback only, like the local nodes' pg_hba.conf
+		// Loopback is reachable by every user of the machine: the run's password
+		// only, as on the nodes (pg_hba.conf).
+		{"auth_type", "scram-sha-256"},
 		{"auth_file", authFile},
 		{"admin_users", adminUser},
 		{"pool_mode", "transaction"},
@@ -199,7 +211,8 @@ func renderIni(c PgBouncerConfig, host, port string, listenPort int, authFile st
 }
 
 // writeReadable writes a file the server OS user can read (it runs as another user
-// when this process is root; the files hold no secrets).
+// when this process is root); for files that hold no secret (the auth file is
+// written with local.WritePrivateFile).
 func writeReadable(path, content string) error {
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		return fmt.Errorf("endpoint: write %s: %w", path, err)

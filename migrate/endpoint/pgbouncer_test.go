@@ -37,6 +37,9 @@ func startBouncer(t *testing.T, cfg PgBouncerConfig) *PgBouncer {
 	if cfg.Dir == "" {
 		cfg.Dir = workDir(t)
 	}
+	if cfg.Credentials == nil {
+		cfg.Credentials = testCreds
+	}
 	log := &testutil.SyncBuffer{}
 	cfg.Log = log
 	b, err := StartPgBouncer(t.Context(), cfg)
@@ -93,8 +96,8 @@ func TestFindPgBouncerMissing(t *testing.T) {
 
 func TestPgBouncerConfigValidate(t *testing.T) {
 	errs := PgBouncerConfig{Name: "bad name", Backend: "nohost", Databases: []string{"pgbouncer"}, PoolSize: -1}.Validate()
-	if len(errs) != 5 {
-		t.Errorf("Validate() = %v, want 5 errors", errs)
+	if len(errs) != 6 {
+		t.Errorf("Validate() = %v, want 6 errors", errs)
 	}
 }
 
@@ -104,7 +107,7 @@ func TestRenderIni(t *testing.T) {
 	for _, want := range []string{
 		"postgres = host=127.0.0.1 port=5433 dbname=postgres\nrehearse = host=127.0.0.1 port=5433 dbname=rehearse\n",
 		"listen_addr = 127.0.0.1\n", "listen_port = 6432\n", "unix_socket_dir = \n",
-		"auth_type = trust\n", "auth_file = /w/writer.users\n", "admin_users = postgres\n",
+		"auth_type = scram-sha-256\n", "auth_file = /w/writer.users\n", "admin_users = postgres\n",
 		"pool_mode = transaction\n", "default_pool_size = 7\n", "max_client_conn = 50\n",
 		"query_wait_timeout = 60\n",
 	} {
@@ -123,6 +126,11 @@ func TestPgBouncerStartStop(t *testing.T) {
 	conn := connect(t, b.Addr(), ExecMode(ModeProxy))
 	if got := mustServerPort(t, conn); got != n1.Port() {
 		t.Fatalf("through pgbouncer reached %d, want node1 %d", got, n1.Port())
+	}
+	// PgBouncer admits the run's password only, as the node does.
+	testutil.RequireRefused(t, b.Addr(), n1.Bin().Path("psql"))
+	if data, err := os.ReadFile(b.LogFile()); err == nil && strings.Contains(string(data), testCreds.Password()) {
+		t.Error("PgBouncer's log holds the password")
 	}
 	ctx := t.Context()
 	if _, err := conn.Exec(ctx, "CREATE TABLE acct (id int PRIMARY KEY, bal int)"); err != nil {
@@ -339,7 +347,7 @@ func TestPgBouncerPairSwitchover(t *testing.T) {
 	n1, n2 := startNode(t, "node1"), startNode(t, "node2")
 	a1, a2 := nodeAddr(n1), nodeAddr(n2)
 	log := &testutil.SyncBuffer{}
-	m, err := New(t.Context(), Config{Mode: ModeProxy, Writer: a1, Readers: []string{a2}, Dir: workDir(t), PoolSize: 3, Log: log})
+	m, err := New(t.Context(), Config{Mode: ModeProxy, Writer: a1, Readers: []string{a2}, Dir: workDir(t), PoolSize: 3, Log: log, Credentials: testCreds})
 	if err != nil {
 		t.Fatalf("New: %v\n%s", err, log)
 	}
@@ -437,7 +445,7 @@ const orphanEnv = "REHEARSE_ENDPOINT_ORPHAN_DIR"
 // orphanHelper starts a PgBouncer (no backend is needed to start one) and exits the
 // process without any cleanup.
 func orphanHelper(t *testing.T, dir string) {
-	b, err := StartPgBouncer(t.Context(), PgBouncerConfig{Dir: dir, Name: "orphan", Backend: "127.0.0.1:1"})
+	b, err := StartPgBouncer(t.Context(), PgBouncerConfig{Dir: dir, Name: "orphan", Backend: "127.0.0.1:1", Credentials: testCreds})
 	if err != nil {
 		t.Fatal(err)
 	}

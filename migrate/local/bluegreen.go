@@ -211,7 +211,9 @@ func (c *Cluster) CreateGreen(ctx context.Context, spec migrate.GreenSpec) (migr
 		return dep, err
 	}
 	dep.Detail["schema_copy_ms"] = ms(time.Since(copyStart))
-	conninfo := fmt.Sprintf("host=%s port=%d user=%s dbname=%s application_name=%s", blue.Host(), blue.Port(), Superuser, Database, bg.rep.Name)
+	// The subscription reads the password from the credentials' file: the server
+	// runs as the OS user the file belongs to.
+	conninfo := blue.Credentials().Conninfo(blue.Host(), blue.Port(), "dbname="+Database, "application_name="+bg.rep.Name)
 	if err := bg.rep.Subscribe(ctx, conninfo); err != nil {
 		return dep, fmt.Errorf("local: %w", err)
 	}
@@ -522,7 +524,7 @@ func (c *Cluster) KeepOldBlue(ctx context.Context) (map[string]any, error) {
 	ob := bg.other.nodes[bg.other.writer]
 	c.mu.Unlock()
 	target := ob.Addr()
-	cfg, err := pgx.ParseConfig("postgres://" + Superuser + "@" + target + "/" + Database + "?sslmode=disable")
+	cfg, err := pgx.ParseConfig(c.Credentials().DSN(target, Database))
 	if err != nil {
 		return nil, err
 	}
@@ -530,7 +532,7 @@ func (c *Cluster) KeepOldBlue(ctx context.Context) (map[string]any, error) {
 	if dns := c.cfg.DNS; dns != nil {
 		name := clusterNames(dns, migrate.OldSuffix).Writer()
 		_, port, _ := net.SplitHostPort(target)
-		if cfg, err = pgx.ParseConfig("postgres://" + Superuser + "@" + net.JoinHostPort(name, port) + "/" + Database + "?sslmode=disable"); err != nil {
+		if cfg, err = pgx.ParseConfig(c.Credentials().DSN(net.JoinHostPort(name, port), Database)); err != nil {
 			return nil, err
 		}
 		cfg.LookupFunc = dnsserver.NewResolver(dns.Addr()).LookupHost

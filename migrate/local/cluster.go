@@ -54,6 +54,10 @@ type ClusterConfig struct {
 	DNS *dnsserver.Server
 	// Endpoints builds the endpoints once the first writer runs, given its address.
 	Endpoints func(ctx context.Context, writer string) (Endpoints, error)
+	// Node.Credentials are the credentials every node admits (PgBouncer's auth file
+	// must hold their verifier too); nil makes StartCluster generate them in
+	// Node.Dir, and Close remove them.
+	//
 	// Synchronous makes a caught-up replica a synchronous standby, as Aurora's shared
 	// storage makes every acknowledged write durable on the replica: a crash failover
 	// then loses nothing acknowledged. Off, an unplanned failover can lose writes.
@@ -81,6 +85,8 @@ type Cluster struct {
 	labels map[string]string
 	// bg is the blue/green deployment, if one was created.
 	bg *blueGreen
+	// ownCreds: the credentials were generated for the cluster (Close removes them).
+	ownCreds bool
 }
 
 var (
@@ -99,9 +105,17 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 		return nil, err
 	}
 	c.lb = lb
+	if c.cfg.Node.Credentials == nil {
+		creds, err := NewCredentials(cfg.Node.Dir, c.log)
+		if err != nil {
+			return nil, err
+		}
+		c.cfg.Node.Credentials, c.ownCreds = creds, true
+	}
 	fmt.Fprintf(c.log, "cluster nodes on %s, port %d\n", lb.Prefix(), lb.Port())
 	n, err := c.initNode(ctx, func(cfg Config) (*Node, error) { return InitPrimary(ctx, cfg) })
 	if err != nil {
+		c.removeCreds()
 		return nil, err
 	}
 	c.add(n)
@@ -111,6 +125,7 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 		if err != nil {
 			_ = n.Close(ctx)
 			c.unname(n.Name())
+			c.removeCreds()
 			return nil, err
 		}
 		c.eps = eps
@@ -119,6 +134,17 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 }
 
 func addr(n *Node) string { return n.Addr() }
+
+// Credentials are the credentials every node of the cluster admits.
+func (c *Cluster) Credentials() *Credentials { return c.cfg.Node.Credentials }
+
+// removeCreds removes credentials the cluster generated.
+func (c *Cluster) removeCreds() error {
+	if !c.ownCreds {
+		return nil
+	}
+	return c.cfg.Node.Credentials.Remove()
+}
 
 // initNode creates the next node with init (InitPrimary, or InitReplica of the
 // writer) on the next free address of the cluster's block. When another process
@@ -385,7 +411,10 @@ func (c *Cluster) Close(ctx context.Context) error {
 		c.unname(n.Name())
 	}
 	errs = append(errs, c.closeBlueGreen(ctx))
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err // a node may still run: keep what admits to it
+	}
+	return c.removeCreds()
 }
 
 // Nodes returns the cluster's nodes, in creation order.

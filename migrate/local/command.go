@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -14,8 +16,15 @@ import (
 
 func (n *Node) initdb(ctx context.Context) error {
 	fmt.Fprintf(n.cfg.Log, "initdb %s (PostgreSQL %s) in %s\n", n.cfg.Name, n.cfg.Bin.Version, n.dataDir)
-	args := []string{"-D", n.dataDir, "-U", Superuser, "--auth=trust", "--data-checksums",
-		"--encoding=UTF8", "--locale=C"}
+	// The superuser's password is the run's, given as its SCRAM verifier, which
+	// PostgreSQL stores as it is: the server never sees the password itself.
+	pwfile := filepath.Join(n.workDir, n.cfg.Name+".pwfile")
+	if err := writePrivate(pwfile, n.creds.Verifier()+"\n"); err != nil {
+		return fmt.Errorf("local: initdb %s: %w", n.cfg.Name, err)
+	}
+	defer os.Remove(pwfile)
+	args := []string{"-D", n.dataDir, "-U", Superuser, "--auth=scram-sha-256", "--pwfile=" + pwfile,
+		"--data-checksums", "--encoding=UTF8", "--locale=C"}
 	if !n.cfg.Fsync {
 		args = append(args, "--no-sync")
 	}
@@ -36,6 +45,11 @@ func (n *Node) run(ctx context.Context, timeout time.Duration, program string, a
 	cmd := exec.CommandContext(ctx, n.cfg.Bin.Path(program), args...)
 	cmd.Dir = n.workDir
 	cmd.Env = []string{"PATH=" + n.cfg.Bin.Dir + ":" + serverUserEnvPath, "LC_ALL=C", "LANG=C"}
+	if n.creds != nil {
+		// pg_basebackup and pg_rewind read the password from the file, never
+		// from their command line.
+		cmd.Env = append(cmd.Env, n.creds.Env())
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{}
 	if n.id != nil {
 		cmd.Env = append(cmd.Env, "HOME="+n.id.home, "USER="+n.id.name, "LOGNAME="+n.id.name)

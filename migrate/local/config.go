@@ -62,6 +62,10 @@ type Config struct {
 	ExtraConf map[string]string
 	// PollInterval paces WaitReady's connection attempts; 0 means DefaultPollInterval.
 	PollInterval time.Duration
+	// Credentials admit clients to the node (scram-sha-256, see Credentials); nil
+	// makes InitPrimary generate them in the work directory (removed with the node)
+	// and InitReplica use its primary's. A cluster's nodes share one set.
+	Credentials *Credentials
 
 	// pickPort overrides the free-port picker (tests).
 	pickPort func() (int, error)
@@ -206,14 +210,16 @@ func replaceManagedBlock(conf, block string) (string, error) {
 	return conf[:i] + block + conf[end:], nil
 }
 
-// hbaConf is the whole pg_hba.conf: trust over loopback TCP only, for every database
-// and for replication. There are no Unix sockets (unix_socket_directories = ”).
-// Clients may come from any loopback address: the nodes of a cluster listen on
-// addresses of their own in 127.0.0.0/8, and replicate from each other's.
-const hbaConf = `# Written by rehearse: loopback TCP only, trusted (a local rehearsal target).
+// hbaConf is the whole pg_hba.conf: loopback TCP only, with the run's password
+// (scram-sha-256), for every database and for replication; nothing else is
+// admitted, and there are no Unix sockets (unix_socket_directories = ”). Clients
+// may come from any loopback address: the nodes of a cluster listen on addresses of
+// their own in 127.0.0.0/8, and replicate from each other's. Other users of the
+// machine reach those addresses too, which is why nothing is trusted.
+const hbaConf = `# Written by rehearse: loopback TCP only, the run's password (scram-sha-256).
 # TYPE  DATABASE     USER  ADDRESS       METHOD
-host    all          all   127.0.0.0/8   trust
-host    replication  all   127.0.0.0/8   trust
+host    all          all   127.0.0.0/8   scram-sha-256
+host    replication  all   127.0.0.0/8   scram-sha-256
 `
 
 func sortedKeys(m map[string]string) []string {

@@ -117,7 +117,7 @@ func (c *Cluster) Redirect(ctx context.Context, writer string) (map[string]any, 
 // through the cluster's DNS server when it has one, and returns the address
 // (host:port) of the primary it reached.
 func (c *Cluster) probeWriterEndpoint(ctx context.Context) (string, error) {
-	cfg, err := pgx.ParseConfig("postgres://" + Superuser + "@" + c.WriterEndpoint() + "/postgres?sslmode=disable")
+	cfg, err := pgx.ParseConfig(c.Credentials().DSN(c.WriterEndpoint(), "postgres"))
 	if err != nil {
 		return "", err
 	}

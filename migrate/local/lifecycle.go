@@ -239,6 +239,9 @@ func (n *Node) remove(ctx context.Context, mode StopMode) error {
 	if err := os.RemoveAll(n.dataDir); err != nil {
 		errs = append(errs, fmt.Errorf("local: remove %s: %w", n.dataDir, err))
 	}
+	if n.ownCreds {
+		errs = append(errs, n.creds.Remove())
+	}
 	if n.ownedDir {
 		if err := os.RemoveAll(n.workDir); err != nil {
 			errs = append(errs, fmt.Errorf("local: remove %s: %w", n.workDir, err))

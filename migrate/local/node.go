@@ -2,8 +2,9 @@
 // embedded local target of rehearse. A Node is one server (data directory, address,
 // log); InitPrimary creates and starts a primary. Nodes listen on one loopback address
 // only (127.0.0.1 by default; a Cluster gives each node an address of its own in a
-// /24 of 127.0.0.0/8, on a port they share), without Unix sockets, and trust loopback
-// connections, for normal and replication sessions.
+// /24 of 127.0.0.0/8, on a port they share), without Unix sockets, and admit only
+// clients with the run's password (scram-sha-256, see Credentials), for normal and
+// replication sessions: other users of the machine reach loopback addresses too.
 //
 // PostgreSQL refuses to run as root. When this process is root, every server program
 // runs as the "postgres" OS user (via process credentials, no sudo), and the work
@@ -64,15 +65,19 @@ type Node struct {
 	dataDir  string
 	logFile  string
 	port     int // fixed once the node is returned to the caller
+	creds    *Credentials
+	ownCreds bool // creds were generated for this node: Remove deletes them
 
 	mu     sync.Mutex
 	closed bool
 }
 
 // InitPrimary creates and starts a primary: initdb (data checksums, superuser
-// "postgres", trust auth), the node's postgresql.conf settings and loopback-only
-// pg_hba.conf, start, readiness, and the database "rehearse". On any failure it
-// leaves nothing running and removes what it created (the server log stays in Dir).
+// "postgres" with the credentials' password), the node's postgresql.conf settings
+// and loopback-only, password-only pg_hba.conf, start, readiness, and the database
+// "rehearse". Without Config.Credentials it generates them in the work directory.
+// On any failure it leaves nothing running and removes what it created (the server
+// log stays in Dir).
 func InitPrimary(ctx context.Context, cfg Config) (*Node, error) {
 	n, err := newNode(cfg)
 	if err != nil {
@@ -94,6 +99,12 @@ func InitPrimary(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}
 
+	if n.creds == nil {
+		if n.creds, err = NewCredentials(n.workDir, n.cfg.Log); err != nil {
+			return nil, err
+		}
+		n.ownCreds = true
+	}
 	if err := n.initdb(ctx); err != nil {
 		return nil, err
 	}
@@ -153,6 +164,7 @@ func newNode(cfg Config) (*Node, error) {
 		ownedDir: owned,
 		dataDir:  filepath.Join(dir, cfg.Name),
 		logFile:  filepath.Join(dir, cfg.Name+".log"),
+		creds:    cfg.Credentials,
 	}, nil
 }
 
@@ -193,10 +205,13 @@ func (n *Node) Bin() Binaries { return n.cfg.Bin }
 func (n *Node) Version() string { return n.cfg.Bin.Version }
 
 // DSN returns a connection URL for database db as the superuser at the node's own
-// address, e.g. "postgres://postgres@127.0.0.1:5433/rehearse?sslmode=disable".
-func (n *Node) DSN(db string) string {
-	return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", Superuser, n.Addr(), db)
-}
+// address, whose password is read from the credentials' file, e.g.
+// "postgres://postgres@127.0.0.1:5433/rehearse?sslmode=disable&passfile=%2Frun%2F.pgpass".
+// It holds no secret.
+func (n *Node) DSN(db string) string { return n.creds.DSN(n.Addr(), db) }
+
+// Credentials are the credentials the node admits.
+func (n *Node) Credentials() *Credentials { return n.creds }
 
 // PID returns the postmaster's pid, or 0 when the server is not running.
 func (n *Node) PID() int {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -102,7 +103,7 @@ func TestPrimary(t *testing.T) {
 	if n.Port() == busyPort || picks != 2 {
 		t.Fatalf("port %d after %d picks; want a retry away from busy port %d", n.Port(), picks, busyPort)
 	}
-	if want := "postgres://postgres@127.0.0.1:" + strconv.Itoa(n.Port()) + "/rehearse?sslmode=disable"; n.DSN(Database) != want {
+	if want := "postgres://postgres@127.0.0.1:" + strconv.Itoa(n.Port()) + "/rehearse?sslmode=disable&passfile=" + url.QueryEscape(filepath.Join(cfg.Dir, PassFileName)); n.DSN(Database) != want {
 		t.Errorf("DSN = %q, want %q", n.DSN(Database), want)
 	}
 	if n.DataDir() != filepath.Join(cfg.Dir, "node1") || n.LogFile() != filepath.Join(cfg.Dir, "node1.log") {

@@ -23,6 +23,9 @@ const basebackupTimeout = 10 * time.Minute
 // the replica is up; CatchUp-style waiting is the caller's. On failure nothing is left
 // running, the data directory is removed, and the slot is dropped.
 func InitReplica(ctx context.Context, cfg Config, primary *Node) (*Node, error) {
+	if cfg.Credentials == nil {
+		cfg.Credentials = primary.Credentials()
+	}
 	n, err := newNode(cfg)
 	if err != nil {
 		return nil, err
@@ -87,7 +90,8 @@ func (n *Node) setStandby(primary *Node, slot string) error {
 		keep = append(keep, l)
 	}
 	keep = append(keep,
-		fmt.Sprintf("primary_conninfo = 'host=%s port=%d user=%s application_name=%s'", primary.Host(), primary.Port(), Superuser, n.cfg.Name),
+		// The password comes from the credentials' file (passfile), never this file.
+		fmt.Sprintf("primary_conninfo = '%s'", strings.ReplaceAll(n.creds.Conninfo(primary.Host(), primary.Port(), "application_name="+n.cfg.Name), "'", "''")),
 		fmt.Sprintf("primary_slot_name = '%s'", slot), "")
 	if err := os.WriteFile(auto, []byte(strings.Join(keep, "\n")), 0o600); err != nil {
 		return fmt.Errorf("local: write %s: %w", auto, err)
@@ -263,7 +267,7 @@ func (n *Node) rewind(ctx context.Context, primary *Node) (bool, error) {
 	}
 	fmt.Fprintf(n.cfg.Log, "pg_rewind %s from %s\n", n.cfg.Name, primary.Name())
 	out, err := n.run(ctx, basebackupTimeout, "pg_rewind", "-D", n.dataDir,
-		"--source-server", fmt.Sprintf("host=%s port=%d user=%s dbname=postgres", primary.Host(), primary.Port(), Superuser))
+		"--source-server", n.creds.Conninfo(primary.Host(), primary.Port(), "dbname=postgres"))
 	if err != nil {
 		ce := asCommandError(err)
 		ce.Op = fmt.Sprintf("pg_rewind %s from %s", n.cfg.Name, primary.Name())

@@ -39,12 +39,20 @@ const (
 	defaultData = "/var/lib/postgresql/data"
 	// holdFile, when present, keeps the supervisor from (re)starting the server.
 	holdFile = "/var/lib/postgresql/rehearse.hold"
+	// passFile is the postgres user's password file (0600), written from
+	// REHEARSE_PASSWORD: pg_basebackup, pg_rewind, the WAL receiver and
+	// subscriptions read the password there, never from a command line.
+	passFile = "/var/lib/postgresql/.pgpass"
 	stopWait = 2 * time.Minute
 )
 
 func main() {
 	log := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "rehearse-pg: "+format+"\n", args...)
+	}
+	if err := setupPassword(); err != nil {
+		log("password file: %v", err)
+		os.Exit(1)
 	}
 	args := os.Args[1:]
 	cmd := "postgres"
@@ -83,6 +91,47 @@ func main() {
 		log("%s: %v", cmd, err)
 		os.Exit(1)
 	}
+}
+
+// initPassword is POSTGRES_PASSWORD, taken out of the environment at start so that
+// no child (the server, its WAL receiver, a psql) inherits it.
+var initPassword string
+
+// setupPassword writes REHEARSE_PASSWORD into passFile (mode 0600, owned by the
+// postgres user) and removes it and POSTGRES_PASSWORD from the environment.
+func setupPassword() error {
+	initPassword = os.Getenv("POSTGRES_PASSWORD")
+	pw := os.Getenv("REHEARSE_PASSWORD")
+	_ = os.Unsetenv("POSTGRES_PASSWORD")
+	_ = os.Unsetenv("REHEARSE_PASSWORD")
+	if pw == "" {
+		return nil
+	}
+	esc := strings.NewReplacer(`\`, `\\`, ":", `\:`)
+	line := "*:*:*:" + esc.Replace(superuser()) + ":" + esc.Replace(pw) + "\n"
+	if err := os.MkdirAll(filepath.Dir(passFile), 0o755); err != nil {
+		return err
+	}
+	tmp := passFile + ".tmp"
+	_ = os.Remove(tmp)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, werr := f.WriteString(line)
+	if err := errors.Join(werr, f.Close()); err != nil {
+		return err
+	}
+	if os.Geteuid() == 0 {
+		uid, gid, err := pgUser()
+		if err != nil {
+			return err
+		}
+		if err := os.Chown(tmp, int(uid), int(gid)); err != nil {
+			return err
+		}
+	}
+	return os.Rename(tmp, passFile)
 }
 
 func pgdata() string {
@@ -172,7 +221,7 @@ func authMethod() string {
 // unlike it, replication connections are allowed from anywhere too and data
 // checksums are on (pg_rewind needs them or wal_log_hints).
 func initPrimary() error {
-	pw := os.Getenv("POSTGRES_PASSWORD")
+	pw := initPassword
 	method := authMethod()
 	if pw == "" && method != "trust" {
 		return errors.New("POSTGRES_PASSWORD is not set; set it, or POSTGRES_HOST_AUTH_METHOD=trust")
@@ -239,8 +288,10 @@ func conninfo(host, port string) string {
 		return "'" + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), "'", `\'`) + "'"
 	}
 	s := fmt.Sprintf("host=%s port=%s user=%s", q(host), q(port), q(superuser()))
-	if pw := os.Getenv("POSTGRES_PASSWORD"); pw != "" {
-		s += " password=" + q(pw)
+	if exists(passFile) {
+		s += " passfile=" + q(passFile)
+	} else if initPassword != "" {
+		s += " password=" + q(initPassword)
 	}
 	return s
 }
