@@ -18,9 +18,11 @@ type Server struct {
 	err  error
 }
 
-// Listen binds addr (a loopback host:port; port 0 picks a free one) and serves
-// m's metrics there until Close. A taken or unusable address is an error naming it,
-// before anything is served.
+// Listen binds addr (a host:port; port 0 picks a free one) and serves m's metrics
+// there until Close. A taken or unusable address is an error naming it, before
+// anything is served. It binds what it is given: the scenario's validation keeps
+// addr on loopback unless telemetry.metrics_allow_remote permits another
+// (scenarios.Telemetry.MetricsRemote), and the CLI then says it is exposed.
 func Listen(addr string, m *Metrics) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
