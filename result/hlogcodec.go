@@ -55,6 +55,23 @@ func newGeometry(lowest, highest int64, sig int32) (geometry, error) {
 	return g, nil
 }
 
+// countsLen is the length of the counts array of a histogram of this geometry
+// up to its highest trackable value, as HdrHistogram sizes it: the bound of a
+// valid encoding's bucket indexes.
+func (g geometry) countsLen() int64 {
+	smallestUntrackable := 2 * g.halfCount << g.unit
+	buckets := int64(1)
+	for smallestUntrackable <= g.high {
+		if smallestUntrackable > math.MaxInt64/2 {
+			buckets++
+			break
+		}
+		smallestUntrackable <<= 1
+		buckets++
+	}
+	return (buckets + 1) * g.halfCount
+}
+
 // value is the lowest value of the bucket at counts index idx.
 func (g geometry) value(idx int64) int64 {
 	bucket := (idx >> g.halfMag) - 1
@@ -119,26 +136,42 @@ func (c *hlogCodec) decodeInto(b64 []byte, into Recorder) error {
 	} else if err := c.zr.(zlib.Resetter).Reset(&c.src, nil); err != nil {
 		return fmt.Errorf("histogram: %w", err)
 	}
-	c.inflated.Reset()
-	if _, err := c.inflated.ReadFrom(c.zr); err != nil {
+	// The header first: its payload length is checked against what the geometry
+	// can hold before anything more is inflated, so a small stream cannot make
+	// the reader allocate without bound.
+	var hdr [v2HeaderSize]byte
+	if _, err := io.ReadFull(c.zr, hdr[:]); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return errors.New("histogram: not a V2 histogram (truncated header)")
+		}
 		return fmt.Errorf("histogram: %w", err)
 	}
-	in := c.inflated.Bytes()
-	if len(in) < v2HeaderSize || int32(binary.BigEndian.Uint32(in))&^0xf0 != 0x1c849303 {
+	if int32(binary.BigEndian.Uint32(hdr[0:]))&^0xf0 != 0x1c849303 {
 		return errors.New("histogram: not a V2 histogram")
 	}
-	plen := int(binary.BigEndian.Uint32(in[4:]))
-	sig := int32(binary.BigEndian.Uint32(in[12:]))
-	lowest := int64(binary.BigEndian.Uint64(in[16:]))
-	highest := int64(binary.BigEndian.Uint64(in[24:]))
-	if plen < 0 || plen > len(in)-v2HeaderSize {
-		return errors.New("histogram: truncated payload")
-	}
+	plen := int64(int32(binary.BigEndian.Uint32(hdr[4:])))
+	sig := int32(binary.BigEndian.Uint32(hdr[12:]))
+	lowest := int64(binary.BigEndian.Uint64(hdr[16:]))
+	highest := int64(binary.BigEndian.Uint64(hdr[24:]))
 	g, err := newGeometry(lowest, highest, sig)
 	if err != nil {
 		return fmt.Errorf("histogram: %w", err)
 	}
-	p := in[v2HeaderSize : v2HeaderSize+plen]
+	// A valid payload holds at most one count (nine bytes at most) per bucket.
+	countsLen := g.countsLen()
+	if plen < 0 || plen > 9*countsLen {
+		return fmt.Errorf("histogram: a payload of %d bytes, but %d buckets hold at most %d", plen, countsLen, 9*countsLen)
+	}
+	// One byte past the payload: reaching the end there also checks the stream's
+	// checksum.
+	c.inflated.Reset()
+	if _, err := c.inflated.ReadFrom(io.LimitReader(c.zr, plen+1)); err != nil {
+		return fmt.Errorf("histogram: %w", err)
+	}
+	if n := int64(c.inflated.Len()); n != plen {
+		return fmt.Errorf("histogram: a payload of %d bytes, but its header says %d", n, plen)
+	}
+	p := c.inflated.Bytes()
 	var idx int64
 	for len(p) > 0 {
 		v, k := zigzagDecode(p)
@@ -147,8 +180,15 @@ func (c *hlogCodec) decodeInto(b64 []byte, into Recorder) error {
 		}
 		p = p[k:]
 		if v < 0 {
+			// A run of -v empty buckets (v == MinInt64 has no negation).
+			if v == math.MinInt64 || -v > countsLen-idx {
+				return fmt.Errorf("histogram: a run of %d empty buckets at bucket %d passes the last (%d)", -v, idx, countsLen)
+			}
 			idx -= v
 			continue
+		}
+		if idx >= countsLen {
+			return fmt.Errorf("histogram: a count at bucket %d passes the last (%d)", idx, countsLen)
 		}
 		if v > 0 {
 			if err := into.RecordValues(g.value(idx), v); err != nil {

@@ -27,17 +27,31 @@ type Interval struct {
 
 // Into adds the interval's counts to h, each at its bucket's lowest value: into
 // a histogram of the same range and precision, the same buckets.
-func (iv Interval) Into(h Recorder) error { return iv.codec.decodeInto(iv.payload, h) }
+// An interval that does not decode, or whose values h cannot record, is an error
+// wrapping ErrHlog.
+func (iv Interval) Into(h Recorder) error {
+	if err := iv.codec.decodeInto(iv.payload, h); err != nil {
+		return fmt.Errorf("%w: %w", ErrHlog, err)
+	}
+	return nil
+}
 
 // Histogram decodes the interval into a new sparse histogram.
 func (iv Interval) Histogram() (*hdrhistogram.PackedHistogram, error) {
 	return hdrhistogram.DecodePacked(iv.payload)
 }
 
+// maxHlogLine bounds a line of an interval log: the longest histogram line, the
+// widest geometry HdrHistogram encodes (5 significant digits, values to 2^63) with
+// every bucket counted, is under 80 MiB. A variable for tests.
+var maxHlogLine = 128 << 20
+
 // ReadHlog calls fn with each interval histogram of an HdrHistogram interval log
 // (the latency.hlog format NewHlogWriter writes), in order. Times are absolute: the
 // log's base time plus each interval's offset. Decoding is left to fn (Into), with
-// buffers reused across intervals, so a log of hours of intervals reads fast.
+// buffers reused across intervals, so a log of hours of intervals reads fast. A
+// malformed line is an error wrapping ErrHlog, as is a line longer than any
+// histogram's (128 MiB): the memory a log takes to read is bounded.
 func ReadHlog(r io.Reader, fn func(Interval) error) error {
 	br := bufio.NewReaderSize(r, 1<<20)
 	codec := &hlogCodec{}
@@ -47,9 +61,15 @@ func ReadHlog(r io.Reader, fn func(Interval) error) error {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
 			// A histogram line longer than the buffer: read the rest of it.
-			rest, rerr := br.ReadBytes('\n')
-			line = append(append([]byte{}, line...), rest...)
-			err = rerr
+			long := append([]byte{}, line...)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				if len(long) > maxHlogLine {
+					return fmt.Errorf("%w: line %d is longer than %d MiB, more than any histogram takes", ErrHlog, lineNo+1, maxHlogLine>>20)
+				}
+				line, err = br.ReadSlice('\n')
+				long = append(long, line...)
+			}
+			line = long
 		}
 		if len(line) > 0 {
 			lineNo++
@@ -91,6 +111,9 @@ func parseHlogLine(line []byte, baseMs *int64) (Interval, bool, error) {
 		if err != nil {
 			return iv, false, fmt.Errorf("malformed BaseTime: %v", err)
 		}
+		if !inSecondsRange(secs) {
+			return iv, false, fmt.Errorf("BaseTime %s out of range", rest[:end])
+		}
 		*baseMs = int64(math.Round(secs * 1000))
 		return iv, false, nil
 	case line[0] == '#', line[0] == '"':
@@ -118,6 +141,9 @@ func parseHlogLine(line []byte, baseMs *int64) (Interval, bool, error) {
 	if err1 != nil || err2 != nil {
 		return iv, false, errors.New("malformed interval start or length")
 	}
+	if !inSecondsRange(start) || !inSecondsRange(length) {
+		return iv, false, errors.New("interval start or length out of range")
+	}
 	if len(fields[3]) == 0 {
 		return iv, false, errors.New("an interval without its histogram")
 	}
@@ -126,6 +152,10 @@ func parseHlogLine(line []byte, baseMs *int64) (Interval, bool, error) {
 	iv.payload = fields[3]
 	return iv, true, nil
 }
+
+// inSecondsRange reports whether secs is a finite number of seconds whose
+// milliseconds, and their sums, fit an int64 with room to spare.
+func inSecondsRange(secs float64) bool { return math.Abs(secs) < 1e12 }
 
 // WritePackedInterval writes p as tag's histogram for [fromMs, toMs) (milliseconds
 // since the epoch), as WriteInterval does for a dense one: the merge writes the
