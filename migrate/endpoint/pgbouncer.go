@@ -83,9 +83,13 @@ func StartPgBouncer(ctx context.Context, cfg PgBouncerConfig) (*PgBouncer, error
 			b.removeDir()
 		}
 	}()
-	// The auth file holds the password's SCRAM verifier, not the password: what
-	// the server stores too, so PgBouncer can pass the client's proof on.
-	if err := local.WritePrivateFile(b.users, fmt.Sprintf("%q %q\n", adminUser, cfg.Credentials.Verifier())); err != nil {
+	// The auth file (0600, the server user's, removed at Stop) holds the run's
+	// password: PgBouncer checks clients' SCRAM proofs against it and logs into the
+	// nodes with it. A verifier alone would make every server login depend on
+	// keys a client left behind, and a login that finds none fails every waiting
+	// client for server_login_retry, right after a repoint when all server
+	// connections are new.
+	if err := local.WritePrivateFile(b.users, fmt.Sprintf("%q %q\n", adminUser, cfg.Credentials.Password())); err != nil {
 		return nil, fmt.Errorf("endpoint: pgbouncer %s auth file: %w", cfg.Name, err)
 	}
 	var last error
@@ -241,6 +245,9 @@ func (b *PgBouncer) Stop(ctx context.Context) error {
 		}
 	}
 	b.stopped = true
+	if rerr := os.Remove(b.users); rerr != nil && !errors.Is(rerr, os.ErrNotExist) && err == nil {
+		err = fmt.Errorf("endpoint: pgbouncer %s: remove its auth file: %w", b.cfg.Name, rerr)
+	}
 	b.removeDir()
 	return err
 }

@@ -21,6 +21,7 @@ func (b *PgBouncer) Pause(ctx context.Context) error {
 		return nil
 	}
 	start := time.Now()
+	b.settleLogins(ctx)
 	if err := b.admin(ctx, "PAUSE"); err != nil {
 		// The console may have gone away mid-PAUSE with the pause in effect: undo it.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resumeTimeout)
@@ -123,4 +124,58 @@ func (b *PgBouncer) adminRows(ctx context.Context, command string, row func([]st
 		}
 	}
 	return nil
+}
+
+// loginSettle bounds how long Pause waits for server logins in progress.
+const loginSettle = time.Second
+
+// settleLogins waits (up to loginSettle) until no server connection is logging in
+// (SHOW SERVERS state "new"). PAUSE closes every server connection, and one closed
+// in the middle of its login counts as a failed login: for server_login_retry
+// after it PgBouncer fails every waiting client at once ("server login has been
+// failing"), which after the RESUME are the clients the move held. A reader
+// PgBouncer moved twice within a second (create_replica, then forward_writes) is
+// still logging in to the first target when the second PAUSE comes.
+func (b *PgBouncer) settleLogins(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, loginSettle)
+	defer cancel()
+	conn, err := pgconn.Connect(ctx, b.DSN("pgbouncer")+"&connect_timeout=5")
+	if err != nil {
+		return // Pause reports a console that does not answer
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		res, err := conn.Exec(ctx, "SHOW SERVERS").ReadAll()
+		if err != nil || !loggingIn(res) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// loggingIn reports whether SHOW SERVERS lists a connection in state "new".
+func loggingIn(res []*pgconn.Result) bool {
+	for _, r := range res {
+		col := -1
+		for i, f := range r.FieldDescriptions {
+			if f.Name == "state" {
+				col = i
+			}
+		}
+		if col < 0 {
+			continue
+		}
+		for _, row := range r.Rows {
+			if col < len(row) && string(row[col]) == "new" {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -45,9 +45,8 @@ type PgBouncerConfig struct {
 	// Backend is the PostgreSQL node's host:port. Required.
 	Backend string
 	// Credentials are the backend's (local.Node.Credentials): PgBouncer admits
-	// clients with their password (scram-sha-256, its auth file holding their
-	// verifier) and logs into the backend with the client's own SCRAM exchange,
-	// which needs the backend to store the same verifier. Required.
+	// clients with their password (scram-sha-256) and logs into the backend with
+	// it; its auth file (0600, removed at Stop) holds it. Required.
 	Credentials *local.Credentials
 	// Via maps a backend node's host:port to the address PgBouncer connects to
 	// instead: a fault proxy standing in front of the node. nil: the node itself.
@@ -167,9 +166,7 @@ func FindPgBouncer(program string) (string, error) {
 }
 
 // renderIni renders pgbouncer.ini. Server connections are made as the client's user
-// (postgres), to the same database name; no user (or password) is named in
-// [databases], so PgBouncer logs in with the client's SCRAM exchange against the
-// verifier both it and the server store.
+// (postgres), to the same database name, with the password of the auth file.
 func renderIni(c PgBouncerConfig, host, port string, listenPort int, authFile string) string {
 	var s strings.Builder
 	s.WriteString(";; Written by rehearse (migrate/endpoint); rewritten on every repoint, edits are lost.\n")

@@ -26,11 +26,11 @@ const scramIterations = 4096
 
 // Credentials are what admits a client to the servers of one run: the superuser's
 // password, generated per run, and the password file that holds it. The password
-// itself is only ever in memory and in that file (mode 0600, libpq's .pgpass
-// format), never on a command line, in a DSN, a log or an error: DSNs name the file
-// (passfile=, which pgx and libpq read), server programs get it through PGPASSFILE,
-// and the servers themselves only ever see its SCRAM-SHA-256 verifier (initdb's
-// password, PgBouncer's auth file), which does not reveal it.
+// itself is only ever in memory and in 0600 files (this one, in libpq's .pgpass
+// format; PgBouncer's auth file; a container's own copy), never on a command line,
+// in a DSN, a log or an error: DSNs name the file (passfile=, which pgx and libpq
+// read), server programs get it through PGPASSFILE, and PostgreSQL only ever sees
+// its SCRAM-SHA-256 verifier (initdb's password), which does not reveal it.
 //
 // Its String and Format print the file's path only.
 type Credentials struct {
@@ -113,12 +113,12 @@ func (c *Credentials) File() string { return c.file }
 func (c *Credentials) User() string { return Superuser }
 
 // Verifier is the password's SCRAM-SHA-256 verifier (PostgreSQL's stored form):
-// what initdb stores as the superuser's password and PgBouncer's auth file holds,
-// so that PgBouncer can log into the servers with the client's own SCRAM exchange.
+// what initdb stores as the superuser's password.
 func (c *Credentials) Verifier() string { return c.verifier }
 
-// Password returns the password itself, for a client that cannot read the file
-// (a container's copy of it). Never log, print or put it on a command line.
+// Password returns the password itself, for a server that keeps its own 0600
+// copy (PgBouncer's auth file, a container's password file). Never log, print or
+// put it on a command line.
 func (c *Credentials) Password() string { return c.password }
 
 // DSN is a connection URL for database db at addr (host:port) as the superuser,
