@@ -3,12 +3,10 @@ package rehearse
 import (
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/rehearse-dev/rehearse/internal/engine"
 	"github.com/rehearse-dev/rehearse/internal/shard"
-	"github.com/rehearse-dev/rehearse/result"
 	"github.com/rehearse-dev/rehearse/scenarios"
 )
 
@@ -97,37 +95,4 @@ func (o *options) shardRun(s *scenarios.Scenario, cfg *engine.Config) (*scenario
 		Total: s.Load.Sessions, Offset: offset, Seed: part.Workload.Seed, Scenario: file,
 	}
 	return part, nil
-}
-
-// shardVerdict adjusts a shard's own SLO verdict: a non-coordinator's writes are
-// checked by the coordinator, so its own "integrity not checked" is no breach.
-func shardVerdict(res *result.Result) {
-	if res.Shard == nil || res.Shard.Index == 0 {
-		return
-	}
-	v := &res.SLO
-	v.Passed = true
-	for i := range v.Checks {
-		c := &v.Checks[i]
-		if !c.Passed && !res.Integrity.Checked && c.Reason == "integrity not checked" {
-			c.Passed = true
-			c.Reason = "checked by the coordinator (shard 0), whose integrity check covers this shard's writes"
-		}
-		v.Passed = v.Passed && c.Passed
-	}
-}
-
-// shardOutcome is how a shard's run ends. Its SLO verdict is on its share of the
-// load alone, so it is not the run's: the merge's is (rehearse report merge). The
-// coordinator fails when shards died or never finished, naming them.
-func shardOutcome(res *result.Result, dir string) error {
-	if len(res.Shard.Lost) == 0 {
-		return nil
-	}
-	var parts []string
-	for _, l := range res.Shard.Lost {
-		parts = append(parts, fmt.Sprintf("shard %d (%s)", l.Index, l.Reason))
-	}
-	return fmt.Errorf("%d of %d shards did not finish: %s; the coordinator's results are in %s, and a merge of the run is marked incomplete",
-		len(res.Shard.Lost), res.Shard.Count, strings.Join(parts, "; "), dir)
 }

@@ -621,3 +621,36 @@ func (t *joinedTarget) Notes() []string {
 // of a sharded run calls it on the merged result, so recovery comes from the
 // merged timeline.
 func FillDisruptions(res *result.Result, cycles []loadgen.CycleCount) { fillDisruptions(res, cycles) }
+
+// ShardVerdict adjusts a shard's own SLO verdict: a non-coordinator's writes are
+// checked by the coordinator, so its own "integrity not checked" is no breach.
+func ShardVerdict(res *result.Result) {
+	if res.Shard == nil || res.Shard.Index == 0 {
+		return
+	}
+	v := &res.SLO
+	v.Passed = true
+	for i := range v.Checks {
+		c := &v.Checks[i]
+		if !c.Passed && !res.Integrity.Checked && c.Reason == "integrity not checked" {
+			c.Passed = true
+			c.Reason = "checked by the coordinator (shard 0), whose integrity check covers this shard's writes"
+		}
+		v.Passed = v.Passed && c.Passed
+	}
+}
+
+// ShardOutcome is how a shard's run ends. Its SLO verdict is on its share of the
+// load alone, so it is not the run's: the merge's is (rehearse report merge). The
+// coordinator fails when shards died or never finished, naming them.
+func ShardOutcome(res *result.Result, dir string) error {
+	if len(res.Shard.Lost) == 0 {
+		return nil
+	}
+	var parts []string
+	for _, l := range res.Shard.Lost {
+		parts = append(parts, fmt.Sprintf("shard %d (%s)", l.Index, l.Reason))
+	}
+	return fmt.Errorf("%d of %d shards did not finish: %s; the coordinator's results are in %s, and a merge of the run is marked incomplete",
+		len(res.Shard.Lost), res.Shard.Count, strings.Join(parts, "; "), dir)
+}
