@@ -57,7 +57,11 @@ func (r *Rehearsal) startTelemetry(sc *scenarios.Scenario) (*stepTelemetry, erro
 		return nil, fmt.Errorf("telemetry.metrics_addr (--metrics-addr): %w", err)
 	}
 	t.server = srv
-	fmt.Fprintf(r.log, "serving Prometheus metrics on http://%s/metrics\n", srv.Addr())
+	if sc.Telemetry.MetricsRemote() {
+		fmt.Fprintf(r.log, "serving Prometheus metrics on http://%s/metrics, exposed beyond this machine (telemetry.metrics_allow_remote)\n", srv.Addr())
+	} else {
+		fmt.Fprintf(r.log, "serving Prometheus metrics on http://%s/metrics\n", srv.Addr())
+	}
 	return t, nil
 }
 

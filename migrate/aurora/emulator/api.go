@@ -22,7 +22,12 @@ func fault(status int, code, format string, args ...any) *apiError {
 
 // ServeHTTP implements http.Handler: one Query API call, or one CloudWatch call
 // in the RPC v2 CBOR protocol.
+// maxRequestBody bounds a request's body.
+const maxRequestBody = 1 << 20
+
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// No RDS or CloudWatch request the SDK sends comes near this.
+	r.Body = http.MaxBytesReader(w, r.Body, maxRequestBody)
 	if strings.HasPrefix(r.URL.Path, "/service/") {
 		s.serveCloudWatch(w, r)
 		return

@@ -269,7 +269,7 @@ func (s *Server) Close() {
 
 // Serve answers the API on ln until ctx ends, then shuts the HTTP server down.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
