@@ -42,7 +42,8 @@ BENCH_SESSION_RATE     ?= 1000
 BENCH_SESSION_DURATION ?= 20s
 BENCH_BANKING_RATE     ?= 2000
 BENCH_OUT              ?= BENCHMARKS.md
-BENCH_PKGS             ?= ./loadgen/ ./report/ ./workload/tpcb/ ./workload/script/ ./internal/netconn/
+BENCH_PKGS             ?= ./loadgen/ ./report/ ./workload/tpcb/ ./workload/script/ ./workload/replay/ ./internal/netconn/ \
+                          ./migrate/dnsserver/ ./internal/telemetry/ ./internal/faults/
 
 bench: deps-demo build
 	@micro=$$(mktemp); trap 'rm -f "$$micro"' EXIT; \
