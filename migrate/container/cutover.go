@@ -38,6 +38,11 @@ func (c *Cluster) Switchover(ctx context.Context, target string) (migrate.Promot
 	if lag, err := c.Lag(ctx, target); err == nil {
 		p.LagBytes, p.LagTime = lag.Bytes, lag.Time
 	}
+	// The proxy mode's PgBouncers finish their server logins while clients are
+	// still served, so the hold's PAUSEs do not wait for them.
+	if s, ok := c.eps.(interface{ Settle(context.Context) }); ok {
+		s.Settle(ctx)
+	}
 	start := time.Now()
 	if err := c.eps.Hold(ctx); err != nil {
 		return p, fmt.Errorf("container: hold endpoints: %w", err)

@@ -145,6 +145,18 @@ func (p *PgBouncerPair) Writer() string {
 // failed, until Release (for at most PgBouncer's query_wait_timeout, 120 s). When one
 // PAUSE fails (ctx ended before the transactions did), the other is resumed and the
 // error returned: the caller should not go on with the switchover.
+// Settle waits (up to a second) until neither PgBouncer has a server login in
+// progress, while clients are still served: a provider calls it before it starts
+// the stall's clock and calls Hold, so that Hold's PAUSEs do not wait for logins
+// (a reader moved to the writer a moment before is still filling its pool).
+func (p *PgBouncerPair) Settle(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, b := range []*PgBouncer{p.writer, p.reader} {
+		wg.Go(func() { b.settleLogins(ctx) })
+	}
+	wg.Wait()
+}
+
 func (p *PgBouncerPair) Hold(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
