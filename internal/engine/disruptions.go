@@ -135,19 +135,7 @@ func fillDisruptions(res *result.Result, cycles []loadgen.CycleCount) {
 	if len(ws) == 0 {
 		return
 	}
-	// The baseline is the stable stretch before the first disruption.
-	base := ws[0]
-	for i := range ws {
-		w := &ws[i]
-		if w.Phase != result.PhaseDuring || base.Phase != result.PhaseBefore || base.Count == 0 {
-			continue
-		}
-		secs, ok := recoveryTime(res.Timeline, base.LatencyMs.P99, base.ScheduleLagP99Ms, w.EndS)
-		if !ok && secs == 0 {
-			continue
-		}
-		w.RecoveryS, w.Recovered = &secs, ok
-	}
+	fillWindowRecovery(res)
 	m := res.Migration
 	if m == nil {
 		return
@@ -217,5 +205,26 @@ func cycleSpread(cycles []result.Cycle) *result.CycleSpread {
 		ReadUnavailableMs:  *migrate.Spread(read),
 		RecoveryS:          migrate.Spread(rec),
 		StallMs:            migrate.Spread(stall),
+	}
+}
+
+// fillWindowRecovery sets each disruption window's recovery from the result's
+// timeline, against the stable stretch before the first disruption.
+func fillWindowRecovery(res *result.Result) {
+	ws := res.PhaseWindows
+	if len(ws) == 0 {
+		return
+	}
+	base := ws[0]
+	for i := range ws {
+		w := &ws[i]
+		if w.Phase != result.PhaseDuring || base.Phase != result.PhaseBefore || base.Count == 0 {
+			continue
+		}
+		secs, ok := recoveryTime(res.Timeline, base.LatencyMs.P99, base.ScheduleLagP99Ms, w.EndS)
+		if !ok && secs == 0 {
+			continue
+		}
+		w.RecoveryS, w.Recovered = &secs, ok
 	}
 }

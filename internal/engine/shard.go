@@ -615,12 +615,11 @@ func (t *joinedTarget) Notes() []string {
 	return []string{fmt.Sprintf("This shard reached the coordinator's %s target through its endpoints (%s mode); the coordinator started it, ran the cutover and checked integrity.", t.e.Kind, t.e.EndpointMode)}
 }
 
-// FillDisruptions completes a result from its phase windows and timeline as a
-// step does: each disruption's recovery, the cutover's, and its cycles'
-// unavailability, counts (cycles: every cycle's operations) and spread. The merge
-// of a sharded run calls it on the merged result, so recovery comes from the
-// merged timeline.
-func FillDisruptions(res *result.Result, cycles []loadgen.CycleCount) { fillDisruptions(res, cycles) }
+// FillWindowRecovery sets each disruption window's recovery from the result's
+// timeline, as a step does. The merge of a sharded run calls it on the merged
+// result, so a window's recovery is the whole fleet's; the cutover's own record
+// stays the coordinator's.
+func FillWindowRecovery(res *result.Result) { fillWindowRecovery(res) }
 
 // ShardVerdict adjusts a shard's own SLO verdict: a non-coordinator's writes are
 // checked by the coordinator, so its own "integrity not checked" is no breach.

@@ -209,9 +209,22 @@ func Merge(shards []Shard) (*Merged, error) {
 		res.Availability.Cycles = coord.Availability.Cycles
 	}
 	res.PhaseWindows = mergeWindows(coord.PhaseWindows, shards, hists, windowUnavail)
-	// Recovery, the cycles' counts and unavailability, and their spread, again on
-	// the merged numbers.
-	engine.FillDisruptions(res, mergeCycles(shards))
+	// Each window's recovery from the merged timeline. The cutover's record is the
+	// coordinator's, but its cycles count every shard's operations.
+	engine.FillWindowRecovery(res)
+	if res.Migration != nil && len(res.Migration.Cycles) > 0 {
+		m := *res.Migration
+		m.Cycles = slices.Clone(m.Cycles)
+		for i := range m.Cycles {
+			c := &m.Cycles[i]
+			for _, cc := range mergeCycles(shards) {
+				if cc.Cycle == c.Cycle {
+					c.Transactions, c.Failed, c.Attempts, c.FailedAttempts = cc.Transactions, cc.Failed, cc.Attempts, cc.FailedAttempts
+				}
+			}
+		}
+		res.Migration = &m
+	}
 	if res.Client != nil {
 		c := *res.Client
 		c.AppInstances = 0
