@@ -125,8 +125,10 @@ func TestClosedLoopOnLoops(t *testing.T) {
 	rec := NewRecorder(wl.Ops(), nil)
 	procs := runtime.GOMAXPROCS(0)
 	p := NewPgxPool(pool)
+	// The operation timeout also bounds replacing a connection a timeout broke (a
+	// SCRAM login), so it leaves room for a busy machine.
 	st, err := Run(t.Context(), Config{Workload: wl, Writer: p, Reader: p, Workers: workers, Duration: 1500 * time.Millisecond,
-		OpTimeout: 200 * time.Millisecond, Grace: 3 * time.Second, Recorder: rec}, time.Now())
+		OpTimeout: 500 * time.Millisecond, Grace: 3 * time.Second, Recorder: rec}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
