@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/rehearse-dev/rehearse/migrate/local"
 )
 
@@ -52,6 +53,12 @@ type PgBouncer struct {
 
 	stopMu  sync.Mutex
 	stopped bool
+
+	// adminIdle are admin console connections kept between commands: each new one
+	// is a SCRAM login (milliseconds), and PAUSE, RELOAD and RESUME run inside a
+	// switchover's stall.
+	adminMu   sync.Mutex
+	adminIdle []*pgconn.PgConn
 }
 
 // StartPgBouncer writes the config and auth file, starts PgBouncer as the server OS
@@ -245,6 +252,7 @@ func (b *PgBouncer) Stop(ctx context.Context) error {
 		}
 	}
 	b.stopped = true
+	b.closeAdmin()
 	if rerr := os.Remove(b.users); rerr != nil && !errors.Is(rerr, os.ErrNotExist) && err == nil {
 		err = fmt.Errorf("endpoint: pgbouncer %s: remove its auth file: %w", b.cfg.Name, rerr)
 	}

@@ -2,6 +2,7 @@ package endpoint
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -96,23 +97,14 @@ func (b *PgBouncer) admin(ctx context.Context, command string) error {
 }
 
 // adminRows runs a command on the admin console over the simple query protocol (the
-// only one the console speaks).
+// only one the console speaks), on a kept connection when there is one. A kept
+// connection that fails other than with an error from PgBouncer (it may have gone
+// stale) is replaced and the command sent once more.
 func (b *PgBouncer) adminRows(ctx context.Context, command string, row func([]string)) error {
-	cctx, cancel := context.WithTimeout(ctx, adminTimeout)
-	conn, err := pgconn.Connect(cctx, b.DSN("pgbouncer")+"&connect_timeout=5")
-	cancel()
-	if err != nil {
-		if !b.Running() {
-			return fmt.Errorf("%w: %s is not running (%v): %w", ErrPgBouncer, b.cfg.Name, b.cmd.ProcessState, err)
+	return b.adminResults(ctx, command, func(results []*pgconn.Result) {
+		if row == nil {
+			return
 		}
-		return fmt.Errorf("endpoint: pgbouncer %s admin console: %w", b.cfg.Name, err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	results, err := conn.Exec(ctx, command).ReadAll()
-	if err != nil {
-		return fmt.Errorf("%w: %s: %s: %w", ErrPgBouncer, b.cfg.Name, command, err)
-	}
-	if row != nil {
 		for _, r := range results {
 			for _, vals := range r.Rows {
 				s := make([]string, len(vals))
@@ -122,8 +114,82 @@ func (b *PgBouncer) adminRows(ctx context.Context, command string, row func([]st
 				row(s)
 			}
 		}
+	})
+}
+
+// adminResults runs a command on the admin console and hands its results to use.
+func (b *PgBouncer) adminResults(ctx context.Context, command string, use func([]*pgconn.Result)) error {
+	for attempt := 0; ; attempt++ {
+		conn, reused, err := b.takeAdmin(ctx)
+		if err != nil {
+			return err
+		}
+		results, err := conn.Exec(ctx, command).ReadAll()
+		if err != nil {
+			conn.Close(context.WithoutCancel(ctx))
+			var pe *pgconn.PgError
+			if reused && attempt == 0 && ctx.Err() == nil && !errors.As(err, &pe) {
+				continue
+			}
+			return fmt.Errorf("%w: %s: %s: %w", ErrPgBouncer, b.cfg.Name, command, err)
+		}
+		b.putAdmin(conn)
+		use(results)
+		return nil
 	}
-	return nil
+}
+
+// takeAdmin returns a kept admin console connection, or a new one.
+func (b *PgBouncer) takeAdmin(ctx context.Context) (conn *pgconn.PgConn, reused bool, err error) {
+	b.adminMu.Lock()
+	for len(b.adminIdle) > 0 {
+		c := b.adminIdle[len(b.adminIdle)-1]
+		b.adminIdle = b.adminIdle[:len(b.adminIdle)-1]
+		if !c.IsClosed() {
+			b.adminMu.Unlock()
+			return c, true, nil
+		}
+	}
+	b.adminMu.Unlock()
+	cctx, cancel := context.WithTimeout(ctx, adminTimeout)
+	defer cancel()
+	conn, err = pgconn.Connect(cctx, b.DSN("pgbouncer")+"&connect_timeout=5")
+	if err != nil {
+		if !b.Running() {
+			return nil, false, fmt.Errorf("%w: %s is not running (%v): %w", ErrPgBouncer, b.cfg.Name, b.cmd.ProcessState, err)
+		}
+		return nil, false, fmt.Errorf("endpoint: pgbouncer %s admin console: %w", b.cfg.Name, err)
+	}
+	return conn, false, nil
+}
+
+// maxAdminIdle bounds the kept admin connections (commands rarely overlap).
+const maxAdminIdle = 2
+
+// putAdmin keeps conn for the next command, or closes it.
+func (b *PgBouncer) putAdmin(conn *pgconn.PgConn) {
+	b.adminMu.Lock()
+	if len(b.adminIdle) < maxAdminIdle && !conn.IsClosed() {
+		b.adminIdle = append(b.adminIdle, conn)
+		conn = nil
+	}
+	b.adminMu.Unlock()
+	if conn != nil {
+		conn.Close(context.Background())
+	}
+}
+
+// closeAdmin closes the kept admin connections.
+func (b *PgBouncer) closeAdmin() {
+	b.adminMu.Lock()
+	idle := b.adminIdle
+	b.adminIdle = nil
+	b.adminMu.Unlock()
+	for _, c := range idle {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		c.Close(ctx)
+		cancel()
+	}
 }
 
 // loginSettle bounds how long Pause waits for server logins in progress.
@@ -139,17 +205,13 @@ const loginSettle = time.Second
 func (b *PgBouncer) settleLogins(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, loginSettle)
 	defer cancel()
-	conn, err := pgconn.Connect(ctx, b.DSN("pgbouncer")+"&connect_timeout=5")
-	if err != nil {
-		return // Pause reports a console that does not answer
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		res, err := conn.Exec(ctx, "SHOW SERVERS").ReadAll()
-		if err != nil || !loggingIn(res) {
-			return
+		busy := false
+		err := b.adminResults(ctx, "SHOW SERVERS", func(res []*pgconn.Result) { busy = loggingIn(res) })
+		if err != nil || !busy {
+			return // Pause reports a console that does not answer
 		}
 		select {
 		case <-ctx.Done():
