@@ -335,7 +335,8 @@ func TestEngineNodeDiesPartway(t *testing.T) {
 			p := &dying{Cluster: c, t: t, killAt: at}
 			steps := []string{"preflight", "create_replica", "catch_up", "switchover", "redirect", "validate"}
 			start := time.Now()
-			e := &migrate.Engine{Provider: p, Config: migrate.Config{Steps: steps, StepTimeout: 5 * time.Second, CatchUpMaxLagBytes: 1 << 20, Poll: 20 * time.Millisecond},
+			// Steps of 20 s: on a busy machine a replica can take more than 5 s to start.
+			e := &migrate.Engine{Provider: p, Config: migrate.Config{Steps: steps, StepTimeout: 20 * time.Second, CatchUpMaxLagBytes: 1 << 20, Poll: 20 * time.Millisecond},
 				Since: func() time.Duration { return time.Since(start) }}
 			m, err := e.Run(t.Context())
 			if err == nil {
