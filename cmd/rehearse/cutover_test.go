@@ -196,7 +196,7 @@ target:
 load:
   sessions: 500
   rate: 200
-  duration: 6s
+  duration: 10s              # room for an after phase when the replica is slow to start
   pool_size: 8
   conn_max_lifetime: 300ms   # recycle quickly, so the reader endpoint's changes reach the pool
 cutover:
