@@ -215,9 +215,10 @@ func Merge(shards []Shard) (*Merged, error) {
 	if res.Migration != nil && len(res.Migration.Cycles) > 0 {
 		m := *res.Migration
 		m.Cycles = slices.Clone(m.Cycles)
+		sums := mergeCycles(shards)
 		for i := range m.Cycles {
 			c := &m.Cycles[i]
-			for _, cc := range mergeCycles(shards) {
+			for _, cc := range sums {
 				if cc.Cycle == c.Cycle {
 					c.Transactions, c.Failed, c.Attempts, c.FailedAttempts = cc.Transactions, cc.Failed, cc.Attempts, cc.FailedAttempts
 				}
