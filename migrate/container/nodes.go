@@ -48,10 +48,20 @@ func (c *Cluster) startNode(ctx context.Context, id string, extraEnv map[string]
 					}
 				},
 			},
-			Started: true,
-			Logger:  logger{c.log},
+			Logger: logger{c.log},
 		}
-		ctr, err := testcontainers.GenericContainer(ctx, req)
+		// The create runs to its end even when ctx is cancelled: a create the
+		// daemon finishes after its client gave up would leave a container that
+		// Close's sweep, already done, never sees. Once created, the container is
+		// ours to remove.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		ctr, err := testcontainers.GenericContainer(cctx, req)
+		cancel()
+		if err == nil {
+			if err = ctx.Err(); err == nil {
+				err = ctr.Start(ctx)
+			}
+		}
 		if err != nil {
 			if ctr != nil {
 				c.removeContainer(ctx, ctr)

@@ -156,8 +156,12 @@ func (m *monitor) watch(first bool) {
 	cluster := m.s.opts.ClusterID
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// Events of one look are a millisecond apart, the precision DescribeEvents
+	// gives: a client that sorts by time keeps the order they happened in.
+	step := time.Duration(0)
 	add := func(typ, src, msg, cat string) int {
-		m.events = append(m.events, event{at: now, sourceType: typ, source: src, message: msg, category: cat})
+		m.events = append(m.events, event{at: now.Add(step), sourceType: typ, source: src, message: msg, category: cat})
+		step += time.Millisecond
 		return len(m.events) - 1
 	}
 	if first {
