@@ -18,6 +18,11 @@ import (
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
+// switchPoll paces the waits inside a switchover's stall (the replay of the old
+// writer's final LSN, the promotion): every millisecond polled away is one of
+// write stall.
+const switchPoll = 2 * time.Millisecond
+
 // Switchover implements migrate.Provider: hold the endpoints, fast-stop the
 // writer's server (its container stays up), wait until target has replayed past the
 // writer's final shutdown checkpoint, and promote target. The endpoints stay held
@@ -43,6 +48,13 @@ func (c *Cluster) Switchover(ctx context.Context, target string) (migrate.Promot
 	if s, ok := c.eps.(interface{ Settle(context.Context) }); ok {
 		s.Settle(ctx)
 	}
+	// One connection to the target, logged in before the hold: the replay wait,
+	// the promotion and the promoted LSN inside the stall make no login.
+	tc, err := c.connect(ctx, t, "postgres")
+	if err != nil {
+		return p, fmt.Errorf("%w: %s: %w", ErrNode, target, err)
+	}
+	defer tc.Close(context.WithoutCancel(ctx))
 	start := time.Now()
 	if err := c.eps.Hold(ctx); err != nil {
 		return p, fmt.Errorf("container: hold endpoints: %w", err)
@@ -61,14 +73,14 @@ func (c *Cluster) Switchover(ctx context.Context, target string) (migrate.Promot
 	}
 	p.FinalLSN = final
 	waitStart := time.Now()
-	if err := c.waitReplayed(ctx, t, final); err != nil {
+	if err := c.waitReplayed(ctx, t, tc, final); err != nil {
 		return p, err
 	}
 	p.Detail["replay_wait_ms"] = ms(time.Since(waitStart))
-	if p.Promote, err = c.promote(ctx, t); err != nil {
+	if p.Promote, err = c.promote(ctx, t, tc); err != nil {
 		return p, err
 	}
-	if lsn, err := pgsql.CurrentLSN(ctx, c.on(t)); err == nil {
+	if lsn, err := pgsql.CurrentLSN(ctx, connQuery(tc)); err == nil {
 		p.PromotedLSN = lsn
 	}
 	c.mu.Lock()

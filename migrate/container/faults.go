@@ -39,7 +39,7 @@ func (c *Cluster) Failover(ctx context.Context, target string) (migrate.Promotio
 	if err != nil {
 		return migrate.Promotion{}, err
 	}
-	promote := func(ctx context.Context) (time.Duration, error) { return c.promote(ctx, t) }
+	promote := func(ctx context.Context) (time.Duration, error) { return c.promote(ctx, t, nil) }
 	p, err := pgsql.Failover(ctx, c.on(t), c.writerID(), target, promote)
 	if err != nil {
 		return p, err

@@ -73,31 +73,35 @@ func (c *Cluster) waitStreaming(ctx context.Context, w *node, name string) error
 
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
-// waitReplayed polls until n has replayed past lsn.
-func (c *Cluster) waitReplayed(ctx context.Context, n *node, lsn string) error {
-	conn, err := c.connect(ctx, n, "postgres")
-	if err != nil {
-		return fmt.Errorf("container: %s: %w", n.id, err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	q := func(ctx context.Context, sql string, args []any, dest ...any) error {
+// connQuery binds a connection the caller opened, for the shared pgsql helpers:
+// a poll inside a switchover's stall must not log in each time.
+func connQuery(conn *pgx.Conn) pgsql.QueryRow {
+	return func(ctx context.Context, sql string, args []any, dest ...any) error {
 		return conn.QueryRow(ctx, sql, args...).Scan(dest...)
 	}
-	if err := pgsql.WaitReplayed(ctx, q, lsn, 5*time.Millisecond); err != nil {
+}
+
+// waitReplayed polls n, on conn, every switchPoll until it has replayed past lsn.
+func (c *Cluster) waitReplayed(ctx context.Context, n *node, conn *pgx.Conn, lsn string) error {
+	if err := pgsql.WaitReplayed(ctx, connQuery(conn), lsn, switchPoll); err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrNode, n.id, err)
 	}
 	return nil
 }
 
-// promote promotes n with pg_promote (waiting for it) and returns how long it took.
-func (c *Cluster) promote(ctx context.Context, n *node) (time.Duration, error) {
-	start := time.Now()
-	var ok bool
-	if err := c.queryRow(ctx, n, "SELECT pg_promote(true, 60)", nil, &ok); err != nil {
-		return time.Since(start), fmt.Errorf("container: promote %s: %w", n.id, err)
+// promote promotes n on conn (a connection to it; nil opens one) and returns how
+// long the promotion took.
+func (c *Cluster) promote(ctx context.Context, n *node, conn *pgx.Conn) (time.Duration, error) {
+	if conn == nil {
+		var err error
+		if conn, err = c.connect(ctx, n, "postgres"); err != nil {
+			return 0, fmt.Errorf("container: promote %s: %w", n.id, err)
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
 	}
-	if !ok {
-		return time.Since(start), fmt.Errorf("%w: %s did not finish promotion within 60 s", ErrNode, n.id)
+	took, err := pgsql.Promote(ctx, connQuery(conn), switchPoll, 60*time.Second)
+	if err != nil {
+		return took, fmt.Errorf("%w: promote %s: %w", ErrNode, n.id, err)
 	}
-	return time.Since(start), nil
+	return took, nil
 }

@@ -39,6 +39,16 @@ func (c *Cluster) Switchover(ctx context.Context, target string) (migrate.Promot
 	if s, ok := c.eps.(interface{ Settle(context.Context) }); ok {
 		s.Settle(ctx)
 	}
+	// One connection to the target, logged in before the hold: the replay wait,
+	// the promotion and the promoted LSN inside the stall make no login.
+	tc, err := t.Connect(ctx, "postgres")
+	if err != nil {
+		return p, err
+	}
+	defer tc.Close(context.WithoutCancel(ctx))
+	onTarget := func(ctx context.Context, sql string, args []any, dest ...any) error {
+		return tc.QueryRow(ctx, sql, args...).Scan(dest...)
+	}
 	start := time.Now()
 	if c.eps != nil {
 		if err := c.eps.Hold(ctx); err != nil {
@@ -57,14 +67,14 @@ func (c *Cluster) Switchover(ctx context.Context, target string) (migrate.Promot
 	}
 	p.FinalLSN = final
 	waitStart := time.Now()
-	if err := waitReplayed(ctx, t, final); err != nil {
-		return p, err
+	if err := pgsql.WaitReplayed(ctx, onTarget, final, switchPoll); err != nil {
+		return p, fmt.Errorf("local: %s: %w", t.Name(), err)
 	}
 	p.Detail["replay_wait_ms"] = ms(time.Since(waitStart))
-	if p.Promote, err = t.PromoteFast(ctx); err != nil {
+	if p.Promote, err = t.promoteOn(ctx, tc); err != nil {
 		return p, err
 	}
-	if lsn, err := t.CurrentLSN(ctx); err == nil {
+	if lsn, err := pgsql.CurrentLSN(ctx, onTarget); err == nil {
 		p.PromotedLSN = lsn
 	}
 	c.mu.Lock()
@@ -75,14 +85,6 @@ func (c *Cluster) Switchover(ctx context.Context, target string) (migrate.Promot
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-// waitReplayed polls until n has replayed past lsn.
-func waitReplayed(ctx context.Context, n *Node, lsn string) error {
-	if err := pgsql.WaitReplayed(ctx, n.queryRow, lsn, 5*time.Millisecond); err != nil {
-		return fmt.Errorf("local: %s: %w", n.Name(), err)
-	}
-	return nil
-}
 
 // Redirect implements migrate.Provider: the endpoints reach writer, and it returns
 // once a connection through the writer endpoint lands on a primary.

@@ -34,7 +34,7 @@ func (c *Cluster) Failover(ctx context.Context, target string) (migrate.Promotio
 	if err != nil {
 		return migrate.Promotion{}, err
 	}
-	p, err := pgsql.Failover(ctx, t.queryRow, c.writerID(), target, t.Promote)
+	p, err := pgsql.Failover(ctx, t.queryRow, c.writerID(), target, t.PromoteFast)
 	if err != nil {
 		return p, err
 	}

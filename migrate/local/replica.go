@@ -159,27 +159,6 @@ func (n *Node) CurrentLSN(ctx context.Context) (string, error) {
 	return pgsql.CurrentLSN(ctx, n.queryRow)
 }
 
-// Promote promotes a standby with pg_promote(wait => true) and returns how long the
-// promotion took.
-func (n *Node) Promote(ctx context.Context) (time.Duration, error) {
-	c, err := n.Connect(ctx, "postgres")
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close(context.WithoutCancel(ctx))
-	start := time.Now()
-	var ok bool
-	if err := c.QueryRow(ctx, "SELECT pg_promote(true, 60)").Scan(&ok); err != nil {
-		return time.Since(start), fmt.Errorf("local: promote %s: %w", n.cfg.Name, err)
-	}
-	took := time.Since(start)
-	if !ok {
-		return took, fmt.Errorf("local: promote %s: pg_promote returned false (not promoted within 60 s); see %s", n.cfg.Name, n.logFile)
-	}
-	fmt.Fprintf(n.cfg.Log, "promoted %s in %s\n", n.cfg.Name, took.Round(time.Millisecond))
-	return took, nil
-}
-
 // CheckpointLSN reads the latest checkpoint location from pg_controldata: after a
 // clean shutdown, the shutdown checkpoint, i.e. the server's final WAL record.
 func (n *Node) CheckpointLSN(ctx context.Context) (string, error) {

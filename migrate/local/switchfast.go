@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/rehearse-dev/rehearse/migrate/pgsql"
 )
 
 // switchPoll paces the waits inside a switchover's stall (the old writer's exit,
@@ -62,32 +66,18 @@ func (n *Node) PromoteFast(ctx context.Context) (time.Duration, error) {
 		return 0, err
 	}
 	defer c.Close(context.WithoutCancel(ctx))
-	start := time.Now()
-	var ok bool
-	if err := c.QueryRow(ctx, "SELECT pg_promote(false)").Scan(&ok); err != nil {
-		return time.Since(start), fmt.Errorf("local: promote %s: %w", n.cfg.Name, err)
+	return n.promoteOn(ctx, c)
+}
+
+// promoteOn is PromoteFast on a connection to n the caller opened.
+func (n *Node) promoteOn(ctx context.Context, c *pgx.Conn) (time.Duration, error) {
+	q := func(ctx context.Context, sql string, args []any, dest ...any) error {
+		return c.QueryRow(ctx, sql, args...).Scan(dest...)
 	}
-	if !ok {
-		return time.Since(start), fmt.Errorf("local: promote %s: pg_promote refused; see %s", n.cfg.Name, n.logFile)
+	took, err := pgsql.Promote(ctx, q, switchPoll, 60*time.Second)
+	if err != nil {
+		return took, fmt.Errorf("local: promote %s: %w; see %s", n.cfg.Name, err, n.logFile)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	tick := time.NewTicker(switchPoll)
-	defer tick.Stop()
-	for {
-		var rec bool
-		if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&rec); err != nil {
-			return time.Since(start), fmt.Errorf("local: promote %s: %w", n.cfg.Name, err)
-		}
-		if !rec {
-			took := time.Since(start)
-			fmt.Fprintf(n.cfg.Log, "promoted %s in %s\n", n.cfg.Name, took.Round(time.Millisecond))
-			return took, nil
-		}
-		select {
-		case <-ctx.Done():
-			return time.Since(start), fmt.Errorf("local: promote %s: still in recovery: %w; see %s", n.cfg.Name, ctx.Err(), n.logFile)
-		case <-tick.C:
-		}
-	}
+	fmt.Fprintf(n.cfg.Log, "promoted %s in %s\n", n.cfg.Name, took.Round(time.Millisecond))
+	return took, nil
 }

@@ -107,6 +107,43 @@ func WaitStreaming(ctx context.Context, q QueryRow, replica string, poll time.Du
 	}
 }
 
+// ErrPromoteRefused means pg_promote returned false: the server is not a standby,
+// or a promotion is already under way.
+var ErrPromoteRefused = errors.New("pg_promote refused")
+
+// Promote promotes a standby (q) with pg_promote(wait => false) and polls
+// pg_is_in_recovery() every poll until it is a primary: pg_promote's own wait
+// looks only every 100 ms, each one of them a write stall during a switchover.
+// It returns how long the promotion took, and gives up after timeout.
+func Promote(ctx context.Context, q QueryRow, poll, timeout time.Duration) (time.Duration, error) {
+	start := time.Now()
+	var ok bool
+	if err := q(ctx, "SELECT pg_promote(false)", nil, &ok); err != nil {
+		return time.Since(start), err
+	}
+	if !ok {
+		return time.Since(start), ErrPromoteRefused
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	for {
+		var rec bool
+		if err := q(ctx, "SELECT pg_is_in_recovery()", nil, &rec); err != nil {
+			return time.Since(start), err
+		}
+		if !rec {
+			return time.Since(start), nil
+		}
+		select {
+		case <-ctx.Done():
+			return time.Since(start), fmt.Errorf("still in recovery: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
 // WaitReplayed polls a standby (q) every poll until it has replayed past lsn.
 func WaitReplayed(ctx context.Context, q QueryRow, lsn string, poll time.Duration) error {
 	tick := time.NewTicker(poll)
