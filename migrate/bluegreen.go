@@ -3,6 +3,8 @@ package migrate
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -145,4 +147,27 @@ type BlueGreen interface {
 	// green (the undo of CreateGreen); after one, what the deployment left on the
 	// old blue.
 	DeleteDeployment(ctx context.Context) (map[string]any, error)
+}
+
+// CompareVersions compares two PostgreSQL versions ("15.18", "16.4", "16") by
+// their numbers: -1, 0 or 1. Missing parts count as 0; parts that are not numbers
+// compare as 0 too.
+func CompareVersions(a, b string) int {
+	pa, pb := strings.Split(a, "."), strings.Split(b, ".")
+	for i := range max(len(pa), len(pb)) {
+		var x, y int
+		if i < len(pa) {
+			x, _ = strconv.Atoi(pa[i])
+		}
+		if i < len(pb) {
+			y, _ = strconv.Atoi(pb[i])
+		}
+		switch {
+		case x < y:
+			return -1
+		case x > y:
+			return 1
+		}
+	}
+	return 0
 }

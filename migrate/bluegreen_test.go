@@ -322,3 +322,17 @@ func TestBlueGreenPlanDescription(t *testing.T) {
 		})
 	}
 }
+
+func TestCompareVersions(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want int
+	}{
+		{"15.18", "15.18", 0}, {"16.4", "15.18", 1}, {"14.9", "15.18", -1}, {"15", "15.0", 0}, {"15.2", "15.10", -1},
+	}
+	for _, tt := range tests {
+		if got := CompareVersions(tt.a, tt.b); got != tt.want {
+			t.Errorf("CompareVersions(%s, %s) = %d, want %d", tt.a, tt.b, got, tt.want)
+		}
+	}
+}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/rehearse-dev/rehearse/loadgen"
 	"github.com/rehearse-dev/rehearse/migrate"
-	"github.com/rehearse-dev/rehearse/migrate/local"
 	"github.com/rehearse-dev/rehearse/result"
 	"github.com/rehearse-dev/rehearse/scenarios"
 	"github.com/rehearse-dev/rehearse/workload"
@@ -96,7 +95,7 @@ func checkStrategy(sc *scenarios.Scenario) error {
 
 // checkGreenVersion refuses a green engine version older than blue's (version).
 func checkGreenVersion(sc *scenarios.Scenario, version string) error {
-	if want := sc.Cutover.Green.EngineVersion; blueGreen(sc) && want != "" && version != "" && local.CompareVersions(want, version) < 0 {
+	if want := sc.Cutover.Green.EngineVersion; blueGreen(sc) && want != "" && version != "" && migrate.CompareVersions(want, version) < 0 {
 		return fmt.Errorf("%w: cutover.green.engine_version %s is older than blue's %s: a blue/green deployment upgrades or stays, it cannot downgrade", ErrInvalidInput, want, version)
 	}
 	return nil

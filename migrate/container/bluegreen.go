@@ -3,10 +3,10 @@ package container
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +18,7 @@ import (
 
 	"github.com/rehearse-dev/rehearse/migrate"
 	"github.com/rehearse-dev/rehearse/migrate/dnsserver"
+	"github.com/rehearse-dev/rehearse/migrate/internal/bluegreen"
 	"github.com/rehearse-dev/rehearse/migrate/local"
 	"github.com/rehearse-dev/rehearse/migrate/pgsql"
 )
@@ -27,41 +28,10 @@ const dumpTimeout = 5 * time.Minute
 
 var _ migrate.BlueGreen = (*Cluster)(nil)
 
-// members is a set of nodes: the deployment's other environment.
-type members struct {
-	nodes  map[string]*node
-	order  []string
-	writer string
-}
-
-func (m *members) add(n *node) {
-	if m.nodes == nil {
-		m.nodes = map[string]*node{}
-	}
-	m.nodes[n.id] = n
-	m.order = append(m.order, n.id)
-}
-
-func (m *members) list() []*node {
-	out := make([]*node, 0, len(m.order))
-	for _, id := range m.order {
-		out = append(out, m.nodes[id])
-	}
-	return out
-}
-
 // blueGreen is a blue/green deployment of containers: green's containers on the
 // run's network, a logical replication of the workload's database from blue's
-// writer to green's, and the DNS names it added. Until the switchover other holds
-// green's nodes; the switchover swaps them with the cluster's, so other then holds
-// the old blue's.
-type blueGreen struct {
-	id, suffix string
-	rep        pgsql.Replication
-	other      members
-	switched   bool
-	names      []string
-}
+// writer to green's, and the DNS names it added.
+type blueGreen = bluegreen.Deployment[*node]
 
 // PreflightBlueGreen implements migrate.BlueGreen: the writer is a primary, no
 // deployment exists, the image can start replicas, this machine has pg_dump and
@@ -80,7 +50,7 @@ func (c *Cluster) PreflightBlueGreen(ctx context.Context, spec migrate.GreenSpec
 	c.mu.Lock()
 	existing := ""
 	if c.bg != nil {
-		existing = c.bg.id
+		existing = c.bg.ID
 	}
 	c.mu.Unlock()
 	tools := migrate.Check{Name: "pg_dump and pg_restore installed", OK: true}
@@ -92,7 +62,7 @@ func (c *Cluster) PreflightBlueGreen(ctx context.Context, spec migrate.GreenSpec
 	version, _, _ = strings.Cut(version, " ")
 	checks := []migrate.Check{
 		{Name: "writer is not in recovery", OK: !rec, Detail: w.id + " pg_is_in_recovery=" + strconv.FormatBool(rec)},
-		{Name: "no blue/green deployment yet", OK: existing == "", Detail: orNone(existing)},
+		{Name: "no blue/green deployment yet", OK: existing == "", Detail: bluegreen.OrNone(existing)},
 		{Name: "image has the rehearse-pg entrypoint (green's readers)", OK: true, Warning: true, Detail: c.cfg.Image},
 		tools,
 		greenVersionCheck(spec.EngineVersion, version),
@@ -111,25 +81,7 @@ func (c *Cluster) PreflightBlueGreen(ctx context.Context, spec migrate.GreenSpec
 // greenVersionCheck compares the green engine version asked for with blue's: older
 // blocks; green runs blue's image whatever is asked.
 func greenVersionCheck(want, have string) migrate.Check {
-	ck := migrate.Check{Name: "green engine version not older than blue's", OK: true, Detail: "green runs PostgreSQL " + have + ", as blue"}
-	if want == "" {
-		return ck
-	}
-	switch c := local.CompareVersions(want, have); {
-	case c < 0:
-		ck.OK = false
-		ck.Detail = fmt.Sprintf("green.engine_version %s is older than blue's %s: a blue/green deployment cannot downgrade", want, have)
-	case c > 0:
-		ck.Detail = fmt.Sprintf("green runs blue's image, PostgreSQL %s; green.engine_version %s applies to Aurora", have, want)
-	}
-	return ck
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "none"
-	}
-	return s
+	return bluegreen.VersionCheck(want, have, "green runs blue's image, PostgreSQL %s; green.engine_version %s applies to Aurora")
 }
 
 // clientTools finds pg_dump and pg_restore on this machine: the directory holding
@@ -178,17 +130,17 @@ func (c *Cluster) PlanGreen(ctx context.Context, spec migrate.GreenSpec) (map[st
 func (c *Cluster) CreateGreen(ctx context.Context, spec migrate.GreenSpec) (migrate.Deployment, error) {
 	c.mu.Lock()
 	if c.bg != nil {
-		id := c.bg.id
+		id := c.bg.ID
 		c.mu.Unlock()
 		return migrate.Deployment{}, fmt.Errorf("container: a blue/green deployment (%s) already exists", id)
 	}
-	bg := &blueGreen{id: "bgd-" + randomID(16), suffix: randomID(6)}
+	bg := bluegreen.New[*node]()
 	c.bg = bg
 	c.mu.Unlock()
 	blue := c.writerNode()
-	bg.rep = pgsql.Replication{Name: "rehearse_bg_" + bg.suffix, Database: Database,
+	bg.Rep = pgsql.Replication{Name: "rehearse_bg_" + bg.Suffix, Database: Database,
 		BlueQuery: c.dbQuery(blue, Database), BlueExec: c.dbExec(blue, Database)}
-	dep := migrate.Deployment{ID: bg.id, Blue: blue.id, Status: "PROVISIONING", Detail: map[string]any{}}
+	dep := migrate.Deployment{ID: bg.ID, Blue: blue.id, Status: "PROVISIONING", Detail: map[string]any{}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -209,7 +161,7 @@ func (c *Cluster) CreateGreen(ctx context.Context, spec migrate.GreenSpec) (migr
 		return dep, fmt.Errorf("container: %w", err)
 	}
 	readers := c.readerNodes()
-	gw, err := c.startNode(ctx, blue.id+"-green-"+bg.suffix, nil)
+	gw, err := c.startNode(ctx, bg.GreenName(blue.id), nil)
 	if err != nil {
 		return dep, fmt.Errorf("container: green writer: %w", err)
 	}
@@ -217,9 +169,9 @@ func (c *Cluster) CreateGreen(ctx context.Context, spec migrate.GreenSpec) (migr
 	if err := c.createDatabase(ctx, gw); err != nil {
 		return dep, err
 	}
-	bg.rep.GreenQuery, bg.rep.GreenExec = c.dbQuery(gw, Database), c.dbExec(gw, Database)
+	bg.Rep.GreenQuery, bg.Rep.GreenExec = c.dbQuery(gw, Database), c.dbExec(gw, Database)
 	dep.Green, dep.GreenWriter = gw.id, gw.id
-	if err := bg.rep.PrepareBlue(ctx); err != nil {
+	if err := bg.Rep.PrepareBlue(ctx); err != nil {
 		return dep, fmt.Errorf("container: %w", err)
 	}
 	copyStart := time.Now()
@@ -229,13 +181,13 @@ func (c *Cluster) CreateGreen(ctx context.Context, spec migrate.GreenSpec) (migr
 	dep.Detail["schema_copy_ms"] = ms(time.Since(copyStart))
 	// The green server reads the password from the postgres user's password file
 	// in its container (written by the entrypoint), never from this string.
-	conninfo := fmt.Sprintf("host=%s port=%d user=%s dbname=%s application_name=%s passfile=%s", blue.id, pgPort, Superuser, Database, bg.rep.Name, containerPassFile)
-	if err := bg.rep.Subscribe(ctx, conninfo); err != nil {
+	conninfo := fmt.Sprintf("host=%s port=%d user=%s dbname=%s application_name=%s passfile=%s", blue.id, pgPort, Superuser, Database, bg.Rep.Name, containerPassFile)
+	if err := bg.Rep.Subscribe(ctx, conninfo); err != nil {
 		return dep, fmt.Errorf("container: %w", err)
 	}
 	if c.rehearsePG {
 		for _, r := range readers {
-			id := r.id + "-green-" + bg.suffix
+			id := bg.GreenName(r.id)
 			n, err := c.startNode(ctx, id, map[string]string{
 				"REHEARSE_PRIMARY_HOST": gw.id, "REHEARSE_PRIMARY_PORT": strconv.Itoa(pgPort), "REHEARSE_SLOT": pgsql.SlotName(id),
 			})
@@ -250,11 +202,11 @@ func (c *Cluster) CreateGreen(ctx context.Context, spec migrate.GreenSpec) (migr
 	}
 	c.nameGreen(bg)
 	ok = true
-	names := append([]string(nil), bg.other.order...)
+	names := append([]string(nil), bg.Other.Order...)
 	dep.Status = "AVAILABLE"
 	dep.Detail["green_nodes"] = names
-	dep.Detail["publication"], dep.Detail["subscription"] = bg.rep.Name, bg.rep.Name
-	fmt.Fprintf(c.log, "blue/green deployment %s: green %v replicates %s from %s\n", bg.id, names, Database, blue.id)
+	dep.Detail["publication"], dep.Detail["subscription"] = bg.Rep.Name, bg.Rep.Name
+	fmt.Fprintf(c.log, "blue/green deployment %s: green %v replicates %s from %s\n", bg.ID, names, Database, blue.id)
 	return dep, nil
 }
 
@@ -274,9 +226,9 @@ func (c *Cluster) readerNodes() []*node {
 // addOther adds n to the deployment's other environment and names it.
 func (c *Cluster) addOther(bg *blueGreen, n *node, writer bool) {
 	c.mu.Lock()
-	bg.other.add(n)
+	bg.Other.Add(n.id, n)
 	if writer {
-		bg.other.writer = n.id
+		bg.Other.Writer = n.id
 	}
 	c.mu.Unlock()
 	c.name(n)
@@ -320,59 +272,13 @@ func (c *Cluster) copySchema(ctx context.Context, tools string, blue, green *nod
 	return err
 }
 
-// clusterNames are the cluster's endpoint names for an environment labelled with
-// suffix (-green-<suffix>, -old1).
-func clusterNames(d *dnsserver.Server, suffix string) dnsserver.Names {
-	n := d.Names()
-	n.Cluster += suffix
-	return n
-}
-
 // nameGreen gives green cluster endpoint names of its own, as AWS's green cluster
 // has.
 func (c *Cluster) nameGreen(bg *blueGreen) {
-	d := c.cfg.DNS
-	if d == nil {
-		return
-	}
 	c.mu.Lock()
-	n := clusterNames(d, "-green-"+bg.suffix)
-	w, rs := c.envLabels(&bg.other)
+	green := bg.Other.Env(c.labelLocked)
 	c.mu.Unlock()
-	c.setAliases(bg, n, w, rs)
-}
-
-// setAliases points names' writer and reader endpoints at an environment's writer
-// and readers (labels), as names the deployment owns.
-func (c *Cluster) setAliases(bg *blueGreen, names dnsserver.Names, writer string, readers []string) {
-	d := c.cfg.DNS
-	inst := d.Names().Instance
-	rs := []string{inst(writer)}
-	if len(readers) > 0 {
-		rs = rs[:0]
-		for _, r := range readers {
-			rs = append(rs, inst(r))
-		}
-	}
-	for name, targets := range map[string][]string{names.Writer(): {inst(writer)}, names.Reader(): rs} {
-		if err := d.SetAlias(name, targets...); err != nil {
-			fmt.Fprintf(c.log, "warning: blue/green name %s: %v\n", name, err)
-			continue
-		}
-		bg.names = append(bg.names, name)
-	}
-}
-
-// envLabels are an environment's writer's and readers' labels; c.mu must be held.
-func (c *Cluster) envLabels(m *members) (writer string, readers []string) {
-	for _, id := range m.order {
-		if id == m.writer {
-			writer = c.labelLocked(id)
-		} else {
-			readers = append(readers, c.labelLocked(id))
-		}
-	}
-	return writer, readers
+	bg.NameGreen(c.cfg.DNS, c.log, green)
 }
 
 // GreenSync implements migrate.BlueGreen.
@@ -381,7 +287,7 @@ func (c *Cluster) GreenSync(ctx context.Context) (migrate.GreenSync, error) {
 	if err != nil {
 		return migrate.GreenSync{}, err
 	}
-	gs, err := bg.rep.Sync(ctx)
+	gs, err := bg.Rep.Sync(ctx)
 	if err != nil {
 		return gs, fmt.Errorf("container: %w", err)
 	}
@@ -392,15 +298,7 @@ func (c *Cluster) GreenSync(ctx context.Context) (migrate.GreenSync, error) {
 func (c *Cluster) deployment(switched bool) (*blueGreen, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	switch {
-	case c.bg == nil:
-		return nil, errors.New("container: there is no blue/green deployment")
-	case c.bg.switched != switched && switched:
-		return nil, fmt.Errorf("container: blue/green deployment %s has not switched over", c.bg.id)
-	case c.bg.switched != switched:
-		return nil, fmt.Errorf("container: blue/green deployment %s has already switched over", c.bg.id)
-	}
-	return c.bg, nil
+	return bluegreen.Want("container", c.bg, switched)
 }
 
 // SwitchoverGreen implements migrate.BlueGreen as the local provider does: the
@@ -413,9 +311,9 @@ func (c *Cluster) SwitchoverGreen(ctx context.Context, timeout time.Duration) (m
 	}
 	blue := c.writerNode()
 	c.mu.Lock()
-	green := bg.other.nodes[bg.other.writer]
+	green := bg.Other.Nodes[bg.Other.Writer]
 	c.mu.Unlock()
-	sw, err := bg.rep.Switchover(ctx, timeout, pgsql.SwitchoverHooks{
+	sw, err := bg.Rep.Switchover(ctx, timeout, pgsql.SwitchoverHooks{
 		From: blue.id, To: green.id, Poll: 5 * time.Millisecond,
 		Hold:    func(ctx context.Context) error { return c.eps.Hold(ctx) },
 		Restore: func(ctx context.Context) error { return c.eps.Release(ctx, blue.addr(), c.readers()) },
@@ -431,91 +329,38 @@ func (c *Cluster) SwitchoverGreen(ctx context.Context, timeout time.Duration) (m
 // releases the endpoints to green's writer.
 func (c *Cluster) commitGreen(ctx context.Context, bg *blueGreen) (map[string]string, error) {
 	c.mu.Lock()
-	blue := members{nodes: c.nodes, order: c.order, writer: c.writer}
-	c.nodes, c.order, c.writer = bg.other.nodes, bg.other.order, bg.other.writer
-	bg.other = blue
-	bg.switched = true
+	blue := bg.Swap(&c.nodes, &c.order, &c.writer)
 	c.mu.Unlock()
 	w := c.writerNode()
 	// The endpoints first (dns: their records flip after the propagation delay, as
 	// for any writer change), then the instance names.
 	err := c.eps.Release(ctx, w.addr(), c.readers())
 	renamed := c.renameForSwitchover(bg)
-	fmt.Fprintf(c.log, "blue/green switchover: %s is the writer; the old blue %s is read-only\n", w.id, blue.writer)
-	if n, eerr := bg.rep.EndBlueSessions(ctx); eerr == nil && n > 0 {
+	fmt.Fprintf(c.log, "blue/green switchover: %s is the writer; the old blue %s is read-only\n", w.id, blue.Writer)
+	if n, eerr := bg.Rep.EndBlueSessions(ctx); eerr == nil && n > 0 {
 		fmt.Fprintf(c.log, "blue/green switchover: ended %d session(s) that reached the old blue while it ran\n", n)
 	}
 	return renamed, err
 }
 
-// renameForSwitchover moves the instance names as AWS renames instances (blue's
-// get -old1, green's take blue's), points the -old1 cluster endpoint names at the
-// old blue and removes green's own. It returns old name -> new name.
+// renameForSwitchover moves the instance names as AWS renames instances
+// (bluegreen's Moves and Rename). It returns old name -> new name.
 func (c *Cluster) renameForSwitchover(bg *blueGreen) map[string]string {
-	type move struct {
-		n        *node
-		from, to string
-	}
-	var moves []move
 	c.mu.Lock()
-	for _, n := range bg.other.list() {
-		l := c.labelLocked(n.id)
-		moves = append(moves, move{n: n, from: l, to: l + migrate.OldSuffix})
-	}
-	for _, id := range c.order {
-		if blue := strings.TrimSuffix(id, "-green-"+bg.suffix); blue != id {
-			moves = append(moves, move{n: c.nodes[id], from: c.labelLocked(id), to: c.labelLocked(blue)})
-		}
-	}
-	renamed := map[string]string{}
-	targets := map[string]bool{}
+	moves := bg.Moves(c.order, c.labelLocked)
+	hosts := map[string]netip.Addr{}
 	for _, m := range moves {
-		c.dnsLabels[m.n.id] = m.to
-		renamed[m.from] = m.to
-		targets[m.to] = true
-	}
-	c.mu.Unlock()
-	d := c.cfg.DNS
-	if d == nil {
-		return renamed
-	}
-	for _, m := range moves {
-		if err := d.SetHost(d.Names().Instance(m.to), m.n.hostIP); err != nil {
-			fmt.Fprintf(c.log, "warning: rename %s to %s: %v\n", m.from, m.to, err)
+		c.dnsLabels[m.ID] = m.To
+		n, ok := c.nodes[m.ID]
+		if !ok {
+			n = bg.Other.Nodes[m.ID]
 		}
+		hosts[m.ID] = n.hostIP
 	}
-	// The cluster endpoints name green's instances by their new names before the
-	// old ones go, so no answer is ever a dangling alias.
-	c.mu.Lock()
-	gw, grs := c.envLabels(&members{nodes: c.nodes, order: c.order, writer: c.writer})
+	green := (&bluegreen.Members[*node]{Nodes: c.nodes, Order: c.order, Writer: c.writer}).Env(c.labelLocked)
+	oldBlue := bg.Other.Env(c.labelLocked)
 	c.mu.Unlock()
-	if inst := d.Names().Instance; len(d.Alias(d.Names().Writer())) > 0 {
-		rs := []string{inst(gw)}
-		if len(grs) > 0 {
-			rs = rs[:0]
-			for _, r := range grs {
-				rs = append(rs, inst(r))
-			}
-		}
-		_ = d.SetAlias(d.Names().Writer(), inst(gw))
-		_ = d.SetAlias(d.Names().Reader(), rs...)
-	}
-	for _, m := range moves {
-		if !targets[m.from] {
-			d.Remove(d.Names().Instance(m.from))
-		}
-	}
-	for _, name := range bg.names {
-		d.Remove(name)
-	}
-	bg.names = nil
-	c.mu.Lock()
-	old := clusterNames(d, migrate.OldSuffix)
-	w, rs := c.envLabels(&bg.other)
-	c.mu.Unlock()
-	c.setAliases(bg, old, w, rs)
-	renamed[d.Names().Writer()] = d.Names().Writer() + " (leads to green); the old blue's: " + old.Writer()
-	return renamed
+	return bg.Rename(c.cfg.DNS, c.log, moves, func(id string) netip.Addr { return hosts[id] }, green, oldBlue)
 }
 
 // KeepOldBlue implements migrate.BlueGreen: a read through the old blue's -old1
@@ -526,9 +371,9 @@ func (c *Cluster) KeepOldBlue(ctx context.Context) (map[string]any, error) {
 		return nil, err
 	}
 	c.mu.Lock()
-	ob := bg.other.nodes[bg.other.writer]
+	ob := bg.Other.Nodes[bg.Other.Writer]
 	c.mu.Unlock()
-	name := clusterNames(c.cfg.DNS, migrate.OldSuffix).Writer()
+	name := bluegreen.ClusterNames(c.cfg.DNS, migrate.OldSuffix).Writer()
 	cfg, err := pgx.ParseConfig(c.DSN(net.JoinHostPort(name, strconv.Itoa(ob.hostPort)), Database))
 	if err != nil {
 		return nil, err
@@ -575,15 +420,15 @@ func (c *Cluster) DeleteDeployment(ctx context.Context) (map[string]any, error) 
 func (c *Cluster) deleteGreen(ctx context.Context, bg *blueGreen) (map[string]any, error) {
 	var errs []error
 	c.mu.Lock()
-	nodes := bg.other.list()
-	switched := bg.switched
+	nodes := bg.Other.List()
+	switched := bg.Switched
 	c.mu.Unlock()
-	d := map[string]any{"deployment": bg.id}
-	if bg.rep.GreenExec != nil {
-		errs = append(errs, bg.rep.DropSubscription(ctx))
+	d := map[string]any{"deployment": bg.ID}
+	if bg.Rep.GreenExec != nil {
+		errs = append(errs, bg.Rep.DropSubscription(ctx))
 	}
 	if !switched {
-		errs = append(errs, bg.rep.DropBlue(ctx))
+		errs = append(errs, bg.Rep.DropBlue(ctx))
 	}
 	var removed []string
 	for _, n := range nodes {
@@ -591,11 +436,7 @@ func (c *Cluster) deleteGreen(ctx context.Context, bg *blueGreen) (map[string]an
 		c.unname(n.id)
 		removed = append(removed, n.id)
 	}
-	if dns := c.cfg.DNS; dns != nil {
-		for _, name := range bg.names {
-			dns.Remove(name)
-		}
-	}
+	bg.RemoveNames(c.cfg.DNS)
 	key := "removed_green"
 	if switched {
 		key = "removed_old_blue"
@@ -652,15 +493,4 @@ func (c *Cluster) connectRW(ctx context.Context, n *node, db string) (*pgx.Conn,
 		return nil, fmt.Errorf("container: connect to %s: %w", n.id, err)
 	}
 	return conn, nil
-}
-
-// randomID returns n random lower-case letters and digits.
-func randomID(n int) string {
-	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	for i := range b {
-		b[i] = alphabet[int(b[i])%len(alphabet)]
-	}
-	return string(b)
 }

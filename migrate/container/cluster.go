@@ -380,20 +380,17 @@ func (c *Cluster) Close(ctx context.Context) error {
 	c.closed = true
 	eps := c.eps
 	ids := append([]string(nil), c.order...)
-	var bgNames []string
-	if c.bg != nil {
+	bg := c.bg
+	if bg != nil {
 		// The deployment's containers carry the run's label: the sweep removes them.
-		ids = append(ids, c.bg.other.order...)
-		bgNames = c.bg.names
+		ids = append(ids, bg.Other.Order...)
 	}
 	c.mu.Unlock()
 	for _, id := range ids {
 		c.unname(id)
 	}
-	if d := c.cfg.DNS; d != nil {
-		for _, name := range bgNames {
-			d.Remove(name)
-		}
+	if bg != nil {
+		bg.RemoveNames(c.cfg.DNS)
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()

@@ -2,7 +2,6 @@ package local
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/rehearse-dev/rehearse/migrate"
 	"github.com/rehearse-dev/rehearse/migrate/dnsserver"
+	"github.com/rehearse-dev/rehearse/migrate/internal/bluegreen"
 	"github.com/rehearse-dev/rehearse/migrate/pgsql"
 )
 
@@ -25,42 +25,10 @@ const dumpTimeout = 5 * time.Minute
 
 var _ migrate.BlueGreen = (*Cluster)(nil)
 
-// members is a set of nodes: the cluster's, or the deployment's other environment.
-type members struct {
-	nodes  map[string]*Node
-	order  []string
-	writer string
-}
-
-func (m *members) add(n *Node) {
-	if m.nodes == nil {
-		m.nodes = map[string]*Node{}
-	}
-	m.nodes[n.Name()] = n
-	m.order = append(m.order, n.Name())
-}
-
-func (m *members) list() []*Node {
-	out := make([]*Node, 0, len(m.order))
-	for _, id := range m.order {
-		out = append(out, m.nodes[id])
-	}
-	return out
-}
-
 // blueGreen is a local blue/green deployment: green's nodes, a logical replication
 // of the workload's database from blue's writer to green's, and the DNS names it
-// added. Until the switchover other holds green's nodes; the switchover swaps them
-// with the cluster's, so other then holds the old blue's.
-type blueGreen struct {
-	id, suffix string
-	rep        pgsql.Replication
-	other      members
-	switched   bool
-	// names are the DNS names the deployment added (green's cluster endpoints, the
-	// old blue's), removed with it.
-	names []string
-}
+// added.
+type blueGreen = bluegreen.Deployment[*Node]
 
 // PreflightBlueGreen implements migrate.BlueGreen: the writer is a primary, no
 // deployment exists, pg_dump and pg_restore are installed, the green engine version
@@ -75,7 +43,7 @@ func (c *Cluster) PreflightBlueGreen(ctx context.Context, spec migrate.GreenSpec
 	c.mu.Lock()
 	existing := ""
 	if c.bg != nil {
-		existing = c.bg.id
+		existing = c.bg.ID
 	}
 	c.mu.Unlock()
 	var missing []string
@@ -86,7 +54,7 @@ func (c *Cluster) PreflightBlueGreen(ctx context.Context, spec migrate.GreenSpec
 	}
 	checks := []migrate.Check{
 		{Name: "writer is not in recovery", OK: !rec, Detail: w.Name() + " pg_is_in_recovery=" + strconv.FormatBool(rec)},
-		{Name: "no blue/green deployment yet", OK: existing == "", Detail: orNone(existing)},
+		{Name: "no blue/green deployment yet", OK: existing == "", Detail: bluegreen.OrNone(existing)},
 		{Name: "pg_dump and pg_restore installed", OK: len(missing) == 0, Detail: w.cfg.Bin.Dir + map[bool]string{true: "", false: " lacks " + strings.Join(missing, ", ")}[len(missing) == 0]},
 		greenVersionCheck(spec.EngineVersion, w.Version()),
 	}
@@ -100,48 +68,7 @@ func (c *Cluster) PreflightBlueGreen(ctx context.Context, spec migrate.GreenSpec
 // greenVersionCheck compares the green engine version asked for with blue's: older
 // blocks; locally green runs the machine's binaries whatever is asked.
 func greenVersionCheck(want, have string) migrate.Check {
-	ck := migrate.Check{Name: "green engine version not older than blue's", OK: true, Detail: "green runs PostgreSQL " + have + ", as blue"}
-	if want == "" {
-		return ck
-	}
-	switch c := CompareVersions(want, have); {
-	case c < 0:
-		ck.OK = false
-		ck.Detail = fmt.Sprintf("green.engine_version %s is older than blue's %s: a blue/green deployment cannot downgrade", want, have)
-	case c > 0:
-		ck.Detail = fmt.Sprintf("green runs this machine's PostgreSQL %s; green.engine_version %s applies to Aurora", have, want)
-	}
-	return ck
-}
-
-// CompareVersions compares two PostgreSQL versions ("15.18", "16.4", "16") by
-// their numbers: -1, 0 or 1. Missing parts count as 0; parts that are not numbers
-// compare as 0 too.
-func CompareVersions(a, b string) int {
-	pa, pb := strings.Split(a, "."), strings.Split(b, ".")
-	for i := range max(len(pa), len(pb)) {
-		var x, y int
-		if i < len(pa) {
-			x, _ = strconv.Atoi(pa[i])
-		}
-		if i < len(pb) {
-			y, _ = strconv.Atoi(pb[i])
-		}
-		switch {
-		case x < y:
-			return -1
-		case x > y:
-			return 1
-		}
-	}
-	return 0
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "none"
-	}
-	return s
+	return bluegreen.VersionCheck(want, have, "green runs this machine's PostgreSQL %s; green.engine_version %s applies to Aurora")
 }
 
 // PlanGreen implements migrate.BlueGreen, read-only.
@@ -175,17 +102,17 @@ func (c *Cluster) PlanGreen(ctx context.Context, spec migrate.GreenSpec) (map[st
 func (c *Cluster) CreateGreen(ctx context.Context, spec migrate.GreenSpec) (migrate.Deployment, error) {
 	c.mu.Lock()
 	if c.bg != nil {
-		id := c.bg.id
+		id := c.bg.ID
 		c.mu.Unlock()
 		return migrate.Deployment{}, fmt.Errorf("local: a blue/green deployment (%s) already exists", id)
 	}
-	bg := &blueGreen{id: "bgd-" + randomID(16), suffix: randomID(6)}
+	bg := bluegreen.New[*Node]()
 	c.bg = bg
 	c.mu.Unlock()
 	blue := c.Writer()
-	bg.rep = pgsql.Replication{Name: "rehearse_bg_" + bg.suffix, Database: Database,
+	bg.Rep = pgsql.Replication{Name: "rehearse_bg_" + bg.Suffix, Database: Database,
 		BlueQuery: blue.dbQuery(Database), BlueExec: blue.dbExec(Database)}
-	dep := migrate.Deployment{ID: bg.id, Blue: blue.Name(), GreenVersion: blue.Version(), Status: "PROVISIONING", Detail: map[string]any{}}
+	dep := migrate.Deployment{ID: bg.ID, Blue: blue.Name(), GreenVersion: blue.Version(), Status: "PROVISIONING", Detail: map[string]any{}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -196,14 +123,14 @@ func (c *Cluster) CreateGreen(ctx context.Context, spec migrate.GreenSpec) (migr
 		return dep, errors.New("local: " + ck.Detail)
 	}
 	readers := c.readerNodes()
-	gw, err := c.initNodeAs(ctx, c.template(c.greenName(bg, blue.Name())), func(cfg Config) (*Node, error) { return InitPrimary(ctx, cfg) })
+	gw, err := c.initNodeAs(ctx, c.template(bg.GreenName(blue.Name())), func(cfg Config) (*Node, error) { return InitPrimary(ctx, cfg) })
 	if err != nil {
 		return dep, fmt.Errorf("local: green writer: %w", err)
 	}
 	c.addOther(bg, gw, true)
-	bg.rep.GreenQuery, bg.rep.GreenExec = gw.dbQuery(Database), gw.dbExec(Database)
+	bg.Rep.GreenQuery, bg.Rep.GreenExec = gw.dbQuery(Database), gw.dbExec(Database)
 	dep.Green, dep.GreenWriter = gw.Name(), gw.Name()
-	if err := bg.rep.PrepareBlue(ctx); err != nil {
+	if err := bg.Rep.PrepareBlue(ctx); err != nil {
 		return dep, fmt.Errorf("local: %w", err)
 	}
 	copyStart := time.Now()
@@ -213,12 +140,12 @@ func (c *Cluster) CreateGreen(ctx context.Context, spec migrate.GreenSpec) (migr
 	dep.Detail["schema_copy_ms"] = ms(time.Since(copyStart))
 	// The subscription reads the password from the credentials' file: the server
 	// runs as the OS user the file belongs to.
-	conninfo := blue.Credentials().Conninfo(blue.Host(), blue.Port(), "dbname="+Database, "application_name="+bg.rep.Name)
-	if err := bg.rep.Subscribe(ctx, conninfo); err != nil {
+	conninfo := blue.Credentials().Conninfo(blue.Host(), blue.Port(), "dbname="+Database, "application_name="+bg.Rep.Name)
+	if err := bg.Rep.Subscribe(ctx, conninfo); err != nil {
 		return dep, fmt.Errorf("local: %w", err)
 	}
 	for _, r := range readers {
-		n, err := c.initNodeAs(ctx, c.template(c.greenName(bg, r.Name())), func(cfg Config) (*Node, error) { return InitReplica(ctx, cfg, gw) })
+		n, err := c.initNodeAs(ctx, c.template(bg.GreenName(r.Name())), func(cfg Config) (*Node, error) { return InitReplica(ctx, cfg, gw) })
 		if err != nil {
 			return dep, fmt.Errorf("local: green reader: %w", err)
 		}
@@ -230,18 +157,15 @@ func (c *Cluster) CreateGreen(ctx context.Context, spec migrate.GreenSpec) (migr
 	c.nameGreen(bg)
 	ok = true
 	var names []string
-	for _, n := range bg.other.list() {
+	for _, n := range bg.Other.List() {
 		names = append(names, n.Name())
 	}
 	dep.Status = "AVAILABLE"
 	dep.Detail["green_nodes"] = names
-	dep.Detail["publication"], dep.Detail["subscription"] = bg.rep.Name, bg.rep.Name
-	fmt.Fprintf(c.log, "blue/green deployment %s: green %v replicates %s from %s\n", bg.id, names, Database, blue.Name())
+	dep.Detail["publication"], dep.Detail["subscription"] = bg.Rep.Name, bg.Rep.Name
+	fmt.Fprintf(c.log, "blue/green deployment %s: green %v replicates %s from %s\n", bg.ID, names, Database, blue.Name())
 	return dep, nil
 }
-
-// greenName is the name of green's node for blue's node blue.
-func (c *Cluster) greenName(bg *blueGreen, blue string) string { return blue + "-green-" + bg.suffix }
 
 // readerNodes are the cluster's running readers.
 func (c *Cluster) readerNodes() []*Node {
@@ -259,9 +183,9 @@ func (c *Cluster) readerNodes() []*Node {
 // addOther adds n to the deployment's other environment and names it.
 func (c *Cluster) addOther(bg *blueGreen, n *Node, writer bool) {
 	c.mu.Lock()
-	bg.other.add(n)
+	bg.Other.Add(n.Name(), n)
 	if writer {
-		bg.other.writer = n.Name()
+		bg.Other.Writer = n.Name()
 	}
 	c.mu.Unlock()
 	c.name(n)
@@ -299,55 +223,13 @@ func copySchema(ctx context.Context, blue, green *Node) error {
 	return nil
 }
 
-// clusterNames are the cluster's endpoint names for an environment labelled
-// cluster (the cluster's own label, -green-<suffix>, -old1).
-func clusterNames(d *dnsserver.Server, suffix string) dnsserver.Names {
-	n := d.Names()
-	n.Cluster += suffix
-	return n
-}
-
 // nameGreen gives green cluster endpoint names of its own, as AWS's green cluster
-// has: <cluster>-green-<suffix>.cluster-... to its writer, and the -ro- one.
+// has.
 func (c *Cluster) nameGreen(bg *blueGreen) {
-	d := c.cfg.DNS
-	if d == nil {
-		return
-	}
 	c.mu.Lock()
-	n := clusterNames(d, "-green-"+bg.suffix)
-	w, rs := c.envLabels(&bg.other)
+	green := bg.Other.Env(c.labelLocked)
 	c.mu.Unlock()
-	c.alias(bg, n.Writer(), d.Names().Instance(w))
-	var targets []string
-	for _, r := range rs {
-		targets = append(targets, d.Names().Instance(r))
-	}
-	if len(targets) == 0 {
-		targets = []string{d.Names().Instance(w)}
-	}
-	c.alias(bg, n.Reader(), targets...)
-}
-
-// envLabels are an environment's writer's and readers' labels; c.mu must be held.
-func (c *Cluster) envLabels(m *members) (writer string, readers []string) {
-	for _, id := range m.order {
-		if id == m.writer {
-			writer = c.labelLocked(id)
-		} else {
-			readers = append(readers, c.labelLocked(id))
-		}
-	}
-	return writer, readers
-}
-
-// alias sets a name the deployment owns.
-func (c *Cluster) alias(bg *blueGreen, name string, targets ...string) {
-	if err := c.cfg.DNS.SetAlias(name, targets...); err != nil {
-		fmt.Fprintf(c.log, "warning: blue/green name %s: %v\n", name, err)
-		return
-	}
-	bg.names = append(bg.names, name)
+	bg.NameGreen(c.cfg.DNS, c.log, green)
 }
 
 // GreenSync implements migrate.BlueGreen.
@@ -356,7 +238,7 @@ func (c *Cluster) GreenSync(ctx context.Context) (migrate.GreenSync, error) {
 	if err != nil {
 		return migrate.GreenSync{}, err
 	}
-	gs, err := bg.rep.Sync(ctx)
+	gs, err := bg.Rep.Sync(ctx)
 	if err != nil {
 		return gs, fmt.Errorf("local: %w", err)
 	}
@@ -368,15 +250,7 @@ func (c *Cluster) GreenSync(ctx context.Context) (migrate.GreenSync, error) {
 func (c *Cluster) deployment(switched bool) (*blueGreen, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	switch {
-	case c.bg == nil:
-		return nil, errors.New("local: there is no blue/green deployment")
-	case c.bg.switched != switched && switched:
-		return nil, fmt.Errorf("local: blue/green deployment %s has not switched over", c.bg.id)
-	case c.bg.switched != switched:
-		return nil, fmt.Errorf("local: blue/green deployment %s has already switched over", c.bg.id)
-	}
-	return c.bg, nil
+	return bluegreen.Want("local", c.bg, switched)
 }
 
 // SwitchoverGreen implements migrate.BlueGreen through pgsql.Replication's
@@ -393,9 +267,9 @@ func (c *Cluster) SwitchoverGreen(ctx context.Context, timeout time.Duration) (m
 	}
 	blue := c.Writer()
 	c.mu.Lock()
-	green := bg.other.nodes[bg.other.writer]
+	green := bg.Other.Nodes[bg.Other.Writer]
 	c.mu.Unlock()
-	sw, err := bg.rep.Switchover(ctx, timeout, pgsql.SwitchoverHooks{
+	sw, err := bg.Rep.Switchover(ctx, timeout, pgsql.SwitchoverHooks{
 		From: blue.Name(), To: green.Name(), Poll: 5 * time.Millisecond,
 		Hold: func(ctx context.Context) error {
 			if c.eps == nil {
@@ -421,10 +295,7 @@ func (c *Cluster) SwitchoverGreen(ctx context.Context, timeout time.Duration) (m
 // releases the endpoints to green's writer.
 func (c *Cluster) commitGreen(ctx context.Context, bg *blueGreen) (map[string]string, error) {
 	c.mu.Lock()
-	blue := members{nodes: c.nodes, order: c.order, writer: c.writer}
-	c.nodes, c.order, c.writer = bg.other.nodes, bg.other.order, bg.other.writer
-	bg.other = blue
-	bg.switched = true
+	blue := bg.Swap(&c.nodes, &c.order, &c.writer)
 	c.mu.Unlock()
 	w := c.Writer()
 	// The endpoints first (dns: their records flip after the propagation delay, as
@@ -434,82 +305,31 @@ func (c *Cluster) commitGreen(ctx context.Context, bg *blueGreen) (map[string]st
 		err = c.eps.Release(ctx, addr(w), c.readers())
 	}
 	renamed := c.renameForSwitchover(bg)
-	fmt.Fprintf(c.log, "blue/green switchover: %s is the writer; the old blue %s is read-only\n", w.Name(), blue.writer)
-	if n, eerr := bg.rep.EndBlueSessions(ctx); eerr == nil && n > 0 {
+	fmt.Fprintf(c.log, "blue/green switchover: %s is the writer; the old blue %s is read-only\n", w.Name(), blue.Writer)
+	if n, eerr := bg.Rep.EndBlueSessions(ctx); eerr == nil && n > 0 {
 		fmt.Fprintf(c.log, "blue/green switchover: ended %d session(s) that reached the old blue while it ran\n", n)
 	}
 	return renamed, err
 }
 
-// renameForSwitchover moves the instance names as AWS renames instances: each of
-// the old blue's gets -old1, and green's node takes the name of the blue node it
-// copies; the -old1 cluster endpoint names lead to the old blue, and green's own
-// cluster endpoint names go. It returns old name -> new name.
+// renameForSwitchover moves the instance names as AWS renames instances
+// (bluegreen's Moves and Rename). It returns old name -> new name.
 func (c *Cluster) renameForSwitchover(bg *blueGreen) map[string]string {
-	type move struct {
-		n        *Node
-		from, to string
-	}
-	var moves []move
 	c.mu.Lock()
-	for _, n := range bg.other.list() { // the old blue
-		l := c.labelLocked(n.Name())
-		moves = append(moves, move{n: n, from: l, to: l + migrate.OldSuffix})
-	}
-	for _, id := range c.order { // green, now the cluster's
-		if blue := strings.TrimSuffix(id, "-green-"+bg.suffix); blue != id {
-			moves = append(moves, move{n: c.nodes[id], from: c.labelLocked(id), to: c.labelLocked(blue)})
-		}
-	}
-	renamed := map[string]string{}
-	targets := map[string]bool{}
+	moves := bg.Moves(c.order, c.labelLocked)
+	hosts := map[string]netip.Addr{}
 	for _, m := range moves {
-		c.labels[m.n.Name()] = m.to
-		renamed[m.from] = m.to
-		targets[m.to] = true
-	}
-	c.mu.Unlock()
-	d := c.cfg.DNS
-	if d == nil {
-		return renamed
-	}
-	// Every new name first, then the names nobody has any more: no name in use is
-	// ever without an address.
-	for _, m := range moves {
-		if err := d.SetHost(d.Names().Instance(m.to), netip.MustParseAddr(m.n.Host())); err != nil {
-			fmt.Fprintf(c.log, "warning: rename %s to %s: %v\n", m.from, m.to, err)
+		c.labels[m.ID] = m.To
+		n, ok := c.nodes[m.ID]
+		if !ok {
+			n = bg.Other.Nodes[m.ID]
 		}
+		hosts[m.ID] = netip.MustParseAddr(n.Host())
 	}
-	// The cluster endpoints name green's instances by their new names before the
-	// old ones go, so no answer is ever a dangling alias.
-	c.mu.Lock()
-	gw, grs := c.envLabels(&members{nodes: c.nodes, order: c.order, writer: c.writer})
+	green := (&bluegreen.Members[*Node]{Nodes: c.nodes, Order: c.order, Writer: c.writer}).Env(c.labelLocked)
+	oldBlue := bg.Other.Env(c.labelLocked)
 	c.mu.Unlock()
-	repoint(d, d.Names(), gw, grs)
-	for _, m := range moves {
-		if !targets[m.from] {
-			d.Remove(d.Names().Instance(m.from))
-		}
-	}
-	for _, name := range bg.names {
-		d.Remove(name)
-	}
-	bg.names = nil
-	c.mu.Lock()
-	old := clusterNames(d, migrate.OldSuffix)
-	w, rs := c.envLabels(&bg.other)
-	c.mu.Unlock()
-	c.alias(bg, old.Writer(), d.Names().Instance(w))
-	readers := []string{d.Names().Instance(w)}
-	if len(rs) > 0 {
-		readers = readers[:0]
-		for _, r := range rs {
-			readers = append(readers, d.Names().Instance(r))
-		}
-	}
-	c.alias(bg, old.Reader(), readers...)
-	renamed[d.Names().Writer()] = d.Names().Writer() + " (leads to green); the old blue's: " + old.Writer()
-	return renamed
+	return bg.Rename(c.cfg.DNS, c.log, moves, func(id string) netip.Addr { return hosts[id] }, green, oldBlue)
 }
 
 // KeepOldBlue implements migrate.BlueGreen: a read through the old blue's -old1
@@ -521,7 +341,7 @@ func (c *Cluster) KeepOldBlue(ctx context.Context) (map[string]any, error) {
 		return nil, err
 	}
 	c.mu.Lock()
-	ob := bg.other.nodes[bg.other.writer]
+	ob := bg.Other.Nodes[bg.Other.Writer]
 	c.mu.Unlock()
 	target := ob.Addr()
 	cfg, err := pgx.ParseConfig(c.Credentials().DSN(target, Database))
@@ -530,7 +350,7 @@ func (c *Cluster) KeepOldBlue(ctx context.Context) (map[string]any, error) {
 	}
 	d := map[string]any{"old_blue_writer": ob.Name()}
 	if dns := c.cfg.DNS; dns != nil {
-		name := clusterNames(dns, migrate.OldSuffix).Writer()
+		name := bluegreen.ClusterNames(dns, migrate.OldSuffix).Writer()
 		_, port, _ := net.SplitHostPort(target)
 		if cfg, err = pgx.ParseConfig(c.Credentials().DSN(net.JoinHostPort(name, port), Database)); err != nil {
 			return nil, err
@@ -580,17 +400,17 @@ func (c *Cluster) DeleteDeployment(ctx context.Context) (map[string]any, error) 
 func (c *Cluster) deleteGreen(ctx context.Context, bg *blueGreen) (map[string]any, error) {
 	var errs []error
 	c.mu.Lock()
-	nodes := bg.other.list()
-	switched := bg.switched
+	nodes := bg.Other.List()
+	switched := bg.Switched
 	c.mu.Unlock()
-	d := map[string]any{"deployment": bg.id}
-	if bg.rep.GreenExec != nil {
-		errs = append(errs, bg.rep.DropSubscription(ctx))
+	d := map[string]any{"deployment": bg.ID}
+	if bg.Rep.GreenExec != nil {
+		errs = append(errs, bg.Rep.DropSubscription(ctx))
 	}
 	if !switched {
 		// Blue is the cluster's writer and keeps serving: drop what the deployment
 		// made there. After the switchover it is the old blue, removed below.
-		errs = append(errs, bg.rep.DropBlue(ctx))
+		errs = append(errs, bg.Rep.DropBlue(ctx))
 	}
 	var removed []string
 	for _, n := range nodes {
@@ -601,11 +421,7 @@ func (c *Cluster) deleteGreen(ctx context.Context, bg *blueGreen) (map[string]an
 		c.unname(n.Name())
 		removed = append(removed, n.Name())
 	}
-	if dns := c.cfg.DNS; dns != nil {
-		for _, name := range bg.names {
-			dns.Remove(name)
-		}
-	}
+	bg.RemoveNames(c.cfg.DNS)
 	key := "removed_green"
 	if switched {
 		key = "removed_old_blue"
@@ -632,15 +448,11 @@ func (c *Cluster) closeBlueGreen(ctx context.Context) error {
 		return nil
 	}
 	var errs []error
-	for _, n := range bg.other.list() {
+	for _, n := range bg.Other.List() {
 		errs = append(errs, n.Close(ctx))
 		c.unname(n.Name())
 	}
-	if dns := c.cfg.DNS; dns != nil {
-		for _, name := range bg.names {
-			dns.Remove(name)
-		}
-	}
+	bg.RemoveNames(c.cfg.DNS)
 	return errors.Join(errs...)
 }
 
@@ -687,17 +499,6 @@ func (n *Node) connectRW(ctx context.Context, db string) (*pgx.Conn, error) {
 	return c, nil
 }
 
-// randomID returns n random lower-case letters and digits.
-func randomID(n int) string {
-	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	for i := range b {
-		b[i] = alphabet[int(b[i])%len(alphabet)]
-	}
-	return string(b)
-}
-
 // DeploymentNodes are the nodes of the blue/green deployment's other environment:
 // green's before the switchover, the old blue's after it (none without a
 // deployment).
@@ -707,25 +508,5 @@ func (c *Cluster) DeploymentNodes() []*Node {
 	if c.bg == nil {
 		return nil
 	}
-	return c.bg.other.list()
-}
-
-// repoint points the cluster endpoint names of names that exist (the endpoints put
-// them there) at the instance labelled writer, and the reader endpoint at readers
-// (the writer when there are none), as the endpoints themselves would.
-func repoint(d *dnsserver.Server, names dnsserver.Names, writer string, readers []string) {
-	inst := d.Names().Instance
-	rs := []string{inst(writer)}
-	if len(readers) > 0 {
-		rs = rs[:0]
-		for _, r := range readers {
-			rs = append(rs, inst(r))
-		}
-	}
-	if len(d.Alias(names.Writer())) > 0 {
-		_ = d.SetAlias(names.Writer(), inst(writer))
-	}
-	if len(d.Alias(names.Reader())) > 0 {
-		_ = d.SetAlias(names.Reader(), rs...)
-	}
+	return c.bg.Other.List()
 }

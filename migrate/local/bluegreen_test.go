@@ -15,6 +15,7 @@ import (
 	"github.com/rehearse-dev/rehearse/internal/testutil"
 	"github.com/rehearse-dev/rehearse/migrate"
 	"github.com/rehearse-dev/rehearse/migrate/dnsserver"
+	"github.com/rehearse-dev/rehearse/migrate/internal/bluegreen"
 )
 
 // startBlue starts a one-node cluster whose WAL carries logical decoding, with a DNS
@@ -193,7 +194,7 @@ func TestBlueGreenOverLogicalReplication(t *testing.T) {
 		t.Errorf("green sync %+v, want 2 tables copied", gs)
 	}
 	// Green is read-only until the switchover.
-	gc := connect(t, c.bg.other.nodes[dep.GreenWriter], Database)
+	gc := connect(t, c.bg.Other.Nodes[dep.GreenWriter], Database)
 	if _, err := gc.Exec(t.Context(), "INSERT INTO settings VALUES ('c', 'd')"); err == nil || !strings.Contains(err.Error(), "read-only") {
 		t.Errorf("a write on green before the switchover: %v", err)
 	}
@@ -229,7 +230,7 @@ func TestBlueGreenOverLogicalReplication(t *testing.T) {
 	if got := resolves(t, srv, srv.Names().Instance("node1"+migrate.OldSuffix)); got.String() != blue.Host() {
 		t.Errorf("node1-old1 resolves to %v, want the old blue's %s", got, blue.Host())
 	}
-	if got := resolves(t, srv, clusterNames(srv, migrate.OldSuffix).Writer()); got.String() != blue.Host() {
+	if got := resolves(t, srv, bluegreen.ClusterNames(srv, migrate.OldSuffix).Writer()); got.String() != blue.Host() {
 		t.Errorf("the -old1 cluster endpoint resolves to %v, want the old blue's %s", got, blue.Host())
 	}
 	if got, want := resolves(t, srv, srv.Names().Instance(blueReader.ID)), c.readerNodes()[0].Host(); got.String() != want {
@@ -265,7 +266,7 @@ func TestBlueGreenSwitchoverTimeoutRollsBack(t *testing.T) {
 	waitSwitchable(t, c)
 	// Hold green's apply worker on a lock: it cannot apply blue's last inserts, so
 	// green never confirms blue's final LSN.
-	gc, err := c.bg.other.nodes[dep.GreenWriter].connectRW(t.Context(), Database)
+	gc, err := c.bg.Other.Nodes[dep.GreenWriter].connectRW(t.Context(), Database)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,19 +386,5 @@ CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY); CREATE SEQUENCE s1; SELECT n
 	}
 	if seen != len(want) {
 		t.Errorf("only %d of the %d findings: %+v", seen, len(want), checks)
-	}
-}
-
-func TestCompareVersions(t *testing.T) {
-	tests := []struct {
-		a, b string
-		want int
-	}{
-		{"15.18", "15.18", 0}, {"16.4", "15.18", 1}, {"14.9", "15.18", -1}, {"15", "15.0", 0}, {"15.2", "15.10", -1},
-	}
-	for _, tt := range tests {
-		if got := CompareVersions(tt.a, tt.b); got != tt.want {
-			t.Errorf("CompareVersions(%s, %s) = %d, want %d", tt.a, tt.b, got, tt.want)
-		}
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/rehearse-dev/rehearse/migrate"
-	"github.com/rehearse-dev/rehearse/migrate/local"
 )
 
 // Blue/green deployment statuses (DescribeBlueGreenDeployments), and the statuses
@@ -115,7 +114,7 @@ func (s *Server) createBlueGreen(f map[string][]string) (any, *apiError) {
 	target := first(f, "TargetEngineVersion")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if target != "" && local.CompareVersions(target, s.opts.EngineVersion) < 0 {
+	if target != "" && migrate.CompareVersions(target, s.opts.EngineVersion) < 0 {
 		return nil, fault(400, "InvalidParameterCombination", "The target engine version %s is older than the source's %s: a blue/green deployment can't downgrade", target, s.opts.EngineVersion)
 	}
 	for _, id := range s.bg.order {
