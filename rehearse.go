@@ -64,6 +64,12 @@ func Run(ctx context.Context, sc *scenarios.Scenario, opts ...Option) (*result.R
 	ecfg.Target.Dir = outDir
 	reh, err := engine.Open(ctx, s, ecfg)
 	if err != nil {
+		if created != "" && errors.Is(err, ErrInvalidInput) {
+			// Input only the database could refuse (an invariant's SQL, say): the
+			// error says what is wrong, and the server's log of a run that never
+			// started is not kept in a directory this run made.
+			_ = os.RemoveAll(created)
+		}
 		removeIfEmpty(filepath.Join(outDir, "pg"), created)
 		return nil, err
 	}

@@ -1,8 +1,12 @@
 package scenarios
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"reflect"
 	"slices"
 	"strings"
 )
@@ -107,4 +111,27 @@ func sortErrors(list []FieldError) {
 			return a.Col - b.Col
 		}
 	})
+}
+
+// Problem is a problem with the field at path that only the run could find (the
+// database refused an invariant's SQL, say), placed where s's file writes the
+// field, or its nearest section: its Error reads "file:line:col: path: msg". A
+// scenario not read from a file, or whose file changed since, gives the problem
+// without a line.
+func (s *Scenario) Problem(path, msg string) FieldError {
+	fe := FieldError{File: s.File, Field: path, Msg: msg}
+	if s.File == "" {
+		return fe
+	}
+	data, err := os.ReadFile(s.File)
+	if sum := sha256.Sum256(data); err != nil || hex.EncodeToString(sum[:]) != s.SHA256 {
+		return fe
+	}
+	d := newDecoder(s.File)
+	if root, ok := d.document(data); ok {
+		v := defaults()
+		d.decode(root, reflect.ValueOf(&v).Elem(), "")
+		fe.Line, fe.Col = d.locate(path)
+	}
+	return fe
 }

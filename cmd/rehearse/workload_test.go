@@ -65,11 +65,15 @@ func TestScriptWorkloadBadInput(t *testing.T) {
 			map[string]string{"a.sql": ok, "schema.sql": "CREATE TABLE IF NOT EXISTS cli_setup_ok (x int);\nSELECT * FROM cli_no_such_table;\n"}, true,
 			[]string{"schema.sql:2", "cli_no_such_table"}},
 		{"invariant that fails", "  name: script\n  scripts:\n    - {file: a.sql}\n  invariants:\n    - {name: broken, sql: \"SELECT nosuchcol FROM pg_class\", expect: unchanged}\n",
-			map[string]string{"a.sql": ok}, true, []string{"broken", "nosuchcol"}},
+			map[string]string{"a.sql": ok}, true, []string{"custom.yaml:7:", "workload.invariants[0].sql", "broken", "nosuchcol"}},
 		{"invariant with no single value", "  name: script\n  scripts:\n    - {file: a.sql}\n  invariants:\n    - {name: many, sql: \"SELECT relname FROM pg_class\", expect: unchanged}\n",
-			map[string]string{"a.sql": ok}, true, []string{"many", "one row"}},
+			map[string]string{"a.sql": ok}, true, []string{"custom.yaml:7:", "workload.invariants[0].sql", "many", "one row"}},
 		{"acknowledged table that does not exist", "  name: script\n  scripts:\n    - {file: a.sql}\n  acknowledged: {table: cli_no_orders, column: request_id}\n",
-			map[string]string{"a.sql": "INSERT INTO cli_no_orders (request_id) VALUES (:txid);\n"}, true, []string{"cli_no_orders"}},
+			map[string]string{"a.sql": "INSERT INTO cli_no_orders (request_id) VALUES (:txid);\n"}, true,
+			[]string{"custom.yaml:6:", "workload.acknowledged.table", "cli_no_orders"}},
+		{"acknowledged column that does not exist", "  name: script\n  setup: schema.sql\n  scripts:\n    - {file: a.sql}\n  acknowledged: {table: cli_ack_orders, column: request_id}\n",
+			map[string]string{"a.sql": "INSERT INTO cli_ack_orders (id) VALUES (1);\nSELECT :txid;\n", "schema.sql": "CREATE TABLE IF NOT EXISTS cli_ack_orders (id int);\n"}, true,
+			[]string{"custom.yaml:7:", "workload.acknowledged.column", "has no column request_id"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -186,5 +190,21 @@ func TestReplayBadInput(t *testing.T) {
 				t.Errorf("output left behind: %v", err)
 			}
 		})
+	}
+}
+
+// On the embedded target too, an invariant the database refuses is exit 2 naming
+// the scenario's line and field, and the run leaves no output directory behind:
+// not even the log of the server it started to find out.
+func TestBadInvariantOnTheEmbeddedTarget(t *testing.T) {
+	sc := scriptScenario(t, "  name: script\n  scripts:\n    - {file: a.sql}\n  invariants:\n    - {name: broken, sql: \"SELECT nosuchcol FROM pg_class\", expect: unchanged}\n",
+		map[string]string{"a.sql": "SELECT 1;\n"})
+	out := filepath.Join(t.TempDir(), "out")
+	r := cli(t, t.Context(), "run", sc, "--out", out, "--quiet")
+	if r.code != exitInput || !strings.Contains(r.err, "custom.yaml:7:") || !strings.Contains(r.err, "workload.invariants[0].sql") {
+		t.Fatalf("exit %d, want 2 naming custom.yaml:7 and the field\nstderr: %s", r.code, r.err)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("the output directory was left behind for bad input: %v", err)
 	}
 }

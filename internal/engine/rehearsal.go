@@ -121,14 +121,14 @@ func (r *Rehearsal) setUp(ctx context.Context) error {
 	}
 	if err := r.wl.Setup(ctx, r.pools.writer(), r.log); err != nil {
 		if errors.Is(err, script.ErrInvalid) {
-			return fmt.Errorf("%w: %w", ErrInvalidInput, err)
+			return workloadInput(r.sc, err)
 		}
 		return interrupted(ctx, "during workload setup", fmt.Errorf("workload setup failed: %w", err))
 	}
 	if b, ok := r.wl.(baseliner); ok {
 		if err := b.Baseline(ctx, r.pools.writer()); err != nil {
 			if errors.Is(err, script.ErrInvalid) {
-				return fmt.Errorf("%w: %w", ErrInvalidInput, err)
+				return workloadInput(r.sc, err)
 			}
 			return interrupted(ctx, "checking the workload before the load", err)
 		}

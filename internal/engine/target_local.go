@@ -131,6 +131,7 @@ func openLocalCluster(ctx context.Context, sc *scenarios.Scenario, cfg TargetCon
 	}
 	srv, err := startDNS(ctx, sc, cfg.Log)
 	if err != nil {
+		_ = ncfg.Credentials.Remove()
 		return nil, err
 	}
 	mode := sc.Target.Endpoint

@@ -83,3 +83,23 @@ func relTo(sc *scenarios.Scenario, path string) string {
 type baseliner interface {
 	Baseline(ctx context.Context, pool *pgxpool.Pool) error
 }
+
+// workloadInput is a script workload's problems found in the database (ErrInvalid
+// from Setup or Baseline) as input errors: each one about a field of the
+// scenario's workload section is placed where the file writes it
+// (file:line:col: workload.invariants[1].sql: ...); the others name their own
+// place, a script or setup file and its line.
+func workloadInput(sc *scenarios.Scenario, err error) error {
+	fields, problems := script.Problems(err)
+	if len(problems) == 0 {
+		return fmt.Errorf("%w: %w", ErrInvalidInput, err)
+	}
+	list := make([]scenarios.FieldError, len(problems))
+	for i, msg := range problems {
+		list[i] = scenarios.FieldError{Msg: msg}
+		if fields[i] != "" {
+			list[i] = sc.Problem("workload."+fields[i], msg)
+		}
+	}
+	return fmt.Errorf("%w: %w", ErrInvalidInput, &scenarios.Errors{List: list})
+}

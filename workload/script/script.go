@@ -174,10 +174,29 @@ type script struct {
 
 // invalid returns an error wrapping ErrInvalid that lists the problems.
 func invalid(problems []string) error {
-	return &invalidError{problems: problems}
+	return &invalidError{problems: problems, fields: make([]string, len(problems))}
 }
 
-type invalidError struct{ problems []string }
+// invalidAt is invalid for problems with fields of the workload's configuration:
+// fields[i] names the one problems[i] is about, as the scenario's workload section
+// spells it ("invariants[1].sql"), or is "" when the problem names its own place.
+func invalidAt(fields, problems []string) error {
+	return &invalidError{problems: problems, fields: fields}
+}
+
+type invalidError struct{ problems, fields []string }
+
+// Problems returns the problems of an error wrapping ErrInvalid, one by one, and
+// the field of the workload's configuration each is about ("" when the problem
+// names its own place, a file and line, or is about no one field). An error that
+// is not one of the workload's returns nothing.
+func Problems(err error) (fields, problems []string) {
+	var ie *invalidError
+	if !errors.As(err, &ie) {
+		return nil, nil
+	}
+	return ie.fields, ie.problems
+}
 
 func (e *invalidError) Error() string { return strings.Join(e.problems, "\n") }
 func (e *invalidError) Unwrap() error { return ErrInvalid }

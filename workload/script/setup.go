@@ -75,7 +75,7 @@ func (w *Workload) Setup(ctx context.Context, pool *pgxpool.Pool, log io.Writer)
 		results, err := pc.Exec(ctx, w.setupCheck).ReadAll()
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) {
-			return invalid([]string{fmt.Sprintf("setup check %s: %s: fix the query (it should return a row when the setup has been done)", firstLine(w.setupCheck), describePgError(pgErr))})
+			return invalidAt([]string{"setup_check"}, []string{fmt.Sprintf("setup check %s: %s: fix the query (it should return a row when the setup has been done)", firstLine(w.setupCheck), describePgError(pgErr))})
 		}
 		if err != nil {
 			return fmt.Errorf("script: setup check: %w", err)

@@ -77,14 +77,14 @@ func (w *Workload) Baseline(ctx context.Context, pool *pgxpool.Pool) error {
 		return fmt.Errorf("script: baseline: %w", err)
 	}
 	defer conn.Release()
-	var problems []string
+	var fields, problems []string
 	if w.ack != nil {
-		msg, err := w.ack.resolve(ctx, conn.Conn())
+		field, msg, err := w.ack.resolve(ctx, conn.Conn())
 		if err != nil {
 			return fmt.Errorf("script: baseline: %w", err)
 		}
 		if msg != "" {
-			problems = append(problems, msg)
+			fields, problems = append(fields, field), append(problems, msg)
 		}
 	}
 	ps, err := w.checkStatements(ctx, conn.Conn())
@@ -92,6 +92,7 @@ func (w *Workload) Baseline(ctx context.Context, pool *pgxpool.Pool) error {
 		return fmt.Errorf("script: baseline: %w", err)
 	}
 	problems = append(problems, ps...)
+	fields = append(fields, make([]string, len(ps))...)
 	for i := range w.invariants {
 		inv := &w.invariants[i]
 		text, msg, err := evalInvariant(ctx, conn.Conn(), inv.SQL)
@@ -99,31 +100,33 @@ func (w *Workload) Baseline(ctx context.Context, pool *pgxpool.Pool) error {
 			return fmt.Errorf("script: baseline: invariant %q: %w", inv.Name, err)
 		}
 		if msg != "" {
+			fields = append(fields, fmt.Sprintf("invariants[%d].sql", i))
 			problems = append(problems, fmt.Sprintf("invariant %q: %s", inv.Name, msg))
 			continue
 		}
 		inv.before, inv.haveBefore = text, true
 	}
 	if len(problems) > 0 {
-		return invalid(problems)
+		return invalidAt(fields, problems)
 	}
 	return nil
 }
 
 // resolve finds the acknowledged table and column in the catalog. It returns a
-// message saying what is wrong with them, or an error when it could not look.
-func (a *ackTarget) resolve(ctx context.Context, c *pgx.Conn) (string, error) {
+// message saying what is wrong with them and the field it is about (table or
+// column, as the scenario spells them), or an error when it could not look.
+func (a *ackTarget) resolve(ctx context.Context, c *pgx.Conn) (field, msg string, err error) {
 	var qtable *string
 	if err := c.QueryRow(ctx, `SELECT quote_ident(n.nspname) || '.' || quote_ident(r.relname)
   FROM pg_class r JOIN pg_namespace n ON n.oid = r.relnamespace WHERE r.oid = to_regclass($1)`, a.table).Scan(&qtable); err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) {
-			return fmt.Sprintf("acknowledged: table %q: %s", a.table, describePgError(pgErr)), nil
+			return ackTable, fmt.Sprintf("acknowledged: table %q: %s", a.table, describePgError(pgErr)), nil
 		}
-		return "", err
+		return "", "", err
 	}
 	if qtable == nil {
-		return fmt.Sprintf("acknowledged: table %s does not exist (after setup): create it in the setup file, or fix the name", a.table), nil
+		return ackTable, fmt.Sprintf("acknowledged: table %s does not exist (after setup): create it in the setup file, or fix the name", a.table), nil
 	}
 	var qcolumn, typ, category *string
 	var columns string
@@ -132,21 +135,27 @@ func (a *ackTarget) resolve(ctx context.Context, c *pgx.Conn) (string, error) {
        (SELECT t.typcategory::text FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped),
        coalesce((SELECT string_agg(a.attname, ', ' ORDER BY a.attnum) FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped), '')`,
 		a.table, a.column).Scan(&qcolumn, &typ, &category, &columns); err != nil {
-		return "", err
+		return "", "", err
 	}
 	switch {
 	case qcolumn == nil:
-		return fmt.Sprintf("acknowledged: table %s has no column %s (its columns: %s): add it, or fix the name", a.table, a.column, columns), nil
+		return ackColumn, fmt.Sprintf("acknowledged: table %s has no column %s (its columns: %s): add it, or fix the name", a.table, a.column, columns), nil
 	case *typ == "uuid":
 		a.cast = ""
 	case *category == "S":
 		a.cast = "::text"
 	default:
-		return fmt.Sprintf("acknowledged: column %s.%s is %s; it must be uuid or text to hold :txid", a.table, a.column, *typ), nil
+		return ackColumn, fmt.Sprintf("acknowledged: column %s.%s is %s; it must be uuid or text to hold :txid", a.table, a.column, *typ), nil
 	}
 	a.qtable, a.qcolumn = *qtable, *qcolumn
-	return "", nil
+	return "", "", nil
 }
+
+// The acknowledged fields, as the scenario's workload section spells them.
+const (
+	ackTable  = "acknowledged.table"
+	ackColumn = "acknowledged.column"
+)
 
 // evalInvariant runs an invariant's query in a read-only transaction and returns
 // its value as text (NULL as "NULL"). msg says what is wrong with the query (it
@@ -210,12 +219,12 @@ func (w *Workload) Verify(ctx context.Context, pool *pgxpool.Pool) (result.Integ
 	c := conn.Conn()
 	if w.ack != nil {
 		if w.ack.qtable == "" {
-			msg, err := w.ack.resolve(ctx, c)
+			field, msg, err := w.ack.resolve(ctx, c)
 			if err != nil {
 				return res, fmt.Errorf("script: verify: %w", err)
 			}
 			if msg != "" {
-				return res, invalid([]string{msg})
+				return res, invalidAt([]string{field}, []string{msg})
 			}
 		}
 		res.AcknowledgedWrites, res.Ambiguous = acked, ambiguous
