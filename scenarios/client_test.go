@@ -79,10 +79,22 @@ func TestTelemetryAndDatabaseSLOs(t *testing.T) {
 		{"unknown metric", "slo:\n  database:\n    - {metric: cpu_temp, max: 80}\n", "slo.database[0].metric: unknown metric \"cpu_temp\"; use one of: acu, acu_utilization"},
 		{"unknown stat", "slo:\n  database:\n    - {metric: cpu, stat: p42, max: 80}\n", "slo.database[0].stat: unknown value \"p42\"; use one of: min, mean, p50, p95, p99, max"},
 		{"remote metrics", "telemetry:\n  metrics_addr: 0.0.0.0:9464\n", "telemetry.metrics_addr: must be a loopback host:port"},
+		{"unknown node", "slo:\n  database:\n    - {metric: cpu, node: bogus, max: 80}\n",
+			"slo.database[0].node: unknown node \"bogus\"; use one of: writer, reader, replica, rollback_target, or a local node's name: node1"},
+		{"unknown node in a container", "target:\n  kind: container\nslo:\n  database:\n    - {metric: cpu, node: node0, max: 80}\n",
+			"slo.database[0].node: unknown node \"node0\"; use one of: writer, reader, replica, rollback_target, or a container node's name"},
+		{"a node's name", "slo:\n  database:\n    - {metric: cpu, node: node2, max: 80}\n", "-"},
+		{"an Aurora instance's name", "target:\n  kind: aurora\n  dsn: postgres://postgres@demo.cluster-x.us-east-1.rds.amazonaws.com:5432/db\nslo:\n  database:\n    - {metric: cpu, node: demo-instance-1, max: 80}\n", "-"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s, err := scenarios.Parse("t.yaml", []byte(tt.yaml))
+			if tt.err == "-" { // valid; not the defaults
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
 			if tt.err == "" {
 				if err != nil {
 					t.Fatal(err)
