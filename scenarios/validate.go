@@ -389,6 +389,9 @@ func (s *Scenario) validateCutover(c *checker) {
 	if slices.Contains(steps, "delete_deployment") && !slices.Contains(steps, "validate") {
 		c.add("cutover.steps", "delete_deployment is gated on validate (and soak); add validate before it or drop delete_deployment")
 	}
+	if cu.Enabled && cu.Strategy == StrategyBlueGreen && s.Target.Kind != TargetAurora && s.Target.DSN != "" {
+		c.add("cutover.strategy", "blue_green: target.dsn points at a database rehearse does not manage, so it cannot create a green copy of it or move its names; use target.kind local, container or aurora")
+	}
 	if cu.Rollback && cu.Strategy == StrategyBlueGreen {
 		c.add("cutover.rollback", "a blue/green switchover has no failback to rehearse (the old blue is read-only and lacks green's writes); set rollback: false")
 	}

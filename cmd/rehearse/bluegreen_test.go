@@ -58,8 +58,9 @@ func TestBlueGreenBadInput(t *testing.T) {
 		want []string
 	}{
 		{"a DSN target", []string{"run", dsnScenario, "--mode", "dry"}, []string{"blue_green", "target.dsn", "rehearse does not manage"}},
-		{"a DSN target, wet", []string{"run", dsnScenario, "--mode", "wet"}, []string{"target.dsn", "a wet run needs a cluster rehearse manages"}},
+		{"a DSN target, wet", []string{"run", dsnScenario, "--mode", "wet"}, []string{"target.dsn", "rehearse does not manage"}},
 		{"a DSN target's plan", []string{"plan", dsnScenario}, []string{"blue_green", "target.dsn"}},
+		{"a DSN target, validated", []string{"scenario", "validate", dsnScenario}, []string{"cutover.strategy: blue_green", "target.dsn", "rehearse does not manage"}},
 		{"a green engine version older than blue's", []string{"run", oldGreen, "--mode", "wet"}, []string{"cutover.green.engine_version 9.6 is older than blue's"}},
 		{"rollback", []string{"run", cutoverScenario(t, "  strategy: blue_green\n"), "--mode", "wet", "--rollback"}, []string{"--rollback", "no failback"}},
 	}
