@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rehearse-dev/rehearse/internal/engine"
 	"github.com/rehearse-dev/rehearse/migrate"
 	"github.com/rehearse-dev/rehearse/scenarios"
 )
@@ -31,13 +32,9 @@ func newPlanCmd(s streams) *cobra.Command {
 			if c.Strategy == migrate.StrategyBlueGreen && target != string(scenarios.TargetAurora) && sc.Target.DSN != "" {
 				return usageError{fmt.Errorf("cutover.strategy blue_green: target.dsn points at a database rehearse does not manage, so it cannot create a green copy of it; use target.kind local, container or aurora")}
 			}
-			steps, err := migrate.Describe(migrate.Config{
-				Steps: c.Steps, Kind: c.Kind, StepTimeout: c.StepTimeout.D(),
-				CatchUpMaxLagBytes: c.CatchUpMaxLagBytes, CatchUpSamples: c.CatchUpSamples,
-				Soak: c.Soak.D(), Rollback: c.Rollback || rollback,
-				Strategy: c.Strategy, SwitchoverTimeout: c.SwitchoverTimeout.D(),
-				Green: migrate.GreenSpec{InstanceClass: c.Green.InstanceClass, EngineVersion: c.Green.EngineVersion, ParameterGroup: c.Green.ParameterGroup},
-			}, target)
+			pc := engine.PlanConfig(sc)
+			pc.Rollback = pc.Rollback || rollback
+			steps, err := migrate.Describe(pc, target)
 			if err != nil {
 				return usageError{err}
 			}
@@ -53,6 +50,9 @@ func newPlanCmd(s streams) *cobra.Command {
 			fmt.Fprintf(s.out, "Starts %v into the load; each step times out after %v", c.Warmup, c.StepTimeout)
 			if strategy == migrate.StrategyBlueGreen {
 				fmt.Fprintf(s.out, "; the switchover rolls back after %v (cutover.switchover_timeout)", c.SwitchoverTimeout)
+			}
+			if c.Cycles > 1 {
+				fmt.Fprintf(s.out, ".\n%d cycles, %v apart (cutover.settle): each switches over again, from the writer the cycle before made", c.Cycles, c.Settle)
 			}
 			fmt.Fprint(s.out, ".\n\n")
 			tw := tabwriter.NewWriter(s.out, 2, 4, 2, ' ', 0)

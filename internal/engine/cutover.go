@@ -49,7 +49,7 @@ func newCutover(sc *scenarios.Scenario, dry bool, tgt Target, wl workload.Worklo
 	c := sc.Cutover
 	e := &migrate.Engine{
 		Provider: tgt.Provider(),
-		Config:   planConfig(sc),
+		Config:   PlanConfig(sc),
 		Dry:      dry,
 		Validate: validator(wl, tgt, p),
 		Log:      log,
@@ -59,8 +59,9 @@ func newCutover(sc *scenarios.Scenario, dry bool, tgt Target, wl workload.Worklo
 	return cut
 }
 
-// planConfig is the cutover plan sc describes.
-func planConfig(sc *scenarios.Scenario) migrate.Config {
+// PlanConfig is the cutover plan sc describes (its cycles too), as a run executes
+// it and `rehearse plan` shows it.
+func PlanConfig(sc *scenarios.Scenario) migrate.Config {
 	c := sc.Cutover
 	return migrate.Config{
 		Steps: c.Steps, Kind: c.Kind, StepTimeout: c.StepTimeout.D(),
