@@ -113,7 +113,7 @@ func TestAuroraWetNeedsConfirm(t *testing.T) {
 	if n := len(srv.Actions()); n != 0 {
 		t.Errorf("a refused run made %d API calls: %v", n, srv.Actions())
 	}
-	if !errors.Is(aurora.CheckConfirm("a", "b", true), aurora.ErrConfirm) {
+	if !errors.Is(aurora.CheckConfirm("a", "b", true, ""), aurora.ErrConfirm) {
 		t.Error("CheckConfirm does not wrap ErrConfirm")
 	}
 }

@@ -154,7 +154,7 @@ func (o *options) engineConfig(s *scenarios.Scenario) (engine.Config, error) {
 	}
 	id, err := aurora.ResolveClusterID(s.Target.DSN, o.confirm)
 	if err == nil {
-		err = aurora.CheckConfirm(id, o.confirm, s.Mode == scenarios.ModeWet)
+		err = aurora.CheckConfirm(id, o.confirm, s.Mode == scenarios.ModeWet, s.Cutover.Strategy)
 	}
 	if err != nil {
 		return cfg, fmt.Errorf("%w: %w", ErrInvalidInput, err)

@@ -417,7 +417,9 @@ func greenParams(g GreenSpec) string {
 		s += " TargetDBClusterParameterGroupName=" + g.ParameterGroup
 	}
 	if g.InstanceClass != "" {
-		s += " TargetDBInstanceClass=" + g.InstanceClass
+		// RDS takes no TargetDBInstanceClass for an Aurora cluster: say so rather
+		// than show a parameter the request does not carry.
+		s += " (green.instance_class " + g.InstanceClass + " is not sent: RDS takes no TargetDBInstanceClass for Aurora; green's instances keep blue's classes)"
 	}
 	return s
 }

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/rehearse-dev/rehearse/migrate"
 )
 
 // Sentinel errors; match them with errors.Is.
@@ -220,14 +221,19 @@ func (c Config) Validate() []error {
 }
 
 // CheckConfirm refuses a wet run unless confirm names clusterID: a wet run adds an
-// instance, fails the cluster over and deletes the old writer. Dry runs need no
-// confirmation. The error wraps ErrConfirm.
-func CheckConfirm(clusterID, confirm string, wet bool) error {
+// instance, fails the cluster over and deletes the old writer, or with strategy
+// blue_green creates a blue/green deployment and switches the cluster over to it.
+// Dry runs need no confirmation. The error wraps ErrConfirm.
+func CheckConfirm(clusterID, confirm string, wet bool, strategy string) error {
 	if !wet {
 		return nil
 	}
 	if confirm == "" {
-		return fmt.Errorf("%w: a wet run changes Aurora cluster %q (it adds an instance, fails over onto it and deletes the old writer); pass --confirm %s to proceed", ErrConfirm, clusterID, clusterID)
+		what := "it adds an instance, fails over onto it and deletes the old writer"
+		if strategy == migrate.StrategyBlueGreen {
+			what = "it creates a blue/green deployment, switches over to green (blue's instances are renamed -old1) and deletes the deployment"
+		}
+		return fmt.Errorf("%w: a wet run changes Aurora cluster %q (%s); pass --confirm %s to proceed", ErrConfirm, clusterID, what, clusterID)
 	}
 	if confirm != clusterID {
 		return fmt.Errorf("%w: --confirm %q does not match the target cluster %q; nothing was changed", ErrConfirm, confirm, clusterID)

@@ -47,16 +47,18 @@ func TestCheckConfirm(t *testing.T) {
 	tests := []struct {
 		name, confirm string
 		wet           bool
+		strategy      string
 		want          string
 	}{
-		{"dry needs none", "", false, ""},
-		{"wet matching", "rehearse-demo", true, ""},
-		{"wet missing", "", true, `a wet run changes Aurora cluster "rehearse-demo" (it adds an instance, fails over onto it and deletes the old writer); pass --confirm rehearse-demo to proceed`},
-		{"wet mismatched", "prod-main", true, `--confirm "prod-main" does not match the target cluster "rehearse-demo"; nothing was changed`},
+		{"dry needs none", "", false, "", ""},
+		{"wet matching", "rehearse-demo", true, "", ""},
+		{"wet missing", "", true, "in_cluster", `a wet run changes Aurora cluster "rehearse-demo" (it adds an instance, fails over onto it and deletes the old writer); pass --confirm rehearse-demo to proceed`},
+		{"wet missing, blue/green", "", true, "blue_green", `a wet run changes Aurora cluster "rehearse-demo" (it creates a blue/green deployment, switches over to green`},
+		{"wet mismatched", "prod-main", true, "", `--confirm "prod-main" does not match the target cluster "rehearse-demo"; nothing was changed`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := CheckConfirm("rehearse-demo", tt.confirm, tt.wet)
+			err := CheckConfirm("rehearse-demo", tt.confirm, tt.wet, tt.strategy)
 			if tt.want == "" {
 				if err != nil {
 					t.Fatal(err)
