@@ -365,6 +365,52 @@ func TestShardBarrier(t *testing.T) {
 	}
 }
 
+// On an embedded target the shards meet at the coordinator's rendezvous file: a
+// shard started with another count finds the coordinator there and is refused
+// (exit 2), as the database's barrier refuses it.
+func TestShardBarrierOnTheEmbeddedTarget(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL")
+	}
+	testutil.RequireTool(t, "initdb", "the PostgreSQL server, Debian package postgresql")
+	// The rendezvous file goes to the temporary directory: this test's own.
+	cOut, mOut := filepath.Join(t.TempDir(), "c"), filepath.Join(t.TempDir(), "m")
+	tmp, err := os.MkdirTemp("", "rehearse-rendezvous-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	if err := os.Chmod(tmp, 0o755); err != nil { // the servers' fallback work directory is made here
+		t.Fatal(err)
+	}
+	t.Setenv("TMPDIR", tmp)
+	sc := writeFile(t, "embedded.yaml", "name: sharded-embedded\nworkload:\n  customers: 500\ntarget:\n  fsync: false\nload:\n  sessions: 40\n  rate: 40\n  duration: 2s\n  pool_size: 2\n")
+	var coord run
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		coord = cli(t, t.Context(), "run", sc, "--shard", "0/2", "--barrier-timeout", "10s", "--quiet", "--out", cOut)
+	})
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	testutil.Eventually(t, time.Minute, "the coordinator to publish its target", func() bool {
+		select {
+		case <-done:
+			t.Fatalf("the coordinator ended before the other shard came: exit %d, %s", coord.code, coord.err)
+		default:
+		}
+		_, err := os.Stat(filepath.Join(tmp, "rehearse-shards-sharded-embedded.json"))
+		return err == nil
+	})
+	mismatch := cli(t, t.Context(), "run", sc, "--shard", "1/3", "--barrier-timeout", "20s", "--quiet", "--out", mOut)
+	if mismatch.code != exitInput || !strings.Contains(mismatch.err, "runs 2 shards, this shard 3") {
+		t.Errorf("a shard of another count: exit %d, %q", mismatch.code, mismatch.err)
+	}
+	wg.Wait()
+	if coord.code != exitRuntime || !strings.Contains(coord.err, "shard 1 of 2 did not arrive") {
+		t.Errorf("the coordinator without its shard 1: exit %d, %q", coord.code, coord.err)
+	}
+}
+
 // report merge refuses what is not the shards of one run (exit 2).
 func TestMergeRefuses(t *testing.T) {
 	dir := t.TempDir()

@@ -122,7 +122,7 @@ func openShard(ctx context.Context, sc *scenarios.Scenario, cfg Config) (Target,
 		scfg.BarrierTimeout = shard.DefaultBarrierTimeout
 	}
 	sh := &sharding{cfg: scfg, log: cfg.Target.Log}
-	path := shard.RendezvousPath(scfg.RendezvousDir, sc.SHA256, spec.Count)
+	path := shard.RendezvousPath(scfg.RendezvousDir, sc.Name)
 	var tgt Target
 	var err error
 	switch {
@@ -144,6 +144,9 @@ func openShard(ctx context.Context, sc *scenarios.Scenario, cfg Config) (Target,
 	case embedded(sc):
 		fmt.Fprintf(sh.log, "shard %s: waiting for the coordinator's target (%s)\n", spec, path)
 		e, err := shard.Await(ctx, path, scfg.BarrierTimeout)
+		if err == nil {
+			err = e.Check(spec, sc.SHA256)
+		}
 		if err != nil {
 			return nil, nil, shardErr(err)
 		}

@@ -274,8 +274,8 @@ func TestDeadShardIsLost(t *testing.T) {
 
 func TestRendezvous(t *testing.T) {
 	dir := t.TempDir()
-	path := RendezvousPath(dir, "0123456789abcdef0123", 3)
-	if filepath.Base(path) != "rehearse-shards-0123456789abcdef-3.json" {
+	path := RendezvousPath(dir, "smoke")
+	if filepath.Base(path) != "rehearse-shards-smoke.json" {
 		t.Errorf("path %s", path)
 	}
 	if _, err := Await(t.Context(), path, 200*time.Millisecond); !errors.Is(err, ErrBarrier) {
@@ -289,6 +289,22 @@ func TestRendezvous(t *testing.T) {
 	got, err := Await(t.Context(), path, time.Second)
 	if err != nil || got != e {
 		t.Fatalf("Await = %+v, %v", got, err)
+	}
+	// A shard of another count, or of another version of the file, finds the
+	// coordinator and is refused.
+	for _, c := range []struct {
+		spec Spec
+		sha  string
+		want string
+	}{
+		{Spec{Index: 1, Count: 3}, "", ""},
+		{Spec{Index: 1, Count: 4}, "", "runs 3 shards, this shard 4"},
+		{Spec{Index: 1, Count: 3}, "beef", "another version of the scenario file"},
+	} {
+		err := got.Check(c.spec, c.sha)
+		if c.want == "" && err != nil || c.want != "" && (!errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("Check(%s, %q) = %v, want %q", c.spec, c.sha, err, c.want)
+		}
 	}
 	// A second coordinator on the machine is refused while the first lives.
 	e2 := e

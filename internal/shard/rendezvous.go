@@ -26,14 +26,29 @@ type Endpoints struct {
 	SHA   string `json:"scenario_sha256"`
 }
 
-// RendezvousPath is where the coordinator of an N-shard run of the scenario with
-// digest sha publishes its target's endpoints in dir (the machine's temporary
-// directory, shared by the shards' processes).
-func RendezvousPath(dir, sha string, count int) string {
-	if len(sha) > 16 {
-		sha = sha[:16]
+// RendezvousPath is where the coordinator of a sharded run of the scenario named
+// scenario publishes its target's endpoints in dir (the machine's temporary
+// directory, shared by the shards' processes). The shard count and the file's
+// digest are not in the name: a shard started with another count, or another
+// version of the file, finds the coordinator and is refused (Check), as it would
+// be by a coordinator in a database.
+func RendezvousPath(dir, scenario string) string {
+	if scenario == "" {
+		scenario = "run"
 	}
-	return filepath.Join(dir, fmt.Sprintf("rehearse-shards-%s-%d.json", sha, count))
+	return filepath.Join(dir, "rehearse-shards-"+scenario+".json")
+}
+
+// Check refuses a shard (spec, running the scenario file with digest sha) that is
+// not of the run the coordinator published e for.
+func (e Endpoints) Check(spec Spec, sha string) error {
+	switch {
+	case e.Count != spec.Count:
+		return fmt.Errorf("%w: --shard %s: the coordinator on this machine (pid %d) runs %d shards, this shard %d: every shard of a run takes the same count", ErrRefused, spec, e.PID, e.Count, spec.Count)
+	case e.SHA != sha:
+		return fmt.Errorf("%w: --shard %s: the coordinator on this machine (pid %d) runs another version of the scenario file (sha256 %.12s…, this shard's %.12s…): every shard of a run runs the same file", ErrRefused, spec, e.PID, e.SHA, sha)
+	}
+	return nil
 }
 
 // Publish writes e to path for the other shards, and returns a function that
