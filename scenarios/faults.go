@@ -257,33 +257,61 @@ func (s *Scenario) validateFaultNode(c *checker, p string, f *Fault) {
 	}
 }
 
-// validateFaultOverlaps refuses two faults on one node at once (faults at a time,
-// not at a step), except a reset, which strikes once and combines with anything.
+// validateFaultOverlaps refuses two faults on one node at once, except a reset,
+// which strikes once and combines with anything. Faults at times overlap when
+// their spans do; faults at the same step start together. Before the cutover
+// starts (or without one) the writer is the first node, so a fault on the writer
+// and one on node1 are on one node.
 func (s *Scenario) validateFaultOverlaps(c *checker) {
 	type span struct {
 		i          int
+		node, step string
 		start, end time.Duration
+	}
+	local := s.Target.Kind == TargetLocal || s.Target.Kind == TargetContainer
+	firstNode := s.localNodes()[0]
+	cutoverAt := time.Duration(1<<63 - 1)
+	if s.Cutover.Enabled {
+		cutoverAt = s.Cutover.Warmup.D()
+	}
+	// A crash may move the writer too: the alias holds only until the first one.
+	for _, f := range s.Faults {
+		if at, timed := f.AtDuration(); timed && f.Kind == FaultCrash {
+			cutoverAt = min(cutoverAt, at)
+		}
 	}
 	var spans []span
 	for i, f := range s.Faults {
-		at, ok := f.AtDuration()
-		if !ok || f.EveryCycle || f.Kind == FaultReset || !slices.Contains(FaultKinds, f.Kind) {
+		if f.EveryCycle || f.Kind == FaultReset || !slices.Contains(FaultKinds, f.Kind) {
 			continue
 		}
-		end := at + time.Millisecond
+		at, timed := f.AtDuration()
+		sp := span{i: i, node: f.Node, start: at}
+		if !timed {
+			sp.step = f.At
+		}
+		sp.end = at + time.Millisecond
 		if f.Lasting() {
-			end = at + f.For.D()
+			sp.end = at + f.For.D()
 		}
 		if f.Kind == FaultCrash {
-			end = time.Duration(1<<63 - 1) // a crashed node stays down until something restarts it
+			sp.end = time.Duration(1<<63 - 1) // a crashed node stays down until something restarts it
+		}
+		if local && timed && sp.node == NodeWriter && (sp.end <= cutoverAt || f.Kind == FaultCrash && sp.start <= cutoverAt) {
+			sp.node = firstNode
 		}
 		for _, o := range spans {
-			g := s.Faults[o.i]
-			if g.Node == f.Node && at < o.end && o.start < end {
+			if o.node != sp.node {
+				continue
+			}
+			sameStep := sp.step != "" && sp.step == o.step
+			overlap := sp.step == "" && o.step == "" && sp.start < o.end && o.start < sp.end
+			if sameStep || overlap {
+				g := s.Faults[o.i]
 				c.add(fmt.Sprintf("faults[%d]", i), "%s overlaps faults[%d] (%s at %s) on the same node: two faults on one node at once cannot combine (except a reset); move one or strike another node", f.Describe(), o.i, g.Describe(), g.At)
 			}
 		}
-		spans = append(spans, span{i, at, end})
+		spans = append(spans, sp)
 	}
 }
 

@@ -66,6 +66,8 @@ func TestFaultsCyclesGuardrailsInvalid(t *testing.T) {
 		{"add on a freeze", cut + "faults:\n  - {at: 10s, kind: freeze, for: 2s, add: 5ms}\n", "faults[0].add: add and jitter apply to latency faults only"},
 		{"unknown node", cut + "faults:\n  - {at: 10s, kind: reset, node: node7}\n", `faults[0].node: no node is named "node7" on the local target; use writer, reader, replica or one of: node1, node2`},
 		{"overlap", cut + "faults:\n  - {at: 10s, kind: freeze, for: 5s}\n  - {at: 12s, kind: blackhole, for: 5s}\n", "faults[1]: blackhole writer for 5s overlaps faults[0] (freeze writer for 5s at 10s)"},
+		{"overlap at one step", cut + "faults:\n  - {at: switchover, kind: freeze, for: 2s}\n  - {at: switchover, kind: blackhole, for: 2s}\n", "faults[1]: blackhole writer for 2s overlaps faults[0] (freeze writer for 2s at switchover)"},
+		{"overlap on the writer by its name", "faults:\n  - {at: 10s, kind: freeze, for: 5s}\n  - {at: 12s, kind: blackhole, node: node1, for: 2s}\n", "faults[1]: blackhole node1 for 2s overlaps faults[0] (freeze writer for 5s at 10s)"},
 		{"every_cycle without cycles", cut + "faults:\n  - {at: switchover, kind: reset, every_cycle: true}\n", "faults[0].every_cycle: repeats the fault in every cutover cycle, but cutover.cycles is 1"},
 		{"aurora freeze", "target:\n  kind: aurora\n" + cut + "faults:\n  - {at: 10s, kind: freeze, for: 1s}\n", "faults[0].kind: the aurora target can inject only a crash"},
 		{"faults on a dsn", "target:\n  dsn: postgres://app@127.0.0.1:5432/bank\nfaults:\n  - {at: 1s, kind: reset}\n", "faults: target.dsn points at a database rehearse does not run"},
@@ -113,5 +115,19 @@ func TestShippedFaultsScenario(t *testing.T) {
 	}
 	if s.Cutover.Enabled || s.Target.Kind != scenarios.TargetLocal || s.Load.Duration.D() > 45*time.Second {
 		t.Errorf("cutover %v, target %s, duration %v: want a local run of at most 45s without cutover", s.Cutover.Enabled, s.Target.Kind, s.Load.Duration)
+	}
+}
+
+// Faults on one node at different moments, or on different nodes, combine.
+func TestFaultsThatDoNotOverlap(t *testing.T) {
+	for name, yaml := range map[string]string{
+		"after the cutover the writer is another node": cut + "faults:\n  - {at: 30s, kind: freeze, for: 5s}\n  - {at: 31s, kind: blackhole, node: node1, for: 2s}\n",
+		"different steps":                cut + "faults:\n  - {at: catch_up, kind: freeze, for: 2s}\n  - {at: switchover, kind: blackhole, for: 2s}\n",
+		"a reset combines with anything": cut + "faults:\n  - {at: switchover, kind: freeze, for: 2s}\n  - {at: switchover, kind: reset}\n",
+		"one after the other":            "faults:\n  - {at: 10s, kind: freeze, for: 2s}\n  - {at: 12s, kind: blackhole, node: node1, for: 2s}\n",
+	} {
+		if _, err := scenarios.Parse("f.yaml", []byte(yaml)); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }
