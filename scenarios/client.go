@@ -150,20 +150,24 @@ var clientFields = []struct {
 }
 
 // ApplyPreset sets every client field that given reports as not written by the user
-// to the preset's value (an unknown preset changes nothing: Validate reports it),
-// then applies the load.pool_size and load.conn_max_lifetime aliases and keeps them
-// in step with the client's values. Parse calls it with the file's fields; a
+// to the preset's value (for an unknown preset, the default preset's: Validate
+// reports the name), then applies the load.pool_size and load.conn_max_lifetime
+// aliases and keeps them in step with the client's values. Parse calls it with the file's fields; a
 // program that builds a Scenario can call it after changing Client.Preset.
 func (s *Scenario) ApplyPreset(given func(path string) bool) {
 	c := &s.Client
 	if c.Preset == "" {
 		c.Preset = DefaultPreset
 	}
-	if p, ok := Presets[c.Preset]; ok {
-		for _, f := range clientFields {
-			if !given(f.path) {
-				f.set(c, p)
-			}
+	p, ok := Presets[c.Preset]
+	if !ok {
+		// Validate reports the unknown preset; the default's values keep the
+		// fields it would have set from being reported as a consequence.
+		p = Presets[DefaultPreset]
+	}
+	for _, f := range clientFields {
+		if !given(f.path) {
+			f.set(c, p)
 		}
 	}
 	if !given("client.pool_size") && given("load.pool_size") {

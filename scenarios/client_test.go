@@ -45,6 +45,11 @@ func TestClientPresetsAndAliases(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("err = %v, want %q", err, tt.err)
 				}
+				// One problem, not its consequences too (an unknown preset's
+				// fields are not reported unset).
+				if n := strings.Count(err.Error(), "\n") + 1; n != 1 {
+					t.Errorf("%d problems, want 1:\n%v", n, err)
+				}
 				return
 			}
 			if err != nil {
