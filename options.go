@@ -21,6 +21,7 @@ type options struct {
 	set      map[string]bool // which options were given, by name
 	out      string
 	keep     bool
+	notices  io.Writer
 	image    string
 	confirm  string
 	awsURL   string
@@ -73,8 +74,13 @@ func WithRate(r float64) Option {
 	return func(o *options) { o.over.Rate = &r; o.mark("WithRate") }
 }
 
-// WithKeep leaves an embedded server running after the run (its DSN is logged).
+// WithKeep leaves an embedded server running after the run (its DSN and password
+// file are logged, or told to WithNotices' writer).
 func WithKeep(keep bool) Option { return func(o *options) { o.keep = keep } }
+
+// WithNotices sends what the user must see even when the log is off to w: the
+// servers WithKeep leaves running, their DSNs and password file (nil: the log).
+func WithNotices(w io.Writer) Option { return func(o *options) { o.notices = w } }
 
 // WithRollback rehearses the failback to the old writer after validation.
 func WithRollback(on bool) Option { return func(o *options) { o.over.Rollback = on } }
@@ -148,6 +154,7 @@ func (o *options) engineConfig(s *scenarios.Scenario) (engine.Config, error) {
 	cfg := engine.Config{
 		Target:  engine.TargetConfig{Image: o.image, AWSEndpointURL: o.awsURL, Log: o.log},
 		Version: Version(),
+		Notices: o.notices,
 	}
 	if s.Target.Kind != scenarios.TargetAurora {
 		return cfg, nil

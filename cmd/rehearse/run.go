@@ -93,6 +93,8 @@ interrupted (exit 130).`,
 			if !f.quiet {
 				opts = append(opts, rehearse.WithProgress(s.err), rehearse.WithLog(s.err))
 			}
+			// --keep says what it kept and where its password is, even with --quiet.
+			opts = append(opts, rehearse.WithNotices(s.err))
 			res, err := rehearse.Run(cmd.Context(), sc, opts...)
 			if res != nil {
 				summarize(s.out, res, f.out)

@@ -41,6 +41,9 @@ type Config struct {
 	// Shard makes the rehearsal one shard of a run spread over several processes
 	// (nil: a run of one process).
 	Shard *ShardConfig
+	// Notices is where what the user must see whatever the log goes: the kept
+	// servers, their DSNs and password file (nil: Target.Log).
+	Notices io.Writer
 }
 
 // Rehearsal is a target that is up, with its workload set up and its pools open.
@@ -151,7 +154,11 @@ func (r *Rehearsal) Close(ctx context.Context, keep bool) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, VerifyTimeout)
 	defer cancel()
-	r.tgt.Close(cctx, keep, r.log)
+	log := r.log
+	if keep && r.cfg.Notices != nil {
+		log = r.cfg.Notices
+	}
+	r.tgt.Close(cctx, keep, log)
 }
 
 // Versions are the versions the rehearsal's results record: rehearse, Go and, once
