@@ -152,17 +152,48 @@ func cards(res *result.Result) []card {
 	if res.Migration != nil && res.Migration.Abort != nil {
 		outcome = "aborted at " + strconv.FormatFloat(res.Migration.Abort.AtS, 'f', 1, 64) + " s"
 	}
-	return []card{
+	cards := []card{
 		{"Cutover", outcome, outcome == "failed" || res.Migration != nil && res.Migration.Outcome == "aborted"},
 		{"Longest write outage", fmtMs(res.Availability.WriteUnavailableMaxMs), false},
 		recoveryCard(res),
+	}
+	if c, ok := faultRecoveryCard(res.Faults); ok {
+		cards = append(cards, c)
+	}
+	return append(cards, []card{
 		{"Longest read outage", fmtMs(res.Availability.ReadUnavailableMaxMs), false},
 		{"Lost acknowledged writes", lost, !res.Integrity.Checked || res.Integrity.LostAcknowledgedWrites > 0},
 		{"Failed (users)", fmt.Sprintf("%d (%s)", res.Totals.Failed, fmtPercent(errRate)), false},
 		{"Failed attempts", strconv.FormatInt(res.Totals.FailedAttempts, 10), false},
 		{"Achieved / target rate", ratio, bad},
 		{"Transactions", strconv.FormatInt(res.Totals.Transactions, 10), false},
+	}...)
+}
+
+// faultRecoveryCard says how long users kept feeling the injected faults after
+// each ended: the longest, and whether every one recovered (ok is false when no
+// fault has a recovery).
+func faultRecoveryCard(faults []result.Fault) (card, bool) {
+	longest, n, all := 0.0, 0, true
+	for _, f := range faults {
+		if f.RecoveryS == nil {
+			continue
+		}
+		n++
+		longest = max(longest, *f.RecoveryS)
+		all = all && f.Recovered
 	}
+	if n == 0 {
+		return card{}, false
+	}
+	v := strconv.FormatFloat(longest, 'f', 1, 64) + " s max of " + strconv.Itoa(n) + " fault"
+	if n > 1 {
+		v += "s"
+	}
+	if !all {
+		return card{"Recovery after the faults", "not by the end (" + v + ")", true}, true
+	}
+	return card{"Recovery after the faults", v, false}, true
 }
 
 // outcomeText says in a sentence how the cutover ended.
