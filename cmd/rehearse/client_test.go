@@ -145,6 +145,8 @@ func TestClientBadInput(t *testing.T) {
 			[]string{"target.max_connections", "client.app_instances 8 × client.pool_size 16 × 2 endpoints + 10 = 266"}},
 		{"DNS address in use", "target:\n  dns_addr: " + taken.LocalAddr().String() + "\ncutover:\n  enabled: true\n", []string{"--mode", "wet"}, 1,
 			[]string{taken.LocalAddr().String(), "in use"}},
+		{"more connections than an existing server has room for", "client:\n  app_instances: 4\n  pool_size: 200\ntarget:\n  dsn: " + sharedDSN(t) + "\n", nil, 2,
+			[]string{"the load needs 4 pool(s) × client.pool_size 200 = 800 connections", "has room for", "max_connections"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

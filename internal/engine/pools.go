@@ -87,6 +87,17 @@ func instances(sc *scenarios.Scenario) int {
 func connect(ctx context.Context, tgt Target, sc *scenarios.Scenario) (*pools, error) {
 	p := &pools{size: poolSize(sc)}
 	wdsn, rdsn := tgt.Endpoints()
+	if tgt.Kind() == scenarios.TargetDSN && tgt.EndpointMode() == scenarios.EndpointDirect {
+		// Validation checked the servers rehearse starts; an existing server's
+		// room is known only now.
+		pools := instances(sc)
+		if rdsn != wdsn {
+			pools *= 2
+		}
+		if err := checkRoom(ctx, wdsn, pools, p.size, tgt); err != nil {
+			return nil, err
+		}
+	}
 	for range instances(sc) {
 		// Each instance resolves names with its own cache, as separate processes do.
 		var lookup pgconn.LookupFunc
@@ -261,4 +272,36 @@ func describeConnectError(cfg *pgxpool.Config, err error) error {
 		return fmt.Errorf("cannot reach PostgreSQL at %s: connection refused. Is the server running and listening on that address? %w", where, err)
 	}
 	return fmt.Errorf("cannot connect to PostgreSQL at %s: %w", where, err)
+}
+
+// checkRoom refuses, before any pool opens, a load whose pools (pools of size
+// connections each) an existing server has no room for: its max_connections less
+// superuser_reserved_connections and the connections others hold now.
+func checkRoom(ctx context.Context, dsn string, pools, size int, tgt Target) error {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return fmt.Errorf("%w: target.dsn: the DSN is malformed (%v): write it as postgres://USER:PASSWORD@HOST:PORT/DB or as key=value pairs (host=… port=… user=… dbname=…)", ErrInvalidInput, err)
+	}
+	cfg.DefaultQueryExecMode = tgt.ExecMode()
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		pcfg, perr := pgxpool.ParseConfig(dsn)
+		if perr != nil {
+			return err
+		}
+		return describeConnectError(pcfg, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var maxConns, reserved, inUse int
+	if err := conn.QueryRow(ctx, `SELECT current_setting('max_connections')::int, current_setting('superuser_reserved_connections')::int,
+  (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int`).Scan(&maxConns, &reserved, &inUse); err != nil {
+		return nil // a server that does not say cannot be checked: the pools' warm-up will tell
+	}
+	// This connection is one of those in use, and is closed before the pools open.
+	room := maxConns - reserved - (inUse - 1)
+	if need := pools * size; need > room {
+		return fmt.Errorf("%w: the load needs %d pool(s) × client.pool_size %d = %d connections, but the server at %s:%d has room for %d (max_connections %d − superuser_reserved_connections %d − %d in use): lower client.pool_size or client.app_instances, or raise max_connections", ErrInvalidInput,
+			pools, size, need, cfg.Host, cfg.Port, room, maxConns, reserved, inUse-1)
+	}
+	return nil
 }
