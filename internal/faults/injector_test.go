@@ -246,7 +246,7 @@ func TestInjectorEveryCycle(t *testing.T) {
 // the fault's end, and strikes nothing more.
 func TestInjectorCancelUndoesAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		fs := parseFaults(t, "", "  - {at: 1s, kind: freeze, for: 30s}\n  - {at: 5s, kind: freeze, node: node1, for: 1s}\n")
+		fs := parseFaults(t, "", "  - {at: 1s, kind: freeze, for: 30s}\n  - {at: 5s, kind: reset, node: node1}\n")
 		host := newFakeHost("node1")
 		res, _ := run(t, fs, host, nil, 10*time.Second, 2*time.Second)
 		if got := host.Calls(); !slices.Equal(got, []string{"1s freeze node1", "2s thaw node1"}) {
