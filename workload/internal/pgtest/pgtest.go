@@ -2,7 +2,9 @@
 //
 // The server runs from the machine's own binaries (pg_config --bindir, the PATH, or
 // the Debian layout /usr/lib/postgresql/*/bin), with fsync off, on a free 127.0.0.1
-// port, in a temporary directory that is removed when the test ends, pass or fail.
+// port, in a temporary directory that is removed when the test ends, pass or fail,
+// admitting only the postgres superuser with a password made for the server (in
+// Server.DSN).
 // When running as root the server runs as the `postgres` OS user, because PostgreSQL
 // refuses to run as root.
 package pgtest
@@ -10,6 +12,8 @@ package pgtest
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -66,7 +70,8 @@ func isFile(p string) bool {
 
 // Server is a running test server.
 type Server struct {
-	// DSN connects to the postgres database as the postgres superuser.
+	// DSN connects to the postgres database as the postgres superuser, with the
+	// server's password (the server admits no one without it).
 	DSN string
 	// Port is the TCP port on 127.0.0.1.
 	Port int
@@ -117,7 +122,21 @@ func Start(t testing.TB) *Server {
 			}
 		}
 	}
-	if out, err := run(cred, filepath.Join(bin, "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--locale=C"); err != nil {
+	// The server admits the postgres superuser with a password made for it only,
+	// over TCP and its socket alike, as the servers rehearse starts do.
+	password := randomPassword(t)
+	pwfile := filepath.Join(root, "pwfile")
+	if err := os.WriteFile(pwfile, []byte(password+"\n"), 0o600); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	if cred != nil {
+		if err := os.Chown(pwfile, uid, gid); err != nil {
+			t.Fatalf("pgtest: chown %s: %v", pwfile, err)
+		}
+	}
+	out, err := run(cred, filepath.Join(bin, "initdb"), "-D", data, "-U", "postgres", "-A", "scram-sha-256", "--pwfile", pwfile, "-E", "UTF8", "--no-sync", "--locale=C")
+	_ = os.Remove(pwfile)
+	if err != nil {
 		t.Fatalf("pgtest: initdb: %v\n%s", err, out)
 	}
 	var lastErr error
@@ -128,7 +147,7 @@ func Start(t testing.TB) *Server {
 		if err == nil {
 			started = true
 			return &Server{
-				DSN:     fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port),
+				DSN:     fmt.Sprintf("postgres://postgres:%s@127.0.0.1:%d/postgres?sslmode=disable", password, port),
 				Port:    port,
 				DataDir: data,
 			}
@@ -138,6 +157,15 @@ func Start(t testing.TB) *Server {
 	}
 	t.Fatalf("pgtest: %v", lastErr)
 	return nil
+}
+
+// randomPassword is 32 random bytes in hex: safe in a URL as it is.
+func randomPassword(t testing.TB) string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	return hex.EncodeToString(b)
 }
 
 // credential returns the credential to run server binaries with: the postgres user
