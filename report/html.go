@@ -155,10 +155,13 @@ func cards(res *result.Result) []card {
 	cards := []card{
 		{"Cutover", outcome, outcome == "failed" || res.Migration != nil && res.Migration.Outcome == "aborted"},
 		{"Longest write outage", fmtMs(res.Availability.WriteUnavailableMaxMs), false},
-		recoveryCard(res),
 	}
-	if c, ok := faultRecoveryCard(res.Faults); ok {
-		cards = append(cards, c)
+	fc, faulted := faultRecoveryCard(res.Faults)
+	if res.Migration != nil || !faulted {
+		cards = append(cards, recoveryCard(res))
+	}
+	if faulted {
+		cards = append(cards, fc)
 	}
 	return append(cards, []card{
 		{"Longest read outage", fmtMs(res.Availability.ReadUnavailableMaxMs), false},
