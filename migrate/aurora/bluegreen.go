@@ -68,7 +68,7 @@ func (p *Provider) PreflightBlueGreen(ctx context.Context, spec migrate.GreenSpe
 	ver := migrate.Check{Name: "green engine version not older than blue's", OK: true, Detail: "green runs " + version + ", as blue"}
 	if want := spec.EngineVersion; want != "" {
 		ver.Detail = "green runs " + want + ", blue " + version
-		if compareVersions(want, version) < 0 {
+		if migrate.CompareVersions(want, version) < 0 {
 			ver.OK, ver.Detail = false, fmt.Sprintf("TargetEngineVersion %s is older than the cluster's %s: a blue/green deployment cannot downgrade", want, version)
 		}
 	}
@@ -94,27 +94,6 @@ func (p *Provider) PreflightBlueGreen(ctx context.Context, spec migrate.GreenSpe
 		return nil, fmt.Errorf("aurora: through %s: %w", w, err)
 	}
 	return append(checks, logical...), nil
-}
-
-// compareVersions compares two engine versions by their numbers: -1, 0 or 1.
-func compareVersions(a, b string) int {
-	pa, pb := strings.Split(a, "."), strings.Split(b, ".")
-	for i := range max(len(pa), len(pb)) {
-		var x, y int
-		if i < len(pa) {
-			fmt.Sscan(pa[i], &x)
-		}
-		if i < len(pb) {
-			fmt.Sscan(pb[i], &y)
-		}
-		switch {
-		case x < y:
-			return -1
-		case x > y:
-			return 1
-		}
-	}
-	return 0
 }
 
 // deploymentsOf lists the blue/green deployments whose source is the cluster arn

@@ -2,13 +2,13 @@ package emulator
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/rehearse-dev/rehearse/migrate"
+	"github.com/rehearse-dev/rehearse/migrate/internal/bluegreen"
 )
 
 // Blue/green deployment statuses (DescribeBlueGreenDeployments), and the statuses
@@ -129,8 +129,8 @@ func (s *Server) createBlueGreen(f map[string][]string) (any, *apiError) {
 	if busy := s.busyLocked(); busy != "" {
 		return nil, fault(400, "InvalidDBClusterStateFault", "cannot create a blue/green deployment now: %s", busy)
 	}
-	suffix := randomLower(6)
-	d := &deployment{id: "bgd-" + randomLower(16), name: name, status: bgProvisioning, memberStatus: bgProvisioning,
+	suffix := bluegreen.RandomID(6)
+	d := &deployment{id: "bgd-" + bluegreen.RandomID(16), name: name, status: bgProvisioning, memberStatus: bgProvisioning,
 		greenCluster: s.opts.ClusterID + "-green-" + suffix, engineVersion: s.opts.EngineVersion, oldVersion: s.opts.EngineVersion,
 		paramGroup: first(f, "TargetDBClusterParameterGroupName"), created: s.opts.Now()}
 	if target != "" {
@@ -499,17 +499,6 @@ func (s *Server) describeDeploymentInstance(id string) (any, *apiError, bool) {
 		}
 	}
 	return nil, nil, false
-}
-
-// randomLower returns n random lower-case letters and digits.
-func randomLower(n int) string {
-	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	for i := range b {
-		b[i] = alphabet[int(b[i])%len(alphabet)]
-	}
-	return string(b)
 }
 
 type xmlSwitchoverDetail struct {
