@@ -7,113 +7,13 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/rehearse-dev/rehearse/internal/testutil"
 	"github.com/rehearse-dev/rehearse/migrate"
 	"github.com/rehearse-dev/rehearse/migrate/aurora/emulator"
 )
-
-// serialLoad inserts orders with keys from their sequence through the writer
-// endpoint until stopped, remembering the acknowledged keys.
-type serialLoad struct {
-	dsn   string
-	mu    sync.Mutex
-	acked []int64
-	fails int
-	stop  chan struct{}
-	done  chan struct{}
-}
-
-func startSerialLoad(t *testing.T, dsn string) *serialLoad {
-	t.Helper()
-	conn, err := pgx.Connect(t.Context(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Exec(t.Context(), "CREATE TABLE orders (id bigserial PRIMARY KEY, pad text)"); err != nil {
-		t.Fatal(err)
-	}
-	conn.Close(t.Context())
-	l := &serialLoad{dsn: dsn, stop: make(chan struct{}), done: make(chan struct{})}
-	go l.run()
-	t.Cleanup(l.halt)
-	return l
-}
-
-func (l *serialLoad) run() {
-	defer close(l.done)
-	var conn *pgx.Conn
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-l.stop:
-			if conn != nil {
-				conn.Close(context.Background())
-			}
-			return
-		case <-tick.C:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		var err error
-		if conn == nil {
-			if conn, err = pgx.Connect(ctx, l.dsn); err != nil {
-				conn = nil
-			}
-		}
-		var id int64
-		if err == nil {
-			err = conn.QueryRow(ctx, "INSERT INTO orders (pad) VALUES ('x') RETURNING id").Scan(&id)
-		}
-		cancel()
-		l.mu.Lock()
-		if err == nil {
-			l.acked = append(l.acked, id)
-		} else {
-			l.fails++
-			if conn != nil {
-				conn.Close(context.Background())
-				conn = nil
-			}
-		}
-		l.mu.Unlock()
-	}
-}
-
-func (l *serialLoad) halt() {
-	select {
-	case <-l.stop:
-	default:
-		close(l.stop)
-	}
-	<-l.done
-}
-
-func (l *serialLoad) count() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.acked)
-}
-
-// lost counts acknowledged keys missing through the writer endpoint.
-func (l *serialLoad) lost(ctx context.Context) (lost, acked int, err error) {
-	l.mu.Lock()
-	ids := slices.Clone(l.acked)
-	l.mu.Unlock()
-	conn, err := pgx.Connect(ctx, l.dsn)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer conn.Close(ctx)
-	var have int
-	err = conn.QueryRow(ctx, "SELECT count(*) FROM orders WHERE id = ANY($1)", ids).Scan(&have)
-	return len(ids) - have, len(ids), err
-}
 
 var bgPlan = migrate.Config{Strategy: migrate.StrategyBlueGreen, StepTimeout: 90 * time.Second, CatchUpMaxLagBytes: 1 << 20,
 	CatchUpSamples: 3, Soak: 200 * time.Millisecond, Poll: 50 * time.Millisecond, SwitchoverTimeout: 60 * time.Second,

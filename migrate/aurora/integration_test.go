@@ -65,27 +65,38 @@ func realEmulator(t *testing.T) (*Provider, *emulator.Server, *emulator.LocalBac
 }
 
 // load inserts rows through the writer endpoint until stopped, remembering which
-// commits were acknowledged.
+// commits were acknowledged: explicit keys into acked (startLoad), or keys from a
+// sequence into orders (startSerialLoad), which a blue/green switchover must carry
+// over to green.
 type load struct {
-	dsn   string
-	mu    sync.Mutex
-	acked []int64
-	fails int
-	stop  chan struct{}
-	done  chan struct{}
+	dsn    string
+	serial bool
+	mu     sync.Mutex
+	acked  []int64
+	fails  int
+	stop   chan struct{}
+	done   chan struct{}
 }
 
-func startLoad(t *testing.T, dsn string) *load {
+func startLoad(t *testing.T, dsn string) *load { return start(t, dsn, false) }
+
+func startSerialLoad(t *testing.T, dsn string) *load { return start(t, dsn, true) }
+
+func start(t *testing.T, dsn string, serial bool) *load {
 	t.Helper()
 	conn, err := pgx.Connect(t.Context(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := conn.Exec(t.Context(), "CREATE TABLE acked (id bigint PRIMARY KEY, pad text)"); err != nil {
+	ddl := "CREATE TABLE acked (id bigint PRIMARY KEY, pad text)"
+	if serial {
+		ddl = "CREATE TABLE orders (id bigserial PRIMARY KEY, pad text)"
+	}
+	if _, err := conn.Exec(t.Context(), ddl); err != nil {
 		t.Fatal(err)
 	}
 	conn.Close(t.Context())
-	l := &load{dsn: dsn, stop: make(chan struct{}), done: make(chan struct{})}
+	l := &load{dsn: dsn, serial: serial, stop: make(chan struct{}), done: make(chan struct{})}
 	go l.run()
 	t.Cleanup(l.halt)
 	return l
@@ -113,7 +124,9 @@ func (l *load) run() {
 				conn = nil
 			}
 		}
-		if err == nil {
+		if err == nil && l.serial {
+			err = conn.QueryRow(ctx, "INSERT INTO orders (pad) VALUES ('x') RETURNING id").Scan(&id)
+		} else if err == nil {
 			_, err = conn.Exec(ctx, "INSERT INTO acked VALUES ($1, repeat('x', 100))", id)
 		}
 		cancel()
@@ -140,6 +153,12 @@ func (l *load) halt() {
 	<-l.done
 }
 
+func (l *load) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.acked)
+}
+
 // lost counts acknowledged rows missing from the writer (through the writer endpoint).
 func (l *load) lost(ctx context.Context) (lost, acked int, err error) {
 	l.mu.Lock()
@@ -150,7 +169,11 @@ func (l *load) lost(ctx context.Context) (lost, acked int, err error) {
 		return 0, 0, err
 	}
 	defer conn.Close(ctx)
-	err = conn.QueryRow(ctx, "SELECT count(*) FROM unnest($1::bigint[]) a(id) WHERE NOT EXISTS (SELECT 1 FROM acked WHERE acked.id = a.id)", ids).Scan(&lost)
+	table := "acked"
+	if l.serial {
+		table = "orders"
+	}
+	err = conn.QueryRow(ctx, "SELECT count(*) FROM unnest($1::bigint[]) a(id) WHERE NOT EXISTS (SELECT 1 FROM "+table+" t WHERE t.id = a.id)", ids).Scan(&lost)
 	return lost, len(ids), err
 }
 
