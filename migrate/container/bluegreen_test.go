@@ -7,71 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/rehearse-dev/rehearse/internal/testutil"
 	"github.com/rehearse-dev/rehearse/migrate"
 	"github.com/rehearse-dev/rehearse/migrate/container"
 	"github.com/rehearse-dev/rehearse/migrate/endpoint"
 )
-
-// serialWriter inserts orders with keys from their sequence through the writer
-// endpoint, reconnecting after errors, and records the acknowledged keys.
-type serialWriter struct {
-	mu    sync.Mutex
-	acked []int64
-	fails int
-}
-
-func (w *serialWriter) run(ctx context.Context, c *container.Cluster, mode pgx.QueryExecMode) {
-	var conn *pgx.Conn
-	defer func() {
-		if conn != nil {
-			conn.Close(context.Background())
-		}
-	}()
-	for ctx.Err() == nil {
-		if conn == nil {
-			cfg, err := connConfig(c, c.WriterEndpoint(), mode)
-			if err != nil {
-				return
-			}
-			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			conn, err = pgx.ConnectConfig(cctx, cfg)
-			cancel()
-			if err != nil {
-				conn = nil
-				w.fail()
-				continue
-			}
-		}
-		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		var id int64
-		err := conn.QueryRow(ictx, "INSERT INTO orders (pad) VALUES ('x') RETURNING id").Scan(&id)
-		cancel()
-		if err != nil {
-			conn.Close(context.Background())
-			conn = nil
-			w.fail()
-			continue
-		}
-		w.mu.Lock()
-		w.acked = append(w.acked, id)
-		w.mu.Unlock()
-	}
-}
-
-func (w *serialWriter) fail() {
-	w.mu.Lock()
-	w.fails++
-	w.mu.Unlock()
-}
-
-func (w *serialWriter) ackedIDs() []int64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]int64(nil), w.acked...)
-}
 
 // TestBlueGreenContainers runs a blue/green deployment between containers over
 // real logical replication, with a client inserting serial keys through the dns
@@ -103,7 +43,7 @@ func TestBlueGreenContainers(t *testing.T) {
 		}
 	}
 
-	var w serialWriter
+	w := writer{serial: true}
 	lctx, stopLoad := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)

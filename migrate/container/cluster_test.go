@@ -116,11 +116,14 @@ func waitCaughtUp(t *testing.T, ctx context.Context, c *container.Cluster, repli
 }
 
 // writer inserts rows through the writer endpoint in a loop, reconnecting after
-// errors, and records which inserts were acknowledged.
+// errors, and records which inserts were acknowledged: explicit keys into load, or
+// (serial) keys from a sequence into orders, which a blue/green switchover must
+// carry over to green.
 type writer struct {
-	mu    sync.Mutex
-	acked []int
-	fails int
+	serial bool
+	mu     sync.Mutex
+	acked  []int64
+	fails  int
 }
 
 func (w *writer) run(ctx context.Context, c *container.Cluster, mode pgx.QueryExecMode) {
@@ -130,7 +133,7 @@ func (w *writer) run(ctx context.Context, c *container.Cluster, mode pgx.QueryEx
 			conn.Close(context.Background())
 		}
 	}()
-	for i := 1; ctx.Err() == nil; i++ {
+	for i := int64(1); ctx.Err() == nil; i++ {
 		if conn == nil {
 			cfg, err := connConfig(c, c.WriterEndpoint(), mode)
 			if err != nil {
@@ -146,7 +149,12 @@ func (w *writer) run(ctx context.Context, c *container.Cluster, mode pgx.QueryEx
 			}
 		}
 		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := conn.Exec(ictx, "INSERT INTO load (id) VALUES ($1)", i)
+		id, err := i, error(nil)
+		if w.serial {
+			err = conn.QueryRow(ictx, "INSERT INTO orders (pad) VALUES ('x') RETURNING id").Scan(&id)
+		} else {
+			_, err = conn.Exec(ictx, "INSERT INTO load (id) VALUES ($1)", i)
+		}
 		cancel()
 		if err != nil {
 			conn.Close(context.Background())
@@ -155,7 +163,7 @@ func (w *writer) run(ctx context.Context, c *container.Cluster, mode pgx.QueryEx
 			continue
 		}
 		w.mu.Lock()
-		w.acked = append(w.acked, i)
+		w.acked = append(w.acked, id)
 		w.mu.Unlock()
 	}
 }
@@ -166,10 +174,10 @@ func (w *writer) fail() {
 	w.mu.Unlock()
 }
 
-func (w *writer) ackedIDs() []int {
+func (w *writer) ackedIDs() []int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return append([]int(nil), w.acked...)
+	return append([]int64(nil), w.acked...)
 }
 
 // lookup asks the cluster's DNS server for name's A record.
@@ -183,15 +191,15 @@ func lookup(t *testing.T, c *container.Cluster, name string) dnsserver.Answer {
 }
 
 // missing returns the acknowledged ids absent from the load table.
-func missing(t *testing.T, ctx context.Context, conn *pgx.Conn, acked []int) []int {
+func missing(t *testing.T, ctx context.Context, conn *pgx.Conn, acked []int64) []int64 {
 	t.Helper()
 	rows, err := conn.Query(ctx, "SELECT id FROM load")
 	if err != nil {
 		t.Fatal(err)
 	}
-	have := map[int]bool{}
+	have := map[int64]bool{}
 	for rows.Next() {
-		var id int
+		var id int64
 		if err := rows.Scan(&id); err != nil {
 			t.Fatal(err)
 		}
@@ -200,7 +208,7 @@ func missing(t *testing.T, ctx context.Context, conn *pgx.Conn, acked []int) []i
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	var out []int
+	var out []int64
 	for _, id := range acked {
 		if !have[id] {
 			out = append(out, id)
