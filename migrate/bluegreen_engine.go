@@ -223,19 +223,7 @@ func findings(checks []Check, err error) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := map[string]any{}
-	var blocking []string
-	for _, c := range checks {
-		status := "ok"
-		switch {
-		case !c.OK && c.Warning:
-			status = "warning"
-		case !c.OK:
-			status = "blocking"
-			blocking = append(blocking, c.Name+" ("+c.Detail+")")
-		}
-		d[c.Name] = status + ": " + c.Detail
-	}
+	d, blocking := checkDetail(checks, "blocking")
 	if len(blocking) > 0 {
 		return d, fmt.Errorf("preflight found what blocks a blue/green deployment: %v", blocking)
 	}

@@ -213,6 +213,17 @@ func (e *Engine) preflight(ctx context.Context) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
+	d, failed := checkDetail(checks, "failed")
+	if len(failed) > 0 {
+		return d, fmt.Errorf("preflight failed: %v", failed)
+	}
+	return d, nil
+}
+
+// checkDetail is preflight checks as a step's detail: each check's name to its
+// status (ok, warning, or bad for a failed check that is not a warning) and
+// detail. It returns the failed checks too, named with their detail.
+func checkDetail(checks []Check, bad string) (map[string]any, []string) {
 	d := map[string]any{}
 	var failed []string
 	for _, c := range checks {
@@ -221,15 +232,12 @@ func (e *Engine) preflight(ctx context.Context) (map[string]any, error) {
 		case !c.OK && c.Warning:
 			status = "warning"
 		case !c.OK:
-			status = "failed"
+			status = bad
 			failed = append(failed, c.Name+" ("+c.Detail+")")
 		}
 		d[c.Name] = status + ": " + c.Detail
 	}
-	if len(failed) > 0 {
-		return d, fmt.Errorf("preflight failed: %v", failed)
-	}
-	return d, nil
+	return d, failed
 }
 
 // catchUp samples lag until it is under the limit for the required samples.
