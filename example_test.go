@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/rehearse-dev/rehearse"
 	"github.com/rehearse-dev/rehearse/migrate/container"
 	"github.com/rehearse-dev/rehearse/report"
+	"github.com/rehearse-dev/rehearse/result"
 	"github.com/rehearse-dev/rehearse/scenarios"
 )
 
@@ -61,7 +63,7 @@ func TestCutoverMeetsSLOs(t *testing.T) {
 	)
 	switch {
 	case errors.Is(err, rehearse.ErrSLOBreached):
-		t.Fatalf("the cutover breached its SLOs: %v", report.Reasons(res.SLO))
+		t.Fatalf("the cutover breached its SLOs: %v\n%s", report.Reasons(res.SLO), whatHappened(res))
 	case err != nil:
 		t.Fatalf("the rehearsal did not complete: %v", err)
 	}
@@ -76,6 +78,24 @@ func TestCutoverMeetsSLOs(t *testing.T) {
 	}
 	t.Logf("writer %s -> %s; longest write unavailability %.0f ms; %d acknowledged writes, none lost",
 		res.Migration.WriterBefore, res.Migration.WriterAfter, res.Availability.WriteUnavailableMaxMs, res.Integrity.AcknowledgedWrites)
+}
+
+// whatHappened says when the cutover's steps ran and where users could not write or
+// read, so that a breach can be told apart from the machine it ran on.
+func whatHappened(res *result.Result) string {
+	var b strings.Builder
+	if m := res.Migration; m != nil {
+		for _, s := range m.Steps {
+			fmt.Fprintf(&b, "step %s %s %.3f-%.3f s %v\n", s.Name, s.Status, s.StartS, s.EndS, s.Detail)
+		}
+	}
+	for _, w := range res.Availability.Windows {
+		fmt.Fprintf(&b, "%s unavailable %.3f-%.3f s (%.0f ms, %d attempts, %s)\n", w.Kind, w.StartS, w.EndS, w.Ms, w.Attempts, w.Phase)
+	}
+	for _, e := range res.Errors {
+		fmt.Fprintf(&b, "errors: %+v\n", e)
+	}
+	return b.String()
 }
 
 // ensureImage builds rehearse/postgres:15 offline (make image) when neither the
