@@ -152,8 +152,9 @@ var clientFields = []struct {
 // ApplyPreset sets every client field that given reports as not written by the user
 // to the preset's value (for an unknown preset, the default preset's: Validate
 // reports the name), then applies the load.pool_size and load.conn_max_lifetime
-// aliases and keeps them in step with the client's values. Parse calls it with the file's fields; a
-// program that builds a Scenario can call it after changing Client.Preset.
+// aliases and keeps them in step with the client's values. Parse calls it with the
+// file's fields; a program that builds a Scenario can call it after changing
+// Client.Preset.
 func (s *Scenario) ApplyPreset(given func(path string) bool) {
 	c := &s.Client
 	if c.Preset == "" {

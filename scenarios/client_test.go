@@ -85,10 +85,12 @@ func TestTelemetryAndDatabaseSLOs(t *testing.T) {
 		{"unknown stat", "slo:\n  database:\n    - {metric: cpu, stat: p42, max: 80}\n", "slo.database[0].stat: unknown value \"p42\"; use one of: min, mean, p50, p95, p99, max"},
 		{"remote metrics", "telemetry:\n  metrics_addr: 0.0.0.0:9464\n", "telemetry.metrics_addr: must be a loopback host:port"},
 		{"unknown node", "slo:\n  database:\n    - {metric: cpu, node: bogus, max: 80}\n",
-			"slo.database[0].node: unknown node \"bogus\"; use one of: writer, reader, replica, rollback_target, or a local node's name: node1"},
-		{"unknown node in a container", "target:\n  kind: container\nslo:\n  database:\n    - {metric: cpu, node: node0, max: 80}\n",
-			"slo.database[0].node: unknown node \"node0\"; use one of: writer, reader, replica, rollback_target, or a container node's name"},
-		{"a node's name", "slo:\n  database:\n    - {metric: cpu, node: node2, max: 80}\n", "-"},
+			"slo.database[0].node: unknown node \"bogus\"; use one of: writer, reader, replica, rollback_target, or a node of the local target: node1"},
+		{"a node the run does not have", "slo:\n  database:\n    - {metric: cpu, node: node2, max: 80}\n",
+			"slo.database[0].node: unknown node \"node2\"; use one of: writer, reader, replica, rollback_target, or a node of the local target: node1"},
+		{"unknown node in a container", "target:\n  kind: container\ncutover:\n  enabled: true\nslo:\n  database:\n    - {metric: cpu, node: node3, max: 80}\n",
+			"slo.database[0].node: unknown node \"node3\"; use one of: writer, reader, replica, rollback_target, or a node of the container target: node1, node2"},
+		{"the replica a cutover adds", "cutover:\n  enabled: true\nslo:\n  database:\n    - {metric: cpu, node: node2, max: 80}\n", "-"},
 		{"an Aurora instance's name", "target:\n  kind: aurora\n  dsn: postgres://postgres@demo.cluster-x.us-east-1.rds.amazonaws.com:5432/db\nslo:\n  database:\n    - {metric: cpu, node: demo-instance-1, max: 80}\n", "-"},
 	}
 	for _, tt := range tests {

@@ -473,14 +473,12 @@ func (s *Scenario) validateTelemetry(c *checker) {
 		case node == "":
 			c.add(f+".node", "must name a node: %s, or a node's name", strings.Join(DatabaseNodes, ", "))
 		case slices.Contains(DatabaseNodes, node):
-		case s.Target.DSN == "" && (s.Target.Kind == TargetLocal || s.Target.Kind == TargetContainer) && !localNodeRE.MatchString(node):
-			// Local and container nodes are node1, node2, ... in the order they
-			// start; Aurora's and a DSN target's names are only known at run time.
-			c.add(f+".node", "unknown node %q; use one of: %s, or a %s node's name: node1 (the first writer), node2, ...", d.Node, strings.Join(DatabaseNodes, ", "), s.Target.Kind)
+		case s.Target.DSN == "" && (s.Target.Kind == TargetLocal || s.Target.Kind == TargetContainer) && !slices.Contains(s.localNodes(), node):
+			// The nodes a local or container run has are known (the faults'
+			// nodes are checked against them too); Aurora's and a DSN target's
+			// names are only known at run time.
+			c.add(f+".node", "unknown node %q; use one of: %s, or a node of the %s target: %s", d.Node, strings.Join(DatabaseNodes, ", "), s.Target.Kind, strings.Join(s.localNodes(), ", "))
 		}
 		c.nonNegative(f+".max", d.Max)
 	}
 }
-
-// localNodeRE matches the names of a local or container target's nodes.
-var localNodeRE = regexp.MustCompile(`^node[1-9][0-9]*$`)

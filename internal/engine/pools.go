@@ -157,8 +157,7 @@ func connect(ctx context.Context, tgt Target, sc *scenarios.Scenario) (*pools, e
 func openPool(ctx context.Context, dsn string, size int, tgt Target, sc *scenarios.Scenario, lookup pgconn.LookupFunc) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		// pgx masks the password when it quotes a DSN in a parse error.
-		return nil, fmt.Errorf("%w: target.dsn: the DSN is malformed (%v): write it as postgres://USER:PASSWORD@HOST:PORT/DB or as key=value pairs (host=… port=… user=… dbname=…)", ErrInvalidInput, err)
+		return nil, malformedDSN(err)
 	}
 	cl := sc.Client
 	cfg.MaxConns = int32(size)
@@ -192,7 +191,7 @@ func openPool(ctx context.Context, dsn string, size int, tgt Target, sc *scenari
 	}
 	if err := warm(ctx, pool, size); err != nil {
 		pool.Close()
-		return nil, describeConnectError(cfg, err)
+		return nil, describeConnectError(cfg.ConnConfig, int(cfg.MaxConns), err)
 	}
 	return pool, nil
 }
@@ -255,17 +254,25 @@ func warm(ctx context.Context, pool *pgxpool.Pool, n int) error {
 	return first
 }
 
-func describeConnectError(cfg *pgxpool.Config, err error) error {
-	where := fmt.Sprintf("%s:%d", cfg.ConnConfig.Host, cfg.ConnConfig.Port)
+// malformedDSN says how to write a DSN that pgx could not parse (pgx masks the
+// password when it quotes a DSN in a parse error).
+func malformedDSN(err error) error {
+	return fmt.Errorf("%w: target.dsn: the DSN is malformed (%v): write it as postgres://USER:PASSWORD@HOST:PORT/DB or as key=value pairs (host=… port=… user=… dbname=…)", ErrInvalidInput, err)
+}
+
+// describeConnectError turns the usual connection failures into errors that say
+// what to do; want is how many connections were asked for.
+func describeConnectError(cfg *pgx.ConnConfig, want int, err error) error {
+	where := fmt.Sprintf("%s:%d", cfg.Host, cfg.Port)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
 		case "28P01", "28000":
-			return fmt.Errorf("%w: PostgreSQL at %s rejected user %q: %s. Check the user and password in the DSN (or ~/.pgpass)", ErrInvalidInput, where, cfg.ConnConfig.User, pgErr.Message)
+			return fmt.Errorf("%w: PostgreSQL at %s rejected user %q: %s. Check the user and password in the DSN (or ~/.pgpass)", ErrInvalidInput, where, cfg.User, pgErr.Message)
 		case "3D000":
-			return fmt.Errorf("%w: PostgreSQL at %s has no database %q: create it (createdb %s) or name an existing one in the DSN", ErrInvalidInput, where, cfg.ConnConfig.Database, cfg.ConnConfig.Database)
+			return fmt.Errorf("%w: PostgreSQL at %s has no database %q: create it (createdb %s) or name an existing one in the DSN", ErrInvalidInput, where, cfg.Database, cfg.Database)
 		case "53300":
-			return fmt.Errorf("PostgreSQL at %s has no free connection slots for a pool of %d: raise max_connections or lower load.pool_size: %w", where, int(cfg.MaxConns), err)
+			return fmt.Errorf("PostgreSQL at %s has no free connection slots for a pool of %d: raise max_connections or lower load.pool_size: %w", where, want, err)
 		}
 	}
 	if errors.Is(err, syscall.ECONNREFUSED) {
@@ -280,16 +287,12 @@ func describeConnectError(cfg *pgxpool.Config, err error) error {
 func checkRoom(ctx context.Context, dsn string, pools, size int, tgt Target) error {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
-		return fmt.Errorf("%w: target.dsn: the DSN is malformed (%v): write it as postgres://USER:PASSWORD@HOST:PORT/DB or as key=value pairs (host=… port=… user=… dbname=…)", ErrInvalidInput, err)
+		return malformedDSN(err)
 	}
 	cfg.DefaultQueryExecMode = tgt.ExecMode()
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		pcfg, perr := pgxpool.ParseConfig(dsn)
-		if perr != nil {
-			return err
-		}
-		return describeConnectError(pcfg, err)
+		return describeConnectError(cfg, 1, err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	var maxConns, reserved, inUse int

@@ -87,9 +87,7 @@ func (p *Provider) PreflightBlueGreen(ctx context.Context, spec migrate.GreenSpe
 		return nil, fmt.Errorf("aurora: the SQL checks need the writer: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	logical, err := pgsql.PreflightLogical(ctx, func(ctx context.Context, sql string, args []any, dest ...any) error {
-		return conn.QueryRow(ctx, sql, args...).Scan(dest...)
-	})
+	logical, err := pgsql.PreflightLogical(ctx, pgsql.ConnQuery(conn))
 	if err != nil {
 		return nil, fmt.Errorf("aurora: through %s: %w", w, err)
 	}

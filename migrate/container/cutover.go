@@ -80,7 +80,7 @@ func (c *Cluster) Switchover(ctx context.Context, target string) (migrate.Promot
 	if p.Promote, err = c.promote(ctx, t, tc); err != nil {
 		return p, err
 	}
-	if lsn, err := pgsql.CurrentLSN(ctx, connQuery(tc)); err == nil {
+	if lsn, err := pgsql.CurrentLSN(ctx, pgsql.ConnQuery(tc)); err == nil {
 		p.PromotedLSN = lsn
 	}
 	c.mu.Lock()

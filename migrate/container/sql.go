@@ -73,17 +73,9 @@ func (c *Cluster) waitStreaming(ctx context.Context, w *node, name string) error
 
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
-// connQuery binds a connection the caller opened, for the shared pgsql helpers:
-// a poll inside a switchover's stall must not log in each time.
-func connQuery(conn *pgx.Conn) pgsql.QueryRow {
-	return func(ctx context.Context, sql string, args []any, dest ...any) error {
-		return conn.QueryRow(ctx, sql, args...).Scan(dest...)
-	}
-}
-
 // waitReplayed polls n, on conn, every switchPoll until it has replayed past lsn.
 func (c *Cluster) waitReplayed(ctx context.Context, n *node, conn *pgx.Conn, lsn string) error {
-	if err := pgsql.WaitReplayed(ctx, connQuery(conn), lsn, switchPoll); err != nil {
+	if err := pgsql.WaitReplayed(ctx, pgsql.ConnQuery(conn), lsn, switchPoll); err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrNode, n.id, err)
 	}
 	return nil
@@ -99,7 +91,7 @@ func (c *Cluster) promote(ctx context.Context, n *node, conn *pgx.Conn) (time.Du
 		}
 		defer conn.Close(context.WithoutCancel(ctx))
 	}
-	took, err := pgsql.Promote(ctx, connQuery(conn), switchPoll, 60*time.Second)
+	took, err := pgsql.Promote(ctx, pgsql.ConnQuery(conn), switchPoll, 60*time.Second)
 	if err != nil {
 		return took, fmt.Errorf("%w: promote %s: %w", ErrNode, n.id, err)
 	}

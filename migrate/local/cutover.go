@@ -46,9 +46,7 @@ func (c *Cluster) Switchover(ctx context.Context, target string) (migrate.Promot
 		return p, err
 	}
 	defer tc.Close(context.WithoutCancel(ctx))
-	onTarget := func(ctx context.Context, sql string, args []any, dest ...any) error {
-		return tc.QueryRow(ctx, sql, args...).Scan(dest...)
-	}
+	onTarget := pgsql.ConnQuery(tc)
 	start := time.Now()
 	if c.eps != nil {
 		if err := c.eps.Hold(ctx); err != nil {

@@ -71,10 +71,7 @@ func (n *Node) PromoteFast(ctx context.Context) (time.Duration, error) {
 
 // promoteOn is PromoteFast on a connection to n the caller opened.
 func (n *Node) promoteOn(ctx context.Context, c *pgx.Conn) (time.Duration, error) {
-	q := func(ctx context.Context, sql string, args []any, dest ...any) error {
-		return c.QueryRow(ctx, sql, args...).Scan(dest...)
-	}
-	took, err := pgsql.Promote(ctx, q, switchPoll, 60*time.Second)
+	took, err := pgsql.Promote(ctx, pgsql.ConnQuery(c), switchPoll, 60*time.Second)
 	if err != nil {
 		return took, fmt.Errorf("local: promote %s: %w; see %s", n.cfg.Name, err, n.logFile)
 	}

@@ -25,6 +25,15 @@ import (
 // returns pgx.ErrNoRows when there is none.
 type QueryRow func(ctx context.Context, sql string, args []any, dest ...any) error
 
+// ConnQuery binds QueryRow to a connection the caller opened and closes: what
+// polls, such as those inside a switchover's stall, use instead of a login per
+// query.
+func ConnQuery(conn *pgx.Conn) QueryRow {
+	return func(ctx context.Context, sql string, args []any, dest ...any) error {
+		return conn.QueryRow(ctx, sql, args...).Scan(dest...)
+	}
+}
+
 // Exec runs one statement on one node.
 type Exec func(ctx context.Context, sql string) error
 
